@@ -1,0 +1,146 @@
+/* config: the INI file (DESIGN.md section 3) turned into one immutable struct config.
+ *
+ * Loading is two passes: inih's handler fills the struct and records the line of every key,
+ * then a validation pass checks what only the whole file can tell (missing keys, unknown
+ * providers, duplicate local users). Every problem is reported as "FILE:LINE: message" and
+ * loading goes on so that one run of `xoauthd check` shows them all. Debian's libinih is built
+ * with a 200-byte line limit and inline comments on; config.c feeds it through a reader that
+ * keeps values out of its hands, so long refresh tokens and secrets containing ';' survive. */
+#ifndef XOAUTHD_CONFIG_H
+#define XOAUTHD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+enum config_protocol { CONFIG_PROTO_SMTP, CONFIG_PROTO_IMAP, CONFIG_PROTO_POP3 };
+enum config_tls { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
+enum config_plaintext_auth {
+    CONFIG_PLAINTEXT_LOOPBACK, /* allowed only when the client is on a loopback address */
+    CONFIG_PLAINTEXT_ALWAYS,
+    CONFIG_PLAINTEXT_NEVER
+};
+enum config_flow {
+    CONFIG_FLOW_STATIC,
+    CONFIG_FLOW_REFRESH_TOKEN,
+    CONFIG_FLOW_CLIENT_CREDENTIALS,
+    CONFIG_FLOW_PASSWORD,
+    CONFIG_FLOW_DEVICE_CODE,
+    CONFIG_FLOW_AUTHORIZATION_CODE
+};
+enum config_mechanism { CONFIG_MECH_XOAUTH2, CONFIG_MECH_OAUTHBEARER };
+enum config_submit { CONFIG_SUBMIT_SMTP, CONFIG_SUBMIT_EWS, CONFIG_SUBMIT_GRAPH };
+enum config_envelope_from { CONFIG_ENVFROM_KEEP, CONFIG_ENVFROM_ACCOUNT };
+enum config_header_from {
+    CONFIG_HDRFROM_KEEP,
+    CONFIG_HDRFROM_ACCOUNT,
+    CONFIG_HDRFROM_ACCOUNT_WITH_NAME
+};
+
+/* "10.0.0.0/24 -> scanner": clients in net/prefix need no login and act as account. */
+struct config_allow_network {
+    struct sockaddr_storage net; /* AF_INET or AF_INET6, host bits zero */
+    int prefix;
+    char *account_name;
+    const struct config_account *account; /* resolved by validation */
+};
+
+struct config_listen {
+    char *name;
+    int line; /* line of the section header */
+    enum config_protocol protocol;
+    char *host; /* numeric address as written, without brackets */
+    uint16_t port;
+    enum config_tls tls;
+    char *tls_cert; /* PEM file paths; required unless tls = none */
+    char *tls_key;
+    enum config_plaintext_auth allow_plaintext_auth;
+    struct config_allow_network *allow_networks;
+    size_t n_allow_networks;
+    unsigned max_connections; /* 0 = default */
+};
+
+/* An upstream endpoint "host:port starttls|implicit|none". present = 0 when not configured. */
+struct config_endpoint {
+    int present;
+    char *host;
+    uint16_t port;
+    enum config_tls tls;
+};
+
+struct config_provider {
+    char *name;
+    int line;         /* 0 for a preset not mentioned in the file */
+    char *token_url;  /* may contain "{tenant}" */
+    struct config_endpoint smtp, imap, pop3;
+    char *ews_url;
+    char *graph_url;
+    char *ca_file;    /* extra trust anchors, NULL = system store only */
+    int tls_verify;   /* 1 unless "tls_verify = no", which validation allows for loopback only */
+};
+
+struct config_account {
+    char *name;
+    int line;
+    char *local_user;
+    char *local_password; /* hash string from `xoauthd hash-password`; NULL = no login */
+    char *provider_name;
+    const struct config_provider *provider; /* resolved by validation */
+    char *username;       /* the mailbox, user= in XOAUTH2 */
+    enum config_flow flow;
+    char *client_id;
+    char *client_secret;
+    char *client_certificate;
+    char *client_key;
+    char *upstream_password;
+    char *tenant;
+    char *scope;
+    char *refresh_token;  /* seed; the token store is the truth once written */
+    char *access_token;   /* flow = static */
+    enum config_mechanism mechanism;
+    enum config_submit submit[3];
+    size_t n_submit;      /* at least 1 after validation (default smtp) */
+    enum config_envelope_from envelope_from;
+    enum config_header_from header_from;
+    unsigned refresh_margin; /* seconds before expiry to refresh; default 300 */
+};
+
+struct config {
+    char *path;
+    char *state_dir;       /* default /var/lib/xoauthd */
+    enum log_level log_level;
+    char *user;            /* NULL = do not change user */
+    size_t max_message_size; /* bytes, SIZE advertised; default 35 MiB */
+    unsigned token_timeout; /* seconds for one token endpoint request; default 30 */
+    struct config_listen *listens;
+    size_t n_listens;
+    struct config_provider *providers; /* presets first, then file sections */
+    size_t n_providers;
+    struct config_account *accounts;
+    size_t n_accounts;
+};
+
+/* Loads and validates path. Every problem goes to err as "FILE:LINE: message\n" (LINE is 0 for
+ * file-wide problems such as an unreadable file). Returns NULL when there was any error. */
+struct config *config_load(const char *path, FILE *err);
+void config_free(struct config *cfg);
+
+const struct config_account *config_find_account_by_local_user(const struct config *cfg,
+                                                               const char *local_user);
+const struct config_account *config_find_account(const struct config *cfg, const char *name);
+const struct config_provider *config_find_provider(const struct config *cfg, const char *name);
+
+/* The token URL with "{tenant}" replaced by the account's tenant ("common" when unset).
+ * Returns a malloc'ed string. */
+char *config_token_url(const struct config_account *acct);
+
+/* 1 when host is a numeric loopback address (127.0.0.0/8, ::1) or "localhost". */
+int config_host_is_loopback(const char *host);
+
+const char *config_protocol_name(enum config_protocol p);
+const char *config_flow_name(enum config_flow f);
+
+#endif

@@ -1,0 +1,551 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls.h"
+
+#define CONN_IN_MAX_DEFAULT (64 * 1024)
+#define CONN_HIGH_WATER (256 * 1024)
+#define CONN_LOW_WATER (64 * 1024)
+#define CONN_READ_CHUNK (64 * 1024)
+
+struct conn_write_req {
+    uv_write_t req;
+    struct conn *conn;
+    size_t len;
+    char data[];
+};
+
+/* libuv invokes read_cb before it asks for another buffer, so one buffer serves all
+ * connections: idle connections own no read memory at all. */
+static char conn_read_buf[CONN_READ_CHUNK];
+
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_write_cb(uv_write_t *req, int status);
+static void conn_handle_closed_cb(uv_handle_t *h);
+static void conn_timer_cb(uv_timer_t *t);
+static void conn_connect_cb(uv_connect_t *req, int status);
+static int conn_send_raw(struct conn *c, const void *buf, size_t len);
+static int conn_flush_tls(struct conn *c);
+static void conn_tls_pump(struct conn *c);
+static void conn_update_reading(struct conn *c);
+
+static void conn_emit(struct conn *c, enum conn_event ev)
+{
+    if (!c->closing)
+        c->event_cb(c, ev);
+}
+
+static void conn_fail(struct conn *c, enum conn_event ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conn_fail(struct conn *c, enum conn_event ev, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof c->error, fmt, ap);
+    va_end(ap);
+    conn_emit(c, ev);
+}
+
+int conn_init(struct conn *c, uv_loop_t *loop, conn_event_cb event_cb, void *data)
+{
+    memset(c, 0, sizeof *c);
+    c->loop = loop;
+    c->event_cb = event_cb;
+    c->data = data;
+    c->in_max = CONN_IN_MAX_DEFAULT;
+    c->high_water = CONN_HIGH_WATER;
+    c->low_water = CONN_LOW_WATER;
+    if (uv_tcp_init(loop, &c->tcp) != 0)
+        return -1;
+    c->tcp.data = c;
+    c->open_handles = 1;
+    if (uv_timer_init(loop, &c->timer) != 0) {
+        /* The tcp handle exists and must be closed by the owner through conn_close. */
+        return -1;
+    }
+    c->timer.data = c;
+    c->open_handles = 2;
+    snprintf(c->peer, sizeof c->peer, "?");
+    return 0;
+}
+
+static void conn_describe_peer(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    if (conn_peer_sockaddr(c, &ss) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    else if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+}
+
+int conn_accept(struct conn *c, uv_stream_t *server)
+{
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0)
+        return -1;
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_describe_peer(c);
+    return 0;
+}
+
+int conn_connect(struct conn *c, const struct sockaddr *addr)
+{
+    char host[64] = "?";
+    if (addr->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)addr, host, sizeof host);
+    else if (addr->sa_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)addr, host, sizeof host);
+    snprintf(c->peer, sizeof c->peer, "%s", host);
+    c->connect_req.data = c;
+    int r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_connect_cb);
+    if (r != 0) {
+        snprintf(c->error, sizeof c->error, "connect: %s", uv_strerror(r));
+        return -1;
+    }
+    c->connecting = 1;
+    return 0;
+}
+
+static void conn_connect_cb(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->connecting = 0;
+    if (c->closing)
+        return;
+    if (status != 0) {
+        conn_fail(c, CONN_EV_CONNECT_FAILED, "connect to %s: %s", c->peer, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_emit(c, CONN_EV_CONNECTED);
+}
+
+void conn_read_start(struct conn *c)
+{
+    c->reading = 1;
+    conn_update_reading(c);
+    /* Decrypted bytes may be waiting inside OpenSSL from before the buffer filled up. */
+    if (c->ssl != NULL && !c->closing && c->in_len < c->in_max &&
+        (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->net_in) > 0))
+        conn_tls_pump(c);
+}
+
+void conn_read_stop(struct conn *c)
+{
+    c->reading = 0;
+    conn_update_reading(c);
+}
+
+static void conn_update_reading(struct conn *c)
+{
+    if (c->closing || c->connecting)
+        return;
+    int want = c->reading && c->in_len < c->in_max;
+    if (want && !c->read_active) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0)
+            c->read_active = 1;
+    } else if (!want && c->read_active) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->read_active = 0;
+    }
+}
+
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = conn_read_buf;
+    buf->len = sizeof conn_read_buf;
+}
+
+static int conn_in_reserve(struct conn *c, size_t extra)
+{
+    if (c->in_len + extra <= c->in_cap)
+        return 0;
+    size_t cap = c->in_cap ? c->in_cap : 1024;
+    while (cap < c->in_len + extra)
+        cap *= 2;
+    char *p = realloc(c->in, cap);
+    if (p == NULL)
+        return -1;
+    c->in = p;
+    c->in_cap = cap;
+    return 0;
+}
+
+/* Moves decrypted bytes from OpenSSL into c->in, finishing a handshake on the way. */
+static void conn_tls_pump(struct conn *c)
+{
+    if (c->tls_handshaking) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(c->ssl);
+        conn_flush_tls(c);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return;
+            char why[200];
+            long vr = SSL_get_verify_result(c->ssl);
+            if (vr != X509_V_OK)
+                snprintf(why, sizeof why, "certificate verification failed: %s",
+                         X509_verify_cert_error_string(vr));
+            else
+                tls_last_error(why, sizeof why, "handshake failed");
+            conn_fail(c, CONN_EV_TLS_FAILED, "TLS with %s: %s", c->peer, why);
+            return;
+        }
+        c->tls_handshaking = 0;
+        conn_emit(c, CONN_EV_TLS_DONE);
+        if (c->closing)
+            return;
+    }
+    size_t before = c->in_len;
+    while (c->in_len < c->in_max) {
+        if (conn_in_reserve(c, 16 * 1024) != 0) {
+            conn_fail(c, CONN_EV_ERROR, "out of memory");
+            return;
+        }
+        size_t room = c->in_cap - c->in_len;
+        if (room > c->in_max - c->in_len)
+            room = c->in_max - c->in_len;
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, c->in + c->in_len, (int)room);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        conn_flush_tls(c);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            if (c->in_len > before)
+                conn_emit(c, CONN_EV_READ);
+            conn_emit(c, CONN_EV_EOF);
+            return;
+        }
+        char why[200];
+        conn_fail(c, CONN_EV_ERROR, "TLS with %s: %s", c->peer,
+                  tls_last_error(why, sizeof why, "read failed"));
+        return;
+    }
+    conn_update_reading(c);
+    if (c->in_len > before)
+        conn_emit(c, CONN_EV_READ);
+}
+
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (c->closing)
+        return;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        uv_read_stop(s);
+        c->read_active = 0;
+        if (nread == UV_EOF) {
+            conn_emit(c, CONN_EV_EOF);
+        } else {
+            conn_fail(c, CONN_EV_ERROR, "read from %s: %s", c->peer, uv_strerror((int)nread));
+        }
+        return;
+    }
+    conn_touch(c);
+    if (c->ssl != NULL) {
+        if (BIO_write(c->net_in, buf->base, (int)nread) != (int)nread) {
+            conn_fail(c, CONN_EV_ERROR, "out of memory");
+            return;
+        }
+        conn_tls_pump(c);
+        return;
+    }
+    if (conn_in_reserve(c, (size_t)nread) != 0) {
+        conn_fail(c, CONN_EV_ERROR, "out of memory");
+        return;
+    }
+    memcpy(c->in + c->in_len, buf->base, (size_t)nread);
+    c->in_len += (size_t)nread;
+    conn_update_reading(c);
+    conn_emit(c, CONN_EV_READ);
+}
+
+static int conn_send_raw(struct conn *c, const void *buf, size_t len)
+{
+    if (c->closing)
+        return -1;
+    struct conn_write_req *w = malloc(sizeof *w + len);
+    if (w == NULL)
+        return -1;
+    w->conn = c;
+    w->len = len;
+    memcpy(w->data, buf, len);
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
+    if (r != 0) {
+        free(w);
+        snprintf(c->error, sizeof c->error, "write to %s: %s", c->peer, uv_strerror(r));
+        return -1;
+    }
+    c->out_pending += len;
+    if (c->out_pending > c->high_water)
+        c->above_high = 1;
+    return 0;
+}
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+    struct conn_write_req *w = req->data;
+    struct conn *c = w->conn;
+    c->out_pending -= w->len;
+    OPENSSL_cleanse(w->data, w->len); /* may hold a SASL response with a token */
+    free(w);
+    if (c->closing)
+        return;
+    if (status != 0) {
+        conn_fail(c, CONN_EV_ERROR, "write to %s: %s", c->peer, uv_strerror(status));
+        return;
+    }
+    if (c->close_after_flush && c->out_pending == 0) {
+        conn_close(c, c->close_cb);
+        return;
+    }
+    if (c->above_high && c->out_pending <= c->low_water) {
+        c->above_high = 0;
+        conn_emit(c, CONN_EV_DRAINED);
+    }
+}
+
+static int conn_flush_tls(struct conn *c)
+{
+    char buf[16 * 1024];
+    int n;
+    while ((n = BIO_read(c->net_out, buf, sizeof buf)) > 0) {
+        if (conn_send_raw(c, buf, (size_t)n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int conn_write(struct conn *c, const void *buf, size_t len)
+{
+    if (c->closing || c->close_after_flush)
+        return -1;
+    if (len == 0)
+        return 0;
+    if (c->ssl == NULL)
+        return conn_send_raw(c, buf, len);
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, buf, (int)len);
+    if (n <= 0 || (size_t)n != len) {
+        char why[200];
+        snprintf(c->error, sizeof c->error, "TLS write to %s: %s", c->peer,
+                 tls_last_error(why, sizeof why, "failed"));
+        return -1;
+    }
+    return conn_flush_tls(c);
+}
+
+int conn_writef(struct conn *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n >= sizeof buf)
+        n = sizeof buf - 1;
+    return conn_write(c, buf, (size_t)n);
+}
+
+static int conn_host_is_ip(const char *host, unsigned char *bin)
+{
+    return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
+}
+
+int conn_tls_start(struct conn *c, SSL_CTX *ctx, int is_client, const char *hostname)
+{
+    c->ssl = SSL_new(ctx);
+    if (c->ssl == NULL)
+        goto fail;
+    c->net_in = BIO_new(BIO_s_mem());
+    c->net_out = BIO_new(BIO_s_mem());
+    if (c->net_in == NULL || c->net_out == NULL) {
+        BIO_free(c->net_in);
+        BIO_free(c->net_out);
+        c->net_in = c->net_out = NULL;
+        goto fail;
+    }
+    /* An empty memory BIO means "try again later", not end of file. */
+    BIO_set_mem_eof_return(c->net_in, -1);
+    BIO_set_mem_eof_return(c->net_out, -1);
+    SSL_set_bio(c->ssl, c->net_in, c->net_out);
+    c->tls_handshaking = 1;
+    if (is_client) {
+        unsigned char bin[16];
+        SSL_set_connect_state(c->ssl);
+        if (hostname != NULL && conn_host_is_ip(hostname, bin)) {
+            X509_VERIFY_PARAM *p = SSL_get0_param(c->ssl);
+            if (X509_VERIFY_PARAM_set1_ip_asc(p, hostname) != 1)
+                goto fail;
+        } else if (hostname != NULL) {
+            if (SSL_set_tlsext_host_name(c->ssl, hostname) != 1 ||
+                SSL_set1_host(c->ssl, hostname) != 1)
+                goto fail;
+        }
+        conn_tls_pump(c); /* sends ClientHello */
+    } else {
+        SSL_set_accept_state(c->ssl);
+    }
+    return 0;
+fail:
+    snprintf(c->error, sizeof c->error, "cannot set up TLS");
+    return -1;
+}
+
+int conn_is_tls(const struct conn *c) { return c->ssl != NULL && !c->tls_handshaking; }
+
+void conn_consume(struct conn *c, size_t n)
+{
+    if (n >= c->in_len) {
+        c->in_len = 0;
+    } else {
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+    }
+    conn_update_reading(c);
+}
+
+void conn_discard_input(struct conn *c)
+{
+    c->in_len = 0;
+    conn_update_reading(c);
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    conn_emit(c, CONN_EV_TIMEOUT);
+}
+
+void conn_set_timeout(struct conn *c, uint64_t ms)
+{
+    c->timeout_ms = ms;
+    if (c->closing)
+        return;
+    if (ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+void conn_touch(struct conn *c)
+{
+    if (c->timeout_ms != 0 && !c->closing)
+        uv_timer_start(&c->timer, conn_timer_cb, c->timeout_ms, 0);
+}
+
+static void conn_handle_closed_cb(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    if (c->ssl != NULL)
+        SSL_free(c->ssl); /* frees both BIOs */
+    c->ssl = NULL;
+    if (c->in != NULL) {
+        OPENSSL_cleanse(c->in, c->in_cap);
+        free(c->in);
+    }
+    c->in = NULL;
+    if (c->close_cb != NULL)
+        c->close_cb(c);
+}
+
+void conn_close(struct conn *c, conn_close_cb close_cb)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->close_cb = close_cb;
+    if (c->open_handles == 0) {
+        /* conn_init failed before any handle existed. */
+        if (close_cb != NULL)
+            close_cb(c);
+        return;
+    }
+    int handles = c->open_handles;
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
+    if (handles == 2)
+        uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+}
+
+void conn_close_after_flush(struct conn *c, conn_close_cb close_cb)
+{
+    if (c->closing)
+        return;
+    if (c->ssl != NULL && !c->tls_handshaking) {
+        SSL_shutdown(c->ssl);
+        conn_flush_tls(c);
+    }
+    if (c->out_pending == 0) {
+        conn_close(c, close_cb);
+        return;
+    }
+    c->close_after_flush = 1;
+    c->close_cb = close_cb;
+    conn_read_stop(c);
+}
+
+int conn_peer_sockaddr(const struct conn *c, struct sockaddr_storage *ss)
+{
+    int len = sizeof *ss;
+    memset(ss, 0, sizeof *ss);
+    return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len) == 0 ? 0 : -1;
+}
+
+static int conn_sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return 1;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+int conn_peer_is_loopback(const struct conn *c)
+{
+    struct sockaddr_storage ss;
+    return conn_peer_sockaddr(c, &ss) == 0 && conn_sockaddr_is_loopback(&ss);
+}
+
+int conn_local_is_loopback(const struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    return conn_sockaddr_is_loopback(&ss);
+}

@@ -1,0 +1,101 @@
+/* conn: one TCP connection with optional TLS, a plaintext input buffer and a write queue.
+ *
+ * Both sides of the proxy use it: sessions accept client connections, upstream modules open
+ * connections to the provider. TLS runs over memory BIOs so that OpenSSL never touches the
+ * socket and libuv stays in charge of all I/O. The owner is told about everything through one
+ * event callback; it consumes input from c->in at its own pace (the buffer is bounded, and a full
+ * buffer stops reading: that is the backpressure towards the peer). Writes are copied; when the
+ * queued bytes pass the high-water mark the owner should stop reading the other side until
+ * CONN_EV_DRAINED. Closing is asynchronous: the struct stays valid until close_cb runs. */
+#ifndef XOAUTHD_CONN_H
+#define XOAUTHD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+#include <uv.h>
+
+enum conn_event {
+    CONN_EV_READ,           /* new plaintext bytes in c->in */
+    CONN_EV_EOF,            /* the peer closed (c->in may still hold bytes) */
+    CONN_EV_ERROR,          /* read/write error; c->error says what */
+    CONN_EV_CONNECTED,      /* conn_connect succeeded */
+    CONN_EV_CONNECT_FAILED, /* c->error says why */
+    CONN_EV_TLS_DONE,       /* handshake finished */
+    CONN_EV_TLS_FAILED,     /* c->error says why (verification result included) */
+    CONN_EV_DRAINED,        /* write queue fell below the low-water mark after being high */
+    CONN_EV_TIMEOUT         /* the idle timer fired */
+};
+
+struct conn;
+typedef void (*conn_event_cb)(struct conn *c, enum conn_event ev);
+typedef void (*conn_close_cb)(struct conn *c);
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    uv_loop_t *loop;
+
+    SSL *ssl;
+    BIO *net_in;  /* ciphertext from the socket, read by OpenSSL */
+    BIO *net_out; /* ciphertext written by OpenSSL, sent to the socket */
+    int tls_handshaking;
+
+    char *in; /* plaintext input, owner consumes with conn_consume() */
+    size_t in_len, in_cap, in_max;
+
+    size_t out_pending; /* bytes handed to libuv and not yet written */
+    size_t high_water, low_water;
+    int above_high;
+
+    uint64_t timeout_ms;
+    int reading;      /* owner wants input */
+    int read_active;  /* uv_read_start is on */
+    int connecting;
+    int closing;
+    int close_after_flush;
+    int open_handles;
+    char error[160];
+    char peer[64]; /* "address" of the peer, for logs */
+
+    conn_event_cb event_cb;
+    conn_close_cb close_cb;
+    void *data;
+};
+
+int conn_init(struct conn *c, uv_loop_t *loop, conn_event_cb event_cb, void *data);
+/* Accepts a pending connection of server into c (after conn_init). */
+int conn_accept(struct conn *c, uv_stream_t *server);
+int conn_connect(struct conn *c, const struct sockaddr *addr);
+
+void conn_read_start(struct conn *c);
+void conn_read_stop(struct conn *c);
+
+int conn_write(struct conn *c, const void *buf, size_t len);
+int conn_writef(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Starts a handshake. For a client, hostname is verified (DNS name or IP address) and sent as
+ * SNI when it is a name. Bytes already in c->in are plaintext from before the handshake. */
+int conn_tls_start(struct conn *c, SSL_CTX *ctx, int is_client, const char *hostname);
+int conn_is_tls(const struct conn *c);
+
+void conn_consume(struct conn *c, size_t n);
+/* Drops every buffered input byte, including decrypted bytes not yet delivered (STARTTLS). */
+void conn_discard_input(struct conn *c);
+
+/* (Re)arms the idle timer; 0 disables it. */
+void conn_set_timeout(struct conn *c, uint64_t ms);
+void conn_touch(struct conn *c);
+
+/* Closes now (pending writes are dropped). close_cb may be NULL. */
+void conn_close(struct conn *c, conn_close_cb close_cb);
+/* Closes once everything queued has been written (TLS close_notify first). */
+void conn_close_after_flush(struct conn *c, conn_close_cb close_cb);
+
+/* Peer address as text ("127.0.0.1", "::1"); 1 when it is a loopback address. */
+int conn_peer_is_loopback(const struct conn *c);
+int conn_local_is_loopback(const struct conn *c);
+int conn_peer_sockaddr(const struct conn *c, struct sockaddr_storage *ss);
+
+#endif

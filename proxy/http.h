@@ -1,0 +1,63 @@
+/* http: HTTP(S) requests through one libcurl multi handle driven by the libuv loop.
+ *
+ * curl's sockets are watched with uv_poll and its timeout with a uv_timer (the pattern of curl's
+ * docs/examples/multi-uv.c), so a token request or an EWS call never blocks the loop. Every
+ * request has a timeout; TLS is verified (CA file per request for private CAs); plain http://
+ * is refused unless the host is a loopback address. Response bodies are capped. */
+#ifndef XOAUTHD_HTTP_H
+#define XOAUTHD_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct http;
+struct http_request;
+
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
+struct http_opts {
+    const char *method;        /* "POST" (default when body != NULL) or "GET" */
+    const char *url;
+    const struct http_header *headers;
+    size_t n_headers;
+    const char *body;          /* copied by http_request_start */
+    size_t body_len;
+    const char *content_type;  /* default "application/x-www-form-urlencoded" for a body */
+    const char *ca_file;       /* extra trust anchors, NULL = system store */
+    unsigned timeout_ms;       /* whole request; 0 = 30000 */
+    size_t max_response;       /* 0 = 1 MiB */
+};
+
+struct http_response {
+    int status;              /* HTTP status, or 0 when no response came (see error) */
+    const char *error;       /* transport error text (curl's), NULL when status != 0 */
+    int timed_out;           /* 1 when the request hit timeout_ms */
+    const char *body;        /* NUL-terminated, valid only during the callback */
+    size_t body_len;
+    long retry_after;        /* seconds from a Retry-After header, -1 when absent */
+};
+
+typedef void (*http_done_cb)(void *arg, const struct http_response *resp);
+
+struct http *http_new(uv_loop_t *loop);
+/* Starts a request; returns NULL (and never calls cb) when it cannot start: bad URL, http://
+ * to a non-loopback host, allocation failure. cb is always called later, on the loop. */
+struct http_request *http_request_start(struct http *http, const struct http_opts *opts,
+                                        http_done_cb cb, void *arg);
+/* Aborts a request; cb is not called. */
+void http_request_cancel(struct http_request *req);
+/* Cancels every request and closes the uv handles; the loop must run for them to close.
+ * The struct is freed when the last handle closed. */
+void http_close(struct http *http);
+
+/* Parses a Retry-After value (RFC 9110 10.2.3: delta-seconds or an HTTP-date) into seconds
+ * from now; -1 when malformed. Exposed for tests. */
+long http_retry_after_parse(const char *value, size_t len);
+
+/* application/x-www-form-urlencoded component encoding; malloc'ed. */
+char *http_form_escape(const char *s);
+
+#endif

@@ -1,0 +1,172 @@
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+#include "smtp_session.h"
+#include "tls.h"
+
+static void listener_free_if_done(struct listener *l)
+{
+    if (l->closing == 2 && l->active == 0)
+        free(l);
+}
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    if (l->tls != NULL)
+        SSL_CTX_free(l->tls);
+    l->tls = NULL;
+    l->closing = 2;
+    listener_free_if_done(l);
+}
+
+static void listener_connection_cb(uv_stream_t *stream, int status)
+{
+    struct listener *l = stream->data;
+    if (status != 0) {
+        /* EMFILE and friends: the pending connection stays in the backlog. */
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+                 uv_strerror(status));
+        return;
+    }
+    if (l->closing)
+        return;
+    switch (l->cfg->protocol) {
+    case CONFIG_PROTO_SMTP:
+        if (smtp_session_accept(l->srv, l, stream) != 0)
+            log_warn(NULL, "event=accept_failed listener=%s reason=\"cannot set up session\"",
+                     l->cfg->name);
+        break;
+    default:
+        break;
+    }
+}
+
+static int listener_parse_addr(const struct config_listen *cfg, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (strchr(cfg->host, ':') != NULL)
+        return uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)ss);
+    return uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)ss);
+}
+
+struct listener *listener_new(struct server *srv, const struct config_listen *cfg)
+{
+    if (cfg->protocol != CONFIG_PROTO_SMTP) {
+        fprintf(stderr, "%s: [listen %s]: protocol %s is not supported by this version yet; "
+                "listener skipped\n", srv->cfg->path, cfg->name, config_protocol_name(cfg->protocol));
+        return NULL;
+    }
+    struct listener *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return NULL;
+    l->srv = srv;
+    l->cfg = cfg;
+    if (cfg->tls != CONFIG_TLS_NONE) {
+        l->tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, stderr);
+        if (l->tls == NULL) {
+            fprintf(stderr, "%s:%d: [listen %s]: TLS set-up failed\n", srv->cfg->path,
+                    cfg->line, cfg->name);
+            free(l);
+            return NULL;
+        }
+    }
+    struct sockaddr_storage ss;
+    if (listener_parse_addr(cfg, &ss) != 0) {
+        fprintf(stderr, "%s:%d: [listen %s]: bad address %s\n", srv->cfg->path, cfg->line,
+                cfg->name, cfg->host);
+        goto fail_ctx;
+    }
+    uv_tcp_init(srv->loop, &l->tcp);
+    l->tcp.data = l;
+    int r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 511, listener_connection_cb);
+    if (r != 0) {
+        fprintf(stderr, "%s:%d: [listen %s]: cannot listen on %s port %u: %s\n", srv->cfg->path,
+                cfg->line, cfg->name, cfg->host, (unsigned)cfg->port, uv_strerror(r));
+        l->closing = 1;
+        uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+        return NULL;
+    }
+    log_info(NULL, "event=listening listener=%s protocol=%s address=%s port=%u tls=%s",
+             cfg->name, config_protocol_name(cfg->protocol), cfg->host, (unsigned)cfg->port,
+             cfg->tls == CONFIG_TLS_NONE ? "none"
+             : cfg->tls == CONFIG_TLS_STARTTLS ? "starttls" : "implicit");
+    return l;
+fail_ctx:
+    if (l->tls != NULL)
+        SSL_CTX_free(l->tls);
+    free(l);
+    return NULL;
+}
+
+void listener_close(struct listener *l)
+{
+    if (l->closing)
+        return;
+    l->closing = 1;
+    uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+}
+
+void listener_session_closed(struct listener *l)
+{
+    l->active--;
+    listener_free_if_done(l);
+}
+
+static int listener_net_match(const struct sockaddr_storage *net, int prefix,
+                              const struct sockaddr_storage *addr)
+{
+    const unsigned char *a, *n;
+    size_t bits;
+    struct sockaddr_in mapped;
+    if (addr->ss_family == AF_INET6 && net->ss_family == AF_INET) {
+        /* An IPv4 client on a dual-stack socket appears as ::ffff:a.b.c.d. */
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+        if (!IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+            return 0;
+        memset(&mapped, 0, sizeof mapped);
+        mapped.sin_family = AF_INET;
+        memcpy(&mapped.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+        addr = (const struct sockaddr_storage *)(const void *)&mapped;
+    }
+    if (addr->ss_family != net->ss_family)
+        return 0;
+    if (net->ss_family == AF_INET) {
+        a = (const unsigned char *)&((const struct sockaddr_in *)addr)->sin_addr;
+        n = (const unsigned char *)&((const struct sockaddr_in *)net)->sin_addr;
+        bits = 32;
+    } else {
+        a = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
+        n = ((const struct sockaddr_in6 *)net)->sin6_addr.s6_addr;
+        bits = 128;
+    }
+    if (prefix < 0 || (size_t)prefix > bits)
+        return 0;
+    size_t full = (size_t)prefix / 8, rest = (size_t)prefix % 8;
+    if (memcmp(a, n, full) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[full] & mask) == (n[full] & mask);
+}
+
+const struct config_account *listener_allowed_account(const struct listener *l,
+                                                      const struct sockaddr_storage *addr)
+{
+    for (size_t i = 0; i < l->cfg->n_allow_networks; i++) {
+        const struct config_allow_network *an = &l->cfg->allow_networks[i];
+        if (listener_net_match(&an->net, an->prefix, addr))
+            return an->account;
+    }
+    return NULL;
+}

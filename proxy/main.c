@@ -1,0 +1,142 @@
+/* xoauthd: one binary, several sub-commands.
+ *   run            the daemon, in the foreground, logging to stderr
+ *   check          validate a configuration and exit
+ *   hash-password  turn a local password into the hash string for local_password
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/ssl.h>
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "config.h"
+#include "localauth.h"
+#include "log.h"
+#include "server.h"
+
+#define XOAUTHD_DEFAULT_CONFIG "/etc/xoauthd/xoauthd.ini"
+
+static void main_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: xoauthd COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  run [-c FILE]        run the proxy in the foreground (logs to stderr)\n"
+            "  check [-c FILE]      validate the configuration; errors as FILE:LINE: message\n"
+            "  hash-password        read a password (tty without echo, or one line of stdin)\n"
+            "                       and print its hash for local_password\n"
+            "  version              print the version\n"
+            "\n"
+            "default configuration file: " XOAUTHD_DEFAULT_CONFIG "\n");
+}
+
+static const char *main_config_path(int argc, char **argv)
+{
+    const char *path = XOAUTHD_DEFAULT_CONFIG;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else {
+            main_usage(stderr);
+            return NULL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "xoauthd: unexpected argument %s\n", argv[optind]);
+        return NULL;
+    }
+    return path;
+}
+
+static int main_check(int argc, char **argv)
+{
+    const char *path = main_config_path(argc, argv);
+    if (path == NULL)
+        return 2;
+    struct config *cfg = config_load(path, stderr);
+    if (cfg == NULL)
+        return 1;
+    printf("%s: ok (%zu listeners, %zu accounts)\n", path, cfg->n_listens, cfg->n_accounts);
+    config_free(cfg);
+    return 0;
+}
+
+static void main_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    log_error(NULL, "event=handle_left_open type=%s", uv_handle_type_name(h->type));
+}
+
+static int main_run(int argc, char **argv)
+{
+    const char *path = main_config_path(argc, argv);
+    if (path == NULL)
+        return 2;
+    struct config *cfg = config_load(path, stderr);
+    if (cfg == NULL)
+        return 1;
+    log_set_level(cfg->log_level);
+    /* A client that vanishes mid-write must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "xoauthd: cannot initialise libcurl\n");
+        config_free(cfg);
+        return 1;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct server srv;
+    int rc = 0;
+    if (server_init(&srv, &loop, cfg) != 0) {
+        fprintf(stderr, "xoauthd: start-up failed\n");
+        rc = 1;
+        server_shutdown(&srv);
+    } else {
+        log_info(NULL, "event=started config=%s listeners=%zu accounts=%zu", path,
+                 srv.n_listeners, cfg->n_accounts);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0) {
+        uv_walk(&loop, main_walk_cb, NULL);
+        log_error(NULL, "event=loop_not_closed");
+        rc = 1;
+    }
+    server_free(&srv);
+    config_free(cfg);
+    curl_global_cleanup();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return main_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return main_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "hash-password") == 0)
+        return localauth_cmd_hash_password();
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("xoauthd 0.1.0\n");
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        main_usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "xoauthd: unknown command %s\n", cmd);
+    main_usage(stderr);
+    return 2;
+}

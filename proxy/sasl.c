@@ -1,0 +1,298 @@
+/* sasl: base64, PLAIN/LOGIN decoding and XOAUTH2/OAUTHBEARER encoding. See sasl.h. */
+#include "sasl.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+static const char sasl_b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Maps a base64 character to its 6-bit value, -1 for anything outside the alphabet. */
+static int sasl_b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+char *sasl_base64_encode(const uint8_t *in, size_t len)
+{
+    if (len > SIZE_MAX / 4 * 3 - 3)
+        return NULL;
+    size_t outlen = (len + 2) / 3 * 4;
+    char *out = malloc(outlen + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = sasl_b64_alphabet[v >> 18 & 63];
+        out[o++] = sasl_b64_alphabet[v >> 12 & 63];
+        out[o++] = sasl_b64_alphabet[v >> 6 & 63];
+        out[o++] = sasl_b64_alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = sasl_b64_alphabet[v >> 18 & 63];
+        out[o++] = sasl_b64_alphabet[v >> 12 & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (len - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = sasl_b64_alphabet[v >> 18 & 63];
+        out[o++] = sasl_b64_alphabet[v >> 12 & 63];
+        out[o++] = sasl_b64_alphabet[v >> 6 & 63];
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+long sasl_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz)
+{
+    /* Strict RFC 4648: padded to a multiple of 4, '=' only at the very end, and the unused bits
+     * of the last group zero (section 3.5), so every input has exactly one accepted spelling. */
+    if (inlen % 4 != 0 || inlen / 4 * 3 > (size_t)LONG_MAX)
+        return -1;
+    size_t pad = 0;
+    if (inlen >= 4 && in[inlen - 1] == '=') {
+        pad = 1;
+        if (in[inlen - 2] == '=')
+            pad = 2;
+    }
+    size_t outlen = inlen / 4 * 3 - pad;
+    if (outlen > outsz)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < inlen; i += 4) {
+        int last = i + 4 == inlen;
+        int v[4];
+        for (size_t k = 0; k < 4; k++) {
+            if (last && k >= 4 - pad) {
+                v[k] = 0;
+                continue;
+            }
+            v[k] = sasl_b64_value((unsigned char)in[i + k]);
+            if (v[k] < 0)
+                return -1;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                     (uint32_t)v[3];
+        if (last && pad == 2) {
+            if (w & 0xffff)
+                return -1;
+            out[o++] = (uint8_t)(w >> 16);
+        } else if (last && pad == 1) {
+            if (w & 0xff)
+                return -1;
+            out[o++] = (uint8_t)(w >> 16);
+            out[o++] = (uint8_t)(w >> 8);
+        } else {
+            out[o++] = (uint8_t)(w >> 16);
+            out[o++] = (uint8_t)(w >> 8);
+            out[o++] = (uint8_t)w;
+        }
+    }
+    return (long)o;
+}
+
+int sasl_plain_decode(const char *b64, size_t len, struct sasl_cred *out)
+{
+    /* authzid NUL authcid NUL passwd: the longest acceptable message is three full fields. */
+    uint8_t buf[3 * SASL_MAX_FIELD + 2];
+    int rc = -1;
+    memset(out, 0, sizeof *out);
+    long n = sasl_base64_decode(b64, len, buf, sizeof buf);
+    if (n < 0)
+        goto fail;
+    const uint8_t *nul1 = memchr(buf, 0, (size_t)n);
+    if (nul1 == NULL)
+        goto fail;
+    size_t zlen = (size_t)(nul1 - buf);
+    const uint8_t *user = nul1 + 1;
+    size_t rest = (size_t)n - zlen - 1;
+    const uint8_t *nul2 = memchr(user, 0, rest);
+    if (nul2 == NULL)
+        goto fail;
+    size_t ulen = (size_t)(nul2 - user);
+    const uint8_t *pass = nul2 + 1;
+    size_t plen = rest - ulen - 1;
+    if (memchr(pass, 0, plen) != NULL)
+        goto fail;
+    if (ulen == 0 || plen == 0 || zlen > SASL_MAX_FIELD || ulen > SASL_MAX_FIELD ||
+        plen > SASL_MAX_FIELD)
+        goto fail;
+    memcpy(out->authzid, buf, zlen);
+    memcpy(out->user, user, ulen);
+    memcpy(out->password, pass, plen);
+    rc = 0;
+fail:
+    OPENSSL_cleanse(buf, sizeof buf);
+    if (rc != 0)
+        sasl_cred_clear(out);
+    return rc;
+}
+
+int sasl_login_decode(const char *b64, size_t len, char out[SASL_MAX_FIELD + 1])
+{
+    uint8_t buf[SASL_MAX_FIELD];
+    int rc = -1;
+    out[0] = '\0';
+    long n = sasl_base64_decode(b64, len, buf, sizeof buf);
+    if (n < 0 || memchr(buf, 0, (size_t)n) != NULL)
+        goto fail;
+    memcpy(out, buf, (size_t)n);
+    out[n] = '\0';
+    rc = 0;
+fail:
+    OPENSSL_cleanse(buf, sizeof buf);
+    return rc;
+}
+
+void sasl_cred_clear(struct sasl_cred *cred)
+{
+    if (cred != NULL)
+        OPENSSL_cleanse(cred, sizeof *cred);
+}
+
+/* \x01 separates the key=value pairs of both mechanisms: a user name or token carrying one (or
+ * any other control byte) could smuggle extra pairs, so such input is refused. */
+static int sasl_field_ok(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* Base64-encodes buf[0..len) and cleanses it; NULL on failure. */
+static char *sasl_encode_secret(char *buf, size_t len)
+{
+    char *out = sasl_base64_encode((const uint8_t *)buf, len);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    return out;
+}
+
+char *sasl_xoauth2_response(const char *user, const char *token)
+{
+    if (user == NULL || token == NULL || !sasl_field_ok(user) || !sasl_field_ok(token))
+        return NULL;
+    static const char p1[] = "user=", p2[] = "\x01" "auth=Bearer ", p3[] = "\x01\x01";
+    size_t ulen = strlen(user), tlen = strlen(token);
+    size_t len = sizeof p1 - 1 + ulen + sizeof p2 - 1 + tlen + sizeof p3 - 1;
+    char *buf = malloc(len + 1);
+    if (buf == NULL)
+        return NULL;
+    size_t o = 0;
+    memcpy(buf + o, p1, sizeof p1 - 1);
+    o += sizeof p1 - 1;
+    memcpy(buf + o, user, ulen);
+    o += ulen;
+    memcpy(buf + o, p2, sizeof p2 - 1);
+    o += sizeof p2 - 1;
+    memcpy(buf + o, token, tlen);
+    o += tlen;
+    memcpy(buf + o, p3, sizeof p3 - 1);
+    o += sizeof p3 - 1;
+    return sasl_encode_secret(buf, o);
+}
+
+char *sasl_oauthbearer_response(const char *user, const char *host, unsigned port,
+                                const char *token)
+{
+    if (user == NULL || host == NULL || token == NULL || !sasl_field_ok(user) ||
+        !sasl_field_ok(host) || !sasl_field_ok(token) || port > 65535)
+        return NULL;
+    /* RFC 5801 section 4: in the gs2 header's saslname, "," and "=" are written =2C and =3D;
+     * otherwise a user name with a comma would end the authzid early. */
+    size_t ulen = strlen(user), hlen = strlen(host), tlen = strlen(token);
+    size_t escaped = ulen;
+    for (size_t i = 0; i < ulen; i++)
+        if (user[i] == ',' || user[i] == '=')
+            escaped += 2;
+    size_t len = escaped + hlen + tlen + 64;
+    char *buf = malloc(len);
+    if (buf == NULL)
+        return NULL;
+    size_t o = 0;
+    memcpy(buf, "n,a=", 4);
+    o = 4;
+    for (size_t i = 0; i < ulen; i++) {
+        if (user[i] == ',') {
+            memcpy(buf + o, "=2C", 3);
+            o += 3;
+        } else if (user[i] == '=') {
+            memcpy(buf + o, "=3D", 3);
+            o += 3;
+        } else {
+            buf[o++] = user[i];
+        }
+    }
+    memcpy(buf + o, ",\x01host=", 7);
+    o += 7;
+    memcpy(buf + o, host, hlen);
+    o += hlen;
+    char portbuf[32];
+    int pn = snprintf(portbuf, sizeof portbuf, "\x01port=%u\x01" "auth=Bearer ", port);
+    memcpy(buf + o, portbuf, (size_t)pn);
+    o += (size_t)pn;
+    memcpy(buf + o, token, tlen);
+    o += tlen;
+    memcpy(buf + o, "\x01\x01", 2);
+    o += 2;
+    return sasl_encode_secret(buf, o);
+}
+
+void sasl_secret_free(char *s)
+{
+    if (s == NULL)
+        return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+const char *sasl_error_challenge_answer(int oauthbearer)
+{
+    /* RFC 7628 section 3.2.3: the client answers an error challenge with a single %x01; XOAUTH2
+     * (Google's documentation) expects an empty response. */
+    return oauthbearer ? "AQ==" : "";
+}
+
+void sasl_describe_challenge(const char *b64, size_t len, char *out, size_t outsz)
+{
+    static const char undecodable[] = "(undecodable)";
+    if (out == NULL || outsz == 0)
+        return;
+    out[0] = '\0';
+    size_t cap = len / 4 * 3 + 1;
+    uint8_t *buf = malloc(cap);
+    long n = buf != NULL ? sasl_base64_decode(b64, len, buf, cap) : -1;
+    if (n < 0) {
+        snprintf(out, outsz, "%s", undecodable);
+        free(buf);
+        return;
+    }
+    /* Only printable ASCII reaches the log: the challenge comes from the network. */
+    size_t o = 0;
+    for (long i = 0; i < n && o + 1 < outsz; i++)
+        if (buf[i] >= 0x20 && buf[i] < 0x7f)
+            out[o++] = (char)buf[i];
+    out[o] = '\0';
+    free(buf);
+}

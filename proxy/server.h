@@ -1,0 +1,60 @@
+/* server: the running daemon's shared state — loop, configuration, HTTP client, token manager,
+ * TLS contexts, listeners and the list of live sessions — and its orderly shutdown.
+ *
+ * Shutdown order matters for "never lose a message": listeners close first, idle sessions are
+ * told 421 and closed, sessions in the middle of a transaction finish it (bounded by a grace
+ * timer), and only then do the token manager and HTTP client go, so that uv_loop_close()
+ * finds no handle left. */
+#ifndef XOAUTHD_SERVER_H
+#define XOAUTHD_SERVER_H
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "token.h"
+
+struct listener;
+
+/* Every session type embeds this so the server can shut them all down. */
+struct session_link {
+    struct session_link *prev, *next;
+    void (*shutdown)(struct session_link *link); /* finish politely, then close */
+    void (*abort)(struct session_link *link);    /* close now */
+};
+
+struct server {
+    uv_loop_t *loop;
+    struct config *cfg;
+    struct http *http;
+    struct token_manager *tokens;
+    SSL_CTX **provider_tls; /* parallel to cfg->providers; created on first use */
+    struct listener **listeners;
+    size_t n_listeners;
+    struct session_link sessions; /* list head */
+    size_t n_sessions;
+    uint64_t next_session_id;
+    int shutting_down;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t grace_timer;
+    char hostname[256];
+};
+
+/* Sets up everything for cfg (binds the listeners). Errors go to stderr. 0 or -1. */
+int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg);
+/* Starts an orderly shutdown (also what SIGTERM/SIGINT do). */
+void server_shutdown(struct server *srv);
+
+/* Frees what is left after the loop ran dry. */
+void server_free(struct server *srv);
+
+SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *prov);
+
+void server_session_add(struct server *srv, struct session_link *link);
+/* Called by a session when it is completely gone; may finish the shutdown. */
+void server_session_remove(struct server *srv, struct session_link *link);
+/* A short unique id for log lines ("a3f2-17"). */
+void server_session_id(struct server *srv, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,70 @@
+/* smtp_parse: SMTP command lines and the DATA stream, without I/O.
+ *
+ * Command parsing only splits what the session needs to decide (verb, the argument, the path of
+ * MAIL/RCPT and its parameters); the exact line is relayed upstream unchanged, so parameters
+ * xoauthd does not know (SIZE=, BODY=, ...) reach the provider as the client wrote them.
+ * The DATA scanner finds the end-of-data marker "CRLF . CRLF" across arbitrary chunk boundaries
+ * while counting size and text line lengths (RFC 5321 4.5.3.1.6: 1000 octets with CRLF). */
+#ifndef XOAUTHD_SMTP_PARSE_H
+#define XOAUTHD_SMTP_PARSE_H
+
+#include <stddef.h>
+
+enum smtp_verb {
+    SMTP_CMD_UNKNOWN,
+    SMTP_CMD_HELO,
+    SMTP_CMD_EHLO,
+    SMTP_CMD_STARTTLS,
+    SMTP_CMD_AUTH,
+    SMTP_CMD_MAIL,
+    SMTP_CMD_RCPT,
+    SMTP_CMD_DATA,
+    SMTP_CMD_BDAT,
+    SMTP_CMD_RSET,
+    SMTP_CMD_NOOP,
+    SMTP_CMD_QUIT,
+    SMTP_CMD_VRFY,
+    SMTP_CMD_EXPN,
+    SMTP_CMD_HELP
+};
+
+struct smtp_command {
+    enum smtp_verb verb;
+    const char *arg; /* after the verb and one space, into the line; "" when none */
+    size_t arg_len;
+    /* MAIL/RCPT: the reverse/forward path between < and > (without them) and the parameters */
+    const char *path;
+    size_t path_len;
+    const char *params;
+    size_t params_len;
+};
+
+enum smtp_parse_result {
+    SMTP_PARSE_OK,
+    SMTP_PARSE_UNKNOWN,    /* 500 5.5.1 command unrecognized */
+    SMTP_PARSE_SYNTAX      /* 501 5.5.4 / 5.5.2 syntax error in arguments */
+};
+
+/* line is one command line without CRLF. */
+enum smtp_parse_result smtp_parse_command(const char *line, size_t len, struct smtp_command *cmd);
+const char *smtp_verb_name(enum smtp_verb v);
+
+struct smtp_data_scan {
+    int state;          /* position relative to the last CRLF, see smtp_parse.c */
+    size_t size;        /* message bytes seen, end marker excluded */
+    size_t line_len;    /* length of the current line so far */
+    int line_too_long;  /* some text line exceeded 1000 octets */
+    int bare_lf;        /* some line ended in LF without CR */
+};
+
+void smtp_data_scan_init(struct smtp_data_scan *s);
+/* Scans buf and writes the bytes to relay into out (room for 2 * len + 2 bytes): a bare LF
+ * becomes CRLF on the way, so that the upstream and xoauthd always agree on where the message
+ * ends (the ambiguity "SMTP smuggling" exploits). Dot-stuffing is kept: the upstream speaks SMTP
+ * too. Returns the number of bytes of buf up to and including the end marker when it was found
+ * (out then ends with the marker, CRLF "." CRLF), or -1 when all of buf belongs to the message.
+ * *out_len is set in both cases. */
+long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char *out,
+                    size_t *out_len);
+
+#endif

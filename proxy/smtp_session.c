@@ -1,0 +1,1044 @@
+#include "smtp_session.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "conn.h"
+#include "line.h"
+#include "listener.h"
+#include "localauth.h"
+#include "log.h"
+#include "sasl.h"
+#include "server.h"
+#include "smtp_parse.h"
+#include "smtp_upstream.h"
+
+#define SMTP_COMMAND_LINE_MAX 512   /* RFC 5321 4.5.3.1.4, CRLF included */
+#define SMTP_AUTH_LINE_MAX 12288    /* RFC 4954 4: SASL responses may be this long */
+#define SMTP_CLIENT_TIMEOUT_MS (5 * 60 * 1000) /* RFC 5321 4.5.3.2.7 */
+#define SMTP_AUTH_FAIL_DELAY_MS 1000
+#define SMTP_MAX_BAD_COMMANDS 10
+#define SMTP_DATA_CHUNK (64 * 1024)
+
+enum smtp_state {
+    SMTP_S_COMMAND,        /* waiting for a command line */
+    SMTP_S_TLS,            /* handshake (implicit TLS or after STARTTLS) */
+    SMTP_S_AUTH_PLAIN,     /* "334 " sent, PLAIN response expected */
+    SMTP_S_AUTH_LOGIN_USER,
+    SMTP_S_AUTH_LOGIN_PASS,
+    SMTP_S_AUTH_VERIFY,    /* local password check on the thread pool */
+    SMTP_S_AUTH_DELAY,     /* failed login, reply held back */
+    SMTP_S_UPSTREAM_LOGIN, /* token + upstream login running */
+    SMTP_S_UPSTREAM_REPLY, /* a command was relayed, its reply is awaited */
+    SMTP_S_DATA,           /* message bytes flow upstream */
+    SMTP_S_DATA_DISCARD,   /* message bytes are swallowed; an error reply follows the end */
+    SMTP_S_DATA_REPLY,     /* the end of data was relayed, the upstream's verdict is awaited */
+    SMTP_S_CLOSING
+};
+
+static const char *const smtp_state_names[] = {
+    "command", "tls", "auth-plain", "auth-login-user", "auth-login-pass", "auth-verify",
+    "auth-delay", "upstream-login", "upstream-reply", "data", "data-discard", "data-reply",
+    "closing"};
+
+struct smtp_session {
+    struct session_link link; /* first: the server's list points here */
+    struct server *srv;
+    struct listener *listener;
+    struct conn conn;
+    uv_timer_t delay_timer;
+    int open_handles;
+    char sid[32];
+    enum smtp_state state;
+
+    int ehlo_seen;
+    int skipping_long_line;
+    unsigned bad_commands;
+    int processing, process_again;
+    int shutdown_requested;
+
+    /* login */
+    const struct config_account *acct; /* set once the client logged in (or is allowlisted) */
+    int authenticated;
+    char login_user[SASL_MAX_FIELD + 1];
+    struct localauth_req *auth_req;
+    const struct config_account *auth_candidate;
+
+    /* upstream and transaction */
+    struct smtp_upstream *up;
+    enum smtp_verb relayed_verb;       /* whose reply is awaited */
+    char pending_line[SMTP_COMMAND_LINE_MAX + 1]; /* waits for a new upstream login */
+    size_t pending_len;
+    enum smtp_verb pending_verb;
+    int in_transaction;
+    unsigned rcpt_ok;
+    struct smtp_data_scan scan;
+    char discard_reply[160];
+    char mail_from[256];
+};
+
+static void smtp_enter_state(struct smtp_session *s, enum smtp_state st);
+static void smtp_process(struct smtp_session *s);
+static void smtp_close(struct smtp_session *s);
+static void smtp_conn_event_cb(struct conn *c, enum conn_event ev);
+static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, const char *line,
+                               size_t len);
+static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev);
+
+/* One buffer for the relayed DATA bytes of every session: each chunk is written (copied) before
+ * the next one is scanned, and a bare LF can double a byte. */
+static char smtp_data_out[2 * SMTP_DATA_CHUNK + 16];
+
+static void smtp_enter_state(struct smtp_session *s, enum smtp_state st)
+{
+    if (s->state == st)
+        return;
+    log_debug(s->sid, "event=smtp_state from=%s to=%s", smtp_state_names[s->state],
+              smtp_state_names[st]);
+    s->state = st;
+    switch (st) {
+    case SMTP_S_COMMAND:
+    case SMTP_S_AUTH_PLAIN:
+    case SMTP_S_AUTH_LOGIN_USER:
+    case SMTP_S_AUTH_LOGIN_PASS:
+    case SMTP_S_DATA:
+    case SMTP_S_DATA_DISCARD:
+    case SMTP_S_TLS:
+        conn_set_timeout(&s->conn, SMTP_CLIENT_TIMEOUT_MS);
+        break;
+    default:
+        /* Waiting for ourselves or the upstream: the client may rightly be silent. */
+        conn_set_timeout(&s->conn, 0);
+        break;
+    }
+}
+
+static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 3)
+        n = (int)sizeof buf - 3;
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    conn_write(&s->conn, buf, (size_t)n);
+}
+
+static int smtp_auth_allowed(struct smtp_session *s)
+{
+    if (conn_is_tls(&s->conn))
+        return 1;
+    switch (s->listener->cfg->allow_plaintext_auth) {
+    case CONFIG_PLAINTEXT_ALWAYS:
+        return 1;
+    case CONFIG_PLAINTEXT_NEVER:
+        return 0;
+    case CONFIG_PLAINTEXT_LOOPBACK:
+        return conn_peer_is_loopback(&s->conn);
+    }
+    return 0;
+}
+
+static int smtp_starttls_offered(struct smtp_session *s)
+{
+    return s->listener->cfg->tls == CONFIG_TLS_STARTTLS && s->conn.ssl == NULL;
+}
+
+static void smtp_reset_transaction(struct smtp_session *s)
+{
+    s->in_transaction = 0;
+    s->rcpt_ok = 0;
+    s->mail_from[0] = '\0';
+}
+
+static void smtp_drop_upstream(struct smtp_session *s, int polite)
+{
+    if (s->up != NULL) {
+        smtp_upstream_free(s->up, polite);
+        s->up = NULL;
+    }
+}
+
+/* ---- closing ------------------------------------------------------------------------------ */
+
+static void smtp_handle_closed(struct smtp_session *s)
+{
+    if (--s->open_handles > 0)
+        return;
+    log_info(s->sid, "event=disconnect");
+    struct listener *l = s->listener;
+    struct server *srv = s->srv;
+    server_session_remove(srv, &s->link);
+    OPENSSL_cleanse(s, sizeof *s);
+    free(s);
+    listener_session_closed(l);
+}
+
+static void smtp_conn_closed_cb(struct conn *c) { smtp_handle_closed(c->data); }
+
+static void smtp_timer_closed_cb(uv_handle_t *h) { smtp_handle_closed(h->data); }
+
+static void smtp_close_now(struct smtp_session *s, int flush)
+{
+    if (s->state == SMTP_S_CLOSING)
+        return;
+    smtp_enter_state(s, SMTP_S_CLOSING);
+    if (s->auth_req != NULL) {
+        localauth_cancel(s->auth_req);
+        s->auth_req = NULL;
+    }
+    /* Mid-DATA the upstream must never see the final dot: close it without QUIT. */
+    smtp_drop_upstream(s, 1);
+    uv_close((uv_handle_t *)&s->delay_timer, smtp_timer_closed_cb);
+    if (flush)
+        conn_close_after_flush(&s->conn, smtp_conn_closed_cb);
+    else
+        conn_close(&s->conn, smtp_conn_closed_cb);
+}
+
+static void smtp_close(struct smtp_session *s) { smtp_close_now(s, 1); }
+
+static void smtp_link_shutdown(struct session_link *link)
+{
+    struct smtp_session *s = (struct smtp_session *)link;
+    if (s->state == SMTP_S_CLOSING)
+        return;
+    s->shutdown_requested = 1;
+    /* A transaction in flight finishes first; its end checks shutdown_requested. */
+    if (s->state == SMTP_S_COMMAND && !s->in_transaction) {
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+        smtp_close(s);
+    } else if (s->state != SMTP_S_DATA && s->state != SMTP_S_DATA_REPLY &&
+               s->state != SMTP_S_UPSTREAM_REPLY) {
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+        smtp_close(s);
+    }
+}
+
+static void smtp_link_abort(struct session_link *link)
+{
+    struct smtp_session *s = (struct smtp_session *)link;
+    if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_REPLY)
+        log_warn(s->sid, "event=aborted note=\"shutdown grace period over during DATA; the "
+                 "client was not told 250 and will retry\"");
+    smtp_close_now(s, 0);
+}
+
+/* After a command completed: either the next buffered command, or the end of the session. */
+static void smtp_command_done(struct smtp_session *s)
+{
+    smtp_enter_state(s, SMTP_S_COMMAND);
+    if (s->shutdown_requested && !s->in_transaction) {
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+        smtp_close(s);
+        return;
+    }
+    smtp_process(s);
+}
+
+/* ---- EHLO --------------------------------------------------------------------------------- */
+
+static void smtp_cmd_ehlo(struct smtp_session *s, int extended)
+{
+    smtp_reset_transaction(s);
+    s->ehlo_seen = 1;
+    if (!extended) {
+        smtp_reply(s, "250 %s", s->srv->hostname);
+        return;
+    }
+    char buf[1024];
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-%s\r\n", s->srv->hostname);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-PIPELINING\r\n");
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-SIZE %zu\r\n",
+                          s->srv->cfg->max_message_size);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-8BITMIME\r\n");
+    if (smtp_starttls_offered(s))
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-STARTTLS\r\n");
+    if (smtp_auth_allowed(s) && !s->authenticated) {
+        /* The "AUTH=" form is for clients from before RFC 2554 was final (old Outlook,
+         * some printers). */
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH PLAIN LOGIN\r\n");
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH=PLAIN LOGIN\r\n");
+    }
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250 ENHANCEDSTATUSCODES\r\n");
+    conn_write(&s->conn, buf, n);
+}
+
+/* ---- STARTTLS ----------------------------------------------------------------------------- */
+
+static void smtp_cmd_starttls(struct smtp_session *s)
+{
+    if (s->conn.ssl != NULL) {
+        smtp_reply(s, "503 5.5.1 TLS already active");
+        return;
+    }
+    if (s->listener->tls == NULL || s->listener->cfg->tls != CONFIG_TLS_STARTTLS) {
+        smtp_reply(s, "502 5.5.1 STARTTLS not available");
+        return;
+    }
+    smtp_reply(s, "220 2.0.0 Ready to start TLS");
+    /* RFC 3207 5: commands pipelined behind STARTTLS came in clear and could have been
+     * injected; they are dropped, and everything learned before TLS is forgotten. */
+    conn_discard_input(&s->conn);
+    s->ehlo_seen = 0;
+    smtp_reset_transaction(s);
+    smtp_enter_state(s, SMTP_S_TLS);
+    if (conn_tls_start(&s->conn, s->listener->tls, 0, NULL) != 0) {
+        log_warn(s->sid, "event=tls_failed reason=\"%s\"", s->conn.error);
+        smtp_close_now(s, 0);
+    }
+}
+
+/* ---- AUTH --------------------------------------------------------------------------------- */
+
+static void smtp_auth_verify_cb(void *arg, int result);
+
+static void smtp_auth_fail_reply_cb(uv_timer_t *t)
+{
+    struct smtp_session *s = t->data;
+    smtp_reply(s, "535 5.7.8 Authentication credentials invalid");
+    smtp_command_done(s);
+}
+
+static void smtp_auth_failed(struct smtp_session *s, const char *why)
+{
+    char user[128];
+    log_warn(s->sid, "event=auth_failed peer=%s user=%s reason=\"%s\"", s->conn.peer,
+             log_quote(user, sizeof user, s->login_user, strlen(s->login_user)), why);
+    OPENSSL_cleanse(s->login_user, sizeof s->login_user);
+    /* The delay slows guessing; the client cannot tell an unknown user from a wrong password. */
+    smtp_enter_state(s, SMTP_S_AUTH_DELAY);
+    uv_timer_start(&s->delay_timer, smtp_auth_fail_reply_cb, SMTP_AUTH_FAIL_DELAY_MS, 0);
+}
+
+static void smtp_check_password(struct smtp_session *s, const char *user, const char *password)
+{
+    /* An unknown user still pays for one hash so that timing does not reveal which names
+     * exist; the result is ignored. */
+    static const char dummy_hash[] =
+        "$pbkdf2-sha256$i=1000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    snprintf(s->login_user, sizeof s->login_user, "%s", user);
+    const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
+    const char *hash = dummy_hash;
+    if (acct != NULL && acct->local_password != NULL)
+        hash = acct->local_password;
+    else
+        acct = NULL;
+    s->auth_candidate = acct;
+    smtp_enter_state(s, SMTP_S_AUTH_VERIFY);
+    struct localauth_req *req = localauth_verify_async(s->srv->loop, hash, password,
+                                                       strlen(password), smtp_auth_verify_cb, s);
+    if (req != NULL && s->state == SMTP_S_AUTH_VERIFY)
+        s->auth_req = req;
+}
+
+static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *reason);
+
+static void smtp_auth_verify_cb(void *arg, int result)
+{
+    struct smtp_session *s = arg;
+    s->auth_req = NULL;
+    if (result != 1 || s->auth_candidate == NULL) {
+        smtp_auth_failed(s, result < 0 ? "malformed password hash in the configuration"
+                            : s->auth_candidate == NULL ? "unknown user" : "wrong password");
+        return;
+    }
+    s->acct = s->auth_candidate;
+    log_info(s->sid, "event=local_login peer=%s account=%s", s->conn.peer, s->acct->name);
+    smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
+    s->up = smtp_upstream_new(s->srv, s->acct, s->sid, smtp_upstream_event, s);
+    if (s->up == NULL) {
+        smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
+        return;
+    }
+    smtp_upstream_login(s->up, smtp_login_done_cb);
+}
+
+static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *reason)
+{
+    struct smtp_session *s = arg;
+    int at_auth = !s->authenticated && s->pending_len == 0;
+    if (f != UPSTREAM_OK) {
+        log_error(s->sid, "event=upstream_login_failed account=%s class=%s reason=\"%s\"",
+                  s->acct->name, upstream_failure_name(f), reason);
+        smtp_drop_upstream(s, 0);
+        if (at_auth) {
+            s->acct = NULL;
+            smtp_reply(s, "454 4.7.0 Temporary authentication failure, try again later");
+        } else {
+            s->pending_len = 0;
+            smtp_reset_transaction(s);
+            if (f == UPSTREAM_FAIL_TOKEN || f == UPSTREAM_FAIL_AUTH)
+                smtp_reply(s, "451 4.7.0 Cannot log in to the mail provider, try again later");
+            else
+                smtp_reply(s, "451 4.4.1 Cannot reach the mail provider, try again later");
+        }
+        smtp_command_done(s);
+        return;
+    }
+    if (at_auth) {
+        s->authenticated = 1;
+        smtp_reply(s, "235 2.7.0 Authentication successful");
+        smtp_command_done(s);
+        return;
+    }
+    /* A new upstream login for a command that was waiting for it. */
+    size_t len = s->pending_len;
+    s->pending_len = 0;
+    smtp_relay_command(s, s->pending_verb, s->pending_line, len);
+}
+
+static void smtp_auth_plain_response(struct smtp_session *s, const char *b64, size_t len)
+{
+    struct sasl_cred cred;
+    if (len == 1 && b64[0] == '*') {
+        smtp_reply(s, "501 5.0.0 Authentication cancelled");
+        smtp_command_done(s);
+        return;
+    }
+    if (sasl_plain_decode(b64, len, &cred) != 0) {
+        sasl_cred_clear(&cred);
+        smtp_reply(s, "501 5.5.2 Cannot decode AUTH PLAIN response");
+        smtp_command_done(s);
+        return;
+    }
+    if (cred.authzid[0] != '\0' && strcmp(cred.authzid, cred.user) != 0) {
+        sasl_cred_clear(&cred);
+        smtp_reply(s, "535 5.7.8 Authorization identity not allowed");
+        smtp_command_done(s);
+        return;
+    }
+    smtp_check_password(s, cred.user, cred.password);
+    sasl_cred_clear(&cred);
+}
+
+static void smtp_auth_login_user(struct smtp_session *s, const char *b64, size_t len)
+{
+    if (len == 1 && b64[0] == '*') {
+        smtp_reply(s, "501 5.0.0 Authentication cancelled");
+        smtp_command_done(s);
+        return;
+    }
+    if (sasl_login_decode(b64, len, s->login_user) != 0 || s->login_user[0] == '\0') {
+        smtp_reply(s, "501 5.5.2 Cannot decode AUTH LOGIN response");
+        smtp_command_done(s);
+        return;
+    }
+    smtp_enter_state(s, SMTP_S_AUTH_LOGIN_PASS);
+    smtp_reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+}
+
+static void smtp_auth_login_pass(struct smtp_session *s, const char *b64, size_t len)
+{
+    char password[SASL_MAX_FIELD + 1];
+    if (len == 1 && b64[0] == '*') {
+        smtp_reply(s, "501 5.0.0 Authentication cancelled");
+        smtp_command_done(s);
+        return;
+    }
+    if (sasl_login_decode(b64, len, password) != 0) {
+        OPENSSL_cleanse(password, sizeof password);
+        smtp_reply(s, "501 5.5.2 Cannot decode AUTH LOGIN response");
+        smtp_command_done(s);
+        return;
+    }
+    char user[SASL_MAX_FIELD + 1];
+    snprintf(user, sizeof user, "%s", s->login_user);
+    smtp_check_password(s, user, password);
+    OPENSSL_cleanse(password, sizeof password);
+}
+
+static void smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
+{
+    if (s->authenticated) {
+        smtp_reply(s, "503 5.5.1 Already authenticated");
+        return;
+    }
+    if (!s->ehlo_seen) {
+        smtp_reply(s, "503 5.5.1 Send EHLO first");
+        return;
+    }
+    if (s->in_transaction) {
+        smtp_reply(s, "503 5.5.1 AUTH not allowed during a mail transaction");
+        return;
+    }
+    if (!smtp_auth_allowed(s)) {
+        smtp_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+        return;
+    }
+    const char *arg = cmd->arg;
+    size_t mlen = 0;
+    while (mlen < cmd->arg_len && arg[mlen] != ' ')
+        mlen++;
+    const char *ir = NULL;
+    size_t ir_len = 0;
+    if (mlen < cmd->arg_len) {
+        ir = arg + mlen + 1;
+        ir_len = cmd->arg_len - mlen - 1;
+    }
+    if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
+        if (ir == NULL) {
+            smtp_enter_state(s, SMTP_S_AUTH_PLAIN);
+            smtp_reply(s, "334 ");
+        } else if (ir_len == 1 && ir[0] == '=') {
+            /* RFC 4954: "=" is an empty initial response, which PLAIN cannot use. */
+            smtp_reply(s, "501 5.5.2 Empty AUTH PLAIN response");
+        } else {
+            smtp_auth_plain_response(s, ir, ir_len);
+        }
+    } else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+        if (ir == NULL) {
+            smtp_enter_state(s, SMTP_S_AUTH_LOGIN_USER);
+            smtp_reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
+        } else {
+            smtp_auth_login_user(s, ir, ir_len);
+        }
+    } else {
+        smtp_reply(s, "504 5.5.4 Unrecognized authentication type");
+    }
+}
+
+/* ---- relayed commands --------------------------------------------------------------------- */
+
+static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t len);
+
+/* Who is this client, when it did not log in? A listener's allow_networks may say. */
+static const struct config_account *smtp_allowlisted_account(struct smtp_session *s)
+{
+    struct sockaddr_storage ss;
+    if (conn_peer_sockaddr(&s->conn, &ss) != 0)
+        return NULL;
+    return listener_allowed_account(s->listener, &ss);
+}
+
+static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, const char *line,
+                               size_t len)
+{
+    if (s->up == NULL || !smtp_upstream_ready(s->up)) {
+        /* The upstream closed while idle (providers drop quiet connections): log in again
+         * and send the command afterwards. */
+        smtp_drop_upstream(s, 0);
+        if (len > SMTP_COMMAND_LINE_MAX)
+            len = SMTP_COMMAND_LINE_MAX;
+        if (line != s->pending_line)
+            memmove(s->pending_line, line, len);
+        s->pending_len = len;
+        s->pending_verb = verb;
+        smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
+        s->up = smtp_upstream_new(s->srv, s->acct, s->sid, smtp_upstream_event, s);
+        if (s->up == NULL) {
+            smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
+            return;
+        }
+        smtp_upstream_login(s->up, smtp_login_done_cb);
+        return;
+    }
+    s->relayed_verb = verb;
+    smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
+    smtp_upstream_command(s->up, line, len, smtp_relay_reply_cb);
+}
+
+static void smtp_upstream_lost_reply(struct smtp_session *s, const char *why)
+{
+    log_warn(s->sid, "event=upstream_lost account=%s command=%s reason=\"%s\"", s->acct->name,
+             smtp_verb_name(s->relayed_verb), why);
+    smtp_drop_upstream(s, 0);
+    smtp_reset_transaction(s);
+    smtp_reply(s, "451 4.4.2 Connection to the mail provider lost, try again later");
+}
+
+static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t len)
+{
+    struct smtp_session *s = arg;
+    if (code == 0) {
+        char why[200];
+        snprintf(why, sizeof why, "%.*s", (int)(len < 190 ? len : 190), reply);
+        smtp_upstream_lost_reply(s, why);
+        smtp_command_done(s);
+        return;
+    }
+    if (code == 421) {
+        /* The provider closes; this client's session goes on and logs in again later. */
+        smtp_upstream_lost_reply(s, "421 from the provider");
+        smtp_command_done(s);
+        return;
+    }
+    switch (s->relayed_verb) {
+    case SMTP_CMD_MAIL:
+        if (code / 100 == 2)
+            s->in_transaction = 1;
+        break;
+    case SMTP_CMD_RCPT:
+        if (code / 100 == 2)
+            s->rcpt_ok++;
+        break;
+    case SMTP_CMD_RSET:
+        smtp_reset_transaction(s);
+        break;
+    case SMTP_CMD_DATA:
+        if (code == 354) {
+            conn_write(&s->conn, reply, len);
+            smtp_data_scan_init(&s->scan);
+            s->discard_reply[0] = '\0';
+            smtp_enter_state(s, SMTP_S_DATA);
+            smtp_process(s);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    if (code >= 500 && s->relayed_verb == SMTP_CMD_MAIL) {
+        char r[200];
+        log_info(s->sid, "event=mail_refused account=%s reply=%s", s->acct->name,
+                 log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
+    }
+    conn_write(&s->conn, reply, len);
+    smtp_command_done(s);
+}
+
+static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd,
+                          const char *line, size_t len)
+{
+    if (s->in_transaction) {
+        smtp_reply(s, "503 5.5.1 Nested MAIL command");
+        return;
+    }
+    if (!s->ehlo_seen) {
+        smtp_reply(s, "503 5.5.1 Send HELO/EHLO first");
+        return;
+    }
+    if (!s->authenticated) {
+        const struct config_account *acct = smtp_allowlisted_account(s);
+        if (acct == NULL) {
+            smtp_reply(s, "530 5.7.0 Authentication required");
+            return;
+        }
+        if (s->acct != acct)
+            log_info(s->sid, "event=allowlisted peer=%s account=%s", s->conn.peer, acct->name);
+        s->acct = acct;
+    }
+    /* SIZE=n (RFC 1870): refuse early what would be refused after the upload. */
+    const char *p = cmd->params;
+    const char *end = cmd->params + cmd->params_len;
+    while (p < end) {
+        if (end - p > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
+            unsigned long long n = strtoull(p + 5, NULL, 10);
+            if (n > s->srv->cfg->max_message_size) {
+                smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+                return;
+            }
+        }
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        p = sp ? sp + 1 : end;
+    }
+    snprintf(s->mail_from, sizeof s->mail_from, "%.*s", (int)cmd->path_len, cmd->path);
+    smtp_relay_command(s, SMTP_CMD_MAIL, line, len);
+}
+
+static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
+{
+    if (!s->in_transaction) {
+        smtp_reply(s, "503 5.5.1 Need MAIL command");
+        return;
+    }
+    smtp_relay_command(s, SMTP_CMD_RCPT, line, len);
+}
+
+static void smtp_cmd_data(struct smtp_session *s, const char *line, size_t len)
+{
+    if (!s->in_transaction) {
+        smtp_reply(s, "503 5.5.1 Need MAIL command");
+        return;
+    }
+    if (s->rcpt_ok == 0) {
+        smtp_reply(s, "554 5.5.1 No valid recipients");
+        return;
+    }
+    smtp_relay_command(s, SMTP_CMD_DATA, line, len);
+}
+
+static void smtp_cmd_rset(struct smtp_session *s, const char *line, size_t len)
+{
+    if (s->up != NULL && smtp_upstream_ready(s->up) && s->in_transaction) {
+        smtp_relay_command(s, SMTP_CMD_RSET, line, len);
+        return;
+    }
+    smtp_reset_transaction(s);
+    smtp_reply(s, "250 2.0.0 Reset");
+}
+
+static void smtp_cmd_quit(struct smtp_session *s)
+{
+    smtp_reply(s, "221 2.0.0 Bye");
+    smtp_close(s);
+}
+
+static void smtp_bad_command(struct smtp_session *s, const char *reply)
+{
+    smtp_reply(s, "%s", reply);
+    if (++s->bad_commands >= SMTP_MAX_BAD_COMMANDS) {
+        smtp_reply(s, "421 4.7.0 %s Too many errors, closing connection", s->srv->hostname);
+        log_warn(s->sid, "event=too_many_errors peer=%s", s->conn.peer);
+        smtp_close(s);
+    }
+}
+
+static void smtp_dispatch_command(struct smtp_session *s, const char *line, size_t len)
+{
+    struct smtp_command cmd;
+    enum smtp_parse_result r = smtp_parse_command(line, len, &cmd);
+    if (r == SMTP_PARSE_UNKNOWN) {
+        smtp_bad_command(s, "500 5.5.1 Command unrecognized");
+        return;
+    }
+    if (r == SMTP_PARSE_SYNTAX) {
+        smtp_bad_command(s, "501 5.5.4 Syntax error in parameters or arguments");
+        return;
+    }
+    switch (cmd.verb) {
+    case SMTP_CMD_HELO:
+        smtp_cmd_ehlo(s, 0);
+        break;
+    case SMTP_CMD_EHLO:
+        smtp_cmd_ehlo(s, 1);
+        break;
+    case SMTP_CMD_STARTTLS:
+        smtp_cmd_starttls(s);
+        break;
+    case SMTP_CMD_AUTH:
+        smtp_cmd_auth(s, &cmd);
+        break;
+    case SMTP_CMD_MAIL:
+        smtp_cmd_mail(s, &cmd, line, len);
+        break;
+    case SMTP_CMD_RCPT:
+        smtp_cmd_rcpt(s, line, len);
+        break;
+    case SMTP_CMD_DATA:
+        smtp_cmd_data(s, line, len);
+        break;
+    case SMTP_CMD_RSET:
+        smtp_cmd_rset(s, line, len);
+        break;
+    case SMTP_CMD_NOOP:
+        smtp_reply(s, "250 2.0.0 OK");
+        break;
+    case SMTP_CMD_QUIT:
+        smtp_cmd_quit(s);
+        break;
+    case SMTP_CMD_VRFY:
+        smtp_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+        break;
+    case SMTP_CMD_EXPN:
+        smtp_reply(s, "502 5.5.1 EXPN not available");
+        break;
+    case SMTP_CMD_HELP:
+        smtp_reply(s, "214 2.0.0 See RFC 5321");
+        break;
+    case SMTP_CMD_BDAT:
+        smtp_bad_command(s, "502 5.5.1 CHUNKING not supported, use DATA");
+        break;
+    case SMTP_CMD_UNKNOWN:
+        smtp_bad_command(s, "500 5.5.1 Command unrecognized");
+        break;
+    }
+}
+
+/* ---- DATA --------------------------------------------------------------------------------- */
+
+static void smtp_data_reply_cb(void *arg, int code, const char *reply, size_t len)
+{
+    struct smtp_session *s = arg;
+    char r[200];
+    if (code == 0) {
+        /* The provider may or may not have the message: 451 makes the sender retry, which at
+         * worst duplicates it; 250 could lose it. */
+        log_error(s->sid, "event=message_unconfirmed account=%s from=<%s> reason=\"%.*s\" "
+                  "note=\"client told 451; it will retry\"", s->acct->name, s->mail_from,
+                  (int)(len < 150 ? len : 150), reply);
+        smtp_drop_upstream(s, 0);
+        smtp_reset_transaction(s);
+        smtp_reply(s, "451 4.4.2 Connection to the mail provider lost before it confirmed the "
+                      "message; try again later");
+        smtp_command_done(s);
+        return;
+    }
+    log_info(s->sid, "event=message account=%s from=<%s> rcpts=%u size=%zu reply=%s",
+             s->acct->name, s->mail_from, s->rcpt_ok, s->scan.size,
+             log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
+    smtp_reset_transaction(s);
+    if (code == 421) {
+        smtp_drop_upstream(s, 0);
+        smtp_reply(s, "451 4.4.2 The mail provider closed the connection; try again later");
+    } else {
+        conn_write(&s->conn, reply, len);
+    }
+    smtp_command_done(s);
+}
+
+static void smtp_data_abort(struct smtp_session *s, const char *reply, const char *why)
+{
+    log_warn(s->sid, "event=message_aborted account=%s from=<%s> reason=\"%s\"",
+             s->acct ? s->acct->name : "-", s->mail_from, why);
+    /* Closing without the final dot makes the upstream discard what it got so far. */
+    smtp_drop_upstream(s, 0);
+    snprintf(s->discard_reply, sizeof s->discard_reply, "%s", reply);
+    smtp_enter_state(s, SMTP_S_DATA_DISCARD);
+}
+
+static void smtp_process_data(struct smtp_session *s)
+{
+    while (s->conn.in_len > 0 &&
+           (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)) {
+        if (s->state == SMTP_S_DATA && smtp_upstream_congested(s->up)) {
+            /* Resumed by SMTP_UPSTREAM_DRAINED: the client waits, memory stays bounded. */
+            conn_read_stop(&s->conn);
+            return;
+        }
+        size_t chunk = s->conn.in_len < SMTP_DATA_CHUNK ? s->conn.in_len : SMTP_DATA_CHUNK;
+        size_t out_len = 0;
+        long end = smtp_data_scan(&s->scan, s->conn.in, chunk, smtp_data_out, &out_len);
+        size_t used = end >= 0 ? (size_t)end : chunk;
+        if (s->state == SMTP_S_DATA) {
+            if (s->scan.size > s->srv->cfg->max_message_size) {
+                smtp_data_abort(s, "552 5.3.4 Message size exceeds fixed maximum message size",
+                                "message too big");
+            } else if (s->scan.line_too_long) {
+                smtp_data_abort(s, "500 5.5.2 Message has a line longer than 1000 octets "
+                                "(RFC 5321 4.5.3.1.6)", "line too long");
+            } else if (smtp_upstream_write(s->up, smtp_data_out, out_len) != 0) {
+                smtp_data_abort(s, "451 4.4.2 Connection to the mail provider lost, try again "
+                                "later", "upstream write failed");
+            }
+        }
+        conn_consume(&s->conn, used);
+        if (end < 0)
+            continue;
+        if (s->state == SMTP_S_DATA) {
+            smtp_enter_state(s, SMTP_S_DATA_REPLY);
+            smtp_upstream_expect_reply(s->up, smtp_data_reply_cb);
+        } else {
+            smtp_reset_transaction(s);
+            smtp_reply(s, "%s", s->discard_reply);
+            smtp_enter_state(s, SMTP_S_COMMAND);
+        }
+        return;
+    }
+}
+
+static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev)
+{
+    struct smtp_session *s = arg;
+    switch (ev) {
+    case SMTP_UPSTREAM_DRAINED:
+        if (s->state == SMTP_S_DATA) {
+            conn_read_start(&s->conn);
+            smtp_process(s);
+        }
+        break;
+    case SMTP_UPSTREAM_LOST:
+        if (s->state == SMTP_S_DATA) {
+            smtp_data_abort(s, "451 4.4.2 Connection to the mail provider lost, try again later",
+                            "upstream closed during DATA");
+            conn_read_start(&s->conn);
+            smtp_process(s);
+        } else {
+            /* Idle: log in again at the next MAIL. */
+            log_info(s->sid, "event=upstream_idle_close account=%s", s->acct->name);
+            smtp_drop_upstream(s, 0);
+        }
+        break;
+    }
+}
+
+/* ---- input -------------------------------------------------------------------------------- */
+
+static int smtp_state_reads_lines(enum smtp_state st)
+{
+    return st == SMTP_S_COMMAND || st == SMTP_S_AUTH_PLAIN || st == SMTP_S_AUTH_LOGIN_USER ||
+           st == SMTP_S_AUTH_LOGIN_PASS;
+}
+
+static void smtp_handle_line(struct smtp_session *s, const char *line, size_t len)
+{
+    switch (s->state) {
+    case SMTP_S_COMMAND:
+        smtp_dispatch_command(s, line, len);
+        break;
+    case SMTP_S_AUTH_PLAIN:
+        smtp_auth_plain_response(s, line, len);
+        break;
+    case SMTP_S_AUTH_LOGIN_USER:
+        smtp_auth_login_user(s, line, len);
+        break;
+    case SMTP_S_AUTH_LOGIN_PASS:
+        smtp_auth_login_pass(s, line, len);
+        break;
+    default:
+        break;
+    }
+}
+
+static void smtp_process_once(struct smtp_session *s)
+{
+    if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD) {
+        smtp_process_data(s);
+        if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)
+            return;
+    }
+    while (smtp_state_reads_lines(s->state) && s->conn.in_len > 0) {
+        size_t len, used;
+        if (s->skipping_long_line) {
+            int found = line_skip(s->conn.in, s->conn.in_len, &used);
+            conn_consume(&s->conn, used);
+            if (!found)
+                return;
+            s->skipping_long_line = 0;
+            if (s->state != SMTP_S_COMMAND)
+                smtp_enter_state(s, SMTP_S_COMMAND);
+            smtp_bad_command(s, "500 5.5.2 Line too long");
+            continue;
+        }
+        size_t max = s->state == SMTP_S_COMMAND ? SMTP_COMMAND_LINE_MAX : SMTP_AUTH_LINE_MAX;
+        enum line_result r = line_next(s->conn.in, s->conn.in_len, max, &len, &used);
+        if (r == LINE_AGAIN) {
+            /* An AUTH response may exceed the input buffer's default size. */
+            if (s->conn.in_len >= s->conn.in_max && s->conn.in_max < max)
+                s->conn.in_max = max;
+            return;
+        }
+        if (r == LINE_TOO_LONG) {
+            s->skipping_long_line = 1;
+            continue;
+        }
+        /* Copy: the handler may consume or discard input (STARTTLS). */
+        char line[SMTP_AUTH_LINE_MAX];
+        memcpy(line, s->conn.in, len);
+        conn_consume(&s->conn, used);
+        smtp_handle_line(s, line, len);
+        OPENSSL_cleanse(line, len);
+        if (s->state == SMTP_S_DATA)
+            return; /* smtp_process was called by the 354 handler */
+    }
+}
+
+static void smtp_process(struct smtp_session *s)
+{
+    /* Replies can arrive synchronously (cached token, cached password): re-entry is turned
+     * into another turn of the outer loop. */
+    if (s->processing) {
+        s->process_again = 1;
+        return;
+    }
+    s->processing = 1;
+    do {
+        s->process_again = 0;
+        if (s->state == SMTP_S_CLOSING)
+            break;
+        smtp_process_once(s);
+    } while (s->process_again);
+    s->processing = 0;
+}
+
+static void smtp_conn_event_cb(struct conn *c, enum conn_event ev)
+{
+    struct smtp_session *s = c->data;
+    switch (ev) {
+    case CONN_EV_READ:
+        smtp_process(s);
+        break;
+    case CONN_EV_TLS_DONE:
+        smtp_enter_state(s, SMTP_S_COMMAND);
+        if (s->listener->cfg->tls == CONFIG_TLS_IMPLICIT)
+            smtp_reply(s, "220 %s ESMTP xoauthd", s->srv->hostname);
+        smtp_process(s);
+        break;
+    case CONN_EV_TLS_FAILED:
+        log_warn(s->sid, "event=tls_failed peer=%s reason=\"%s\"", c->peer, c->error);
+        smtp_close_now(s, 0);
+        break;
+    case CONN_EV_EOF:
+    case CONN_EV_ERROR:
+        if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)
+            log_warn(s->sid, "event=client_gone_during_data account=%s from=<%s> "
+                     "note=\"upstream closed without the final dot; nothing was sent\"",
+                     s->acct ? s->acct->name : "-", s->mail_from);
+        else if (s->state == SMTP_S_DATA_REPLY)
+            log_warn(s->sid, "event=client_gone_before_reply account=%s from=<%s>",
+                     s->acct ? s->acct->name : "-", s->mail_from);
+        if (ev == CONN_EV_ERROR)
+            log_info(s->sid, "event=client_error reason=\"%s\"", c->error);
+        smtp_close_now(s, 0);
+        break;
+    case CONN_EV_TIMEOUT:
+        log_info(s->sid, "event=client_timeout state=%s", smtp_state_names[s->state]);
+        smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", s->srv->hostname);
+        smtp_close(s);
+        break;
+    case CONN_EV_DRAINED:
+    case CONN_EV_CONNECTED:
+    case CONN_EV_CONNECT_FAILED:
+        break;
+    }
+}
+
+int smtp_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
+{
+    struct smtp_session *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return -1;
+    s->srv = srv;
+    s->listener = l;
+    s->link.shutdown = smtp_link_shutdown;
+    s->link.abort = smtp_link_abort;
+    server_session_id(srv, s->sid, sizeof s->sid);
+    if (conn_init(&s->conn, srv->loop, smtp_conn_event_cb, s) != 0) {
+        free(s);
+        return -1;
+    }
+    uv_timer_init(srv->loop, &s->delay_timer);
+    s->delay_timer.data = s;
+    s->open_handles = 2;
+    l->active++;
+    server_session_add(srv, &s->link);
+    if (conn_accept(&s->conn, stream) != 0) {
+        smtp_close_now(s, 0);
+        return -1;
+    }
+    log_info(s->sid, "event=connect peer=%s listener=%s", s->conn.peer, l->cfg->name);
+    s->state = SMTP_S_COMMAND;
+    if (l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) {
+        log_warn(s->sid, "event=refused reason=\"listener %s has %u connections (max_connections)\"",
+                 l->cfg->name, l->active - 1);
+        if (l->cfg->tls != CONFIG_TLS_IMPLICIT)
+            smtp_reply(s, "421 4.7.0 %s Too many connections, try again later", srv->hostname);
+        smtp_close(s);
+        return 0;
+    }
+    conn_read_start(&s->conn);
+    if (l->cfg->tls == CONFIG_TLS_IMPLICIT) {
+        smtp_enter_state(s, SMTP_S_TLS);
+        conn_set_timeout(&s->conn, SMTP_CLIENT_TIMEOUT_MS);
+        if (conn_tls_start(&s->conn, l->tls, 0, NULL) != 0)
+            smtp_close_now(s, 0);
+        return 0;
+    }
+    conn_set_timeout(&s->conn, SMTP_CLIENT_TIMEOUT_MS);
+    smtp_reply(s, "220 %s ESMTP xoauthd", srv->hostname);
+    return 0;
+}

@@ -1,0 +1,242 @@
+/* Unit tests for sasl.c: base64, PLAIN, LOGIN, XOAUTH2, OAUTHBEARER, error challenges.
+ * Expected encodings were computed independently with Python's base64 module. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "sasl.h"
+
+static int enc_is(const char *in, size_t len, const char *want)
+{
+    char *got = sasl_base64_encode((const uint8_t *)in, len);
+    int ok = got != NULL && strcmp(got, want) == 0;
+    free(got);
+    return ok;
+}
+
+static int dec_is(const char *in, const char *want, size_t wantlen)
+{
+    uint8_t buf[256];
+    long n = sasl_base64_decode(in, strlen(in), buf, sizeof buf);
+    return n == (long)wantlen && memcmp(buf, want, wantlen) == 0;
+}
+
+static int dec_fails(const char *in)
+{
+    uint8_t buf[256];
+    return sasl_base64_decode(in, strlen(in), buf, sizeof buf) == -1;
+}
+
+static void test_base64(void)
+{
+    /* RFC 4648 section 10. */
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
+                                        "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        CHECK(enc_is(plain[i], strlen(plain[i]), coded[i]));
+        CHECK(dec_is(coded[i], plain[i], strlen(plain[i])));
+    }
+    /* Every byte value survives a round trip, at every length modulo 3. */
+    uint8_t all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    for (size_t len = 250; len <= 256; len++) {
+        char *e = sasl_base64_encode(all, len);
+        uint8_t back[256];
+        CHECK(e != NULL);
+        if (e == NULL)
+            continue;
+        long n = sasl_base64_decode(e, strlen(e), back, sizeof back);
+        CHECK(n == (long)len && memcmp(back, all, len) == 0);
+        free(e);
+    }
+    CHECK(dec_is("+/+/", "\xfb\xff\xbf", 3));
+
+    CHECK(dec_fails("Zg"));       /* no padding */
+    CHECK(dec_fails("Zg="));      /* short padding */
+    CHECK(dec_fails("Zg==="));    /* too much */
+    CHECK(dec_fails("Z==="));     /* three pad characters */
+    CHECK(dec_fails("===="));
+    CHECK(dec_fails("Zg==Zm8="));  /* padding in the middle */
+    CHECK(dec_fails("Zm=v"));
+    CHECK(dec_fails("Zh=="));     /* non-zero pad bits */
+    CHECK(dec_fails("Zm9="));     /* non-zero pad bits */
+    CHECK(dec_fails("Zm9v "));    /* whitespace */
+    CHECK(dec_fails("Zm9\nv"));
+    CHECK(dec_fails("Zm9v\r\n"));
+    CHECK(dec_fails("Zm-v"));     /* base64url alphabet */
+    CHECK(dec_fails("Zm_v"));
+    CHECK(dec_fails("Zm9v\x80\x80\x80\x80"));
+    uint8_t two[2];
+    CHECK(sasl_base64_decode("Zm9v", 4, two, sizeof two) == -1); /* output too long */
+    CHECK(sasl_base64_decode("Zm8=", 4, two, sizeof two) == 2);
+    /* Embedded NUL in the input is just a bad character. */
+    CHECK(sasl_base64_decode("Zm\0v", 4, two, sizeof two) == -1);
+}
+
+static void test_plain(void)
+{
+    struct sasl_cred c;
+    /* "\0tim\0tanstaaftanstaaf" (RFC 4616 section 4) */
+    const char *v1 = "AHRpbQB0YW5zdGFhZnRhbnN0YWFm";
+    CHECK(sasl_plain_decode(v1, strlen(v1), &c) == 0);
+    CHECK(strcmp(c.authzid, "") == 0);
+    CHECK(strcmp(c.user, "tim") == 0);
+    CHECK(strcmp(c.password, "tanstaaftanstaaf") == 0);
+    sasl_cred_clear(&c);
+    CHECK(c.user[0] == '\0' && c.password[0] == '\0');
+
+    /* "admin\0tim\0pw" */
+    const char *v2 = "YWRtaW4AdGltAHB3";
+    CHECK(sasl_plain_decode(v2, strlen(v2), &c) == 0);
+    CHECK(strcmp(c.authzid, "admin") == 0 && strcmp(c.user, "tim") == 0 &&
+          strcmp(c.password, "pw") == 0);
+
+    struct {
+        const char *raw;
+        size_t len;
+    } bad[] = {
+        {"timpw", 5},              /* no NUL */
+        {"tim\0pw", 6},            /* one NUL */
+        {"\0\0pw", 4},             /* empty user */
+        {"\0tim\0", 5},            /* empty password */
+        {"\0tim\0pw\0", 8},        /* three NULs */
+        {"a\0tim\0p\0w", 9},       /* three NULs */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *e = sasl_base64_encode((const uint8_t *)bad[i].raw, bad[i].len);
+        CHECK(e != NULL);
+        if (e == NULL)
+            continue;
+        CHECK(sasl_plain_decode(e, strlen(e), &c) == -1);
+        free(e);
+    }
+    CHECK(sasl_plain_decode("AHRpbQB0YW5zdGFhZnRhbnN0YWFm!", 29, &c) == -1);
+    CHECK(sasl_plain_decode("", 0, &c) == -1);
+
+    /* Field length limits: exactly SASL_MAX_FIELD is fine, one more is not. */
+    char raw[3 * SASL_MAX_FIELD + 8];
+    for (int which = 0; which < 3; which++) {
+        for (int extra = 0; extra <= 1; extra++) {
+            size_t lens[3] = {1, 1, 1};
+            lens[which] = SASL_MAX_FIELD + (size_t)extra;
+            size_t o = 0;
+            for (int f = 0; f < 3; f++) {
+                memset(raw + o, 'a' + f, lens[f]);
+                o += lens[f];
+                if (f < 2)
+                    raw[o++] = '\0';
+            }
+            char *e = sasl_base64_encode((const uint8_t *)raw, o);
+            CHECK(e != NULL);
+            if (e == NULL)
+                continue;
+            int rc = sasl_plain_decode(e, strlen(e), &c);
+            CHECK(rc == (extra ? -1 : 0));
+            if (rc == 0) {
+                CHECK(strlen(which == 0 ? c.authzid : which == 1 ? c.user : c.password) ==
+                      SASL_MAX_FIELD);
+            }
+            free(e);
+        }
+    }
+    /* Far oversized input is refused before any copy. */
+    char *huge = malloc(8192 + 1);
+    CHECK(huge != NULL);
+    if (huge != NULL) {
+        memset(huge, 'A', 8192);
+        huge[8192] = '\0';
+        CHECK(sasl_plain_decode(huge, 8192, &c) == -1);
+        free(huge);
+    }
+}
+
+static void test_login(void)
+{
+    char out[SASL_MAX_FIELD + 1];
+    /* "dGVzdA==" = "test"; "VXNlcm5hbWU6" = "Username:" */
+    CHECK(sasl_login_decode("dGVzdA==", 8, out) == 0 && strcmp(out, "test") == 0);
+    CHECK(sasl_login_decode("VXNlcm5hbWU6", 12, out) == 0 && strcmp(out, "Username:") == 0);
+    CHECK(sasl_login_decode("", 0, out) == 0 && out[0] == '\0');
+    CHECK(sasl_login_decode("dGVzdA", 6, out) == -1);
+    CHECK(sasl_login_decode("AGE=", 4, out) == -1); /* "\0a": embedded NUL */
+    char raw[SASL_MAX_FIELD + 1];
+    memset(raw, 'x', sizeof raw);
+    char *e = sasl_base64_encode((const uint8_t *)raw, SASL_MAX_FIELD);
+    CHECK(e != NULL && sasl_login_decode(e, strlen(e), out) == 0 &&
+          strlen(out) == SASL_MAX_FIELD);
+    free(e);
+    e = sasl_base64_encode((const uint8_t *)raw, SASL_MAX_FIELD + 1);
+    CHECK(e != NULL && sasl_login_decode(e, strlen(e), out) == -1);
+    free(e);
+}
+
+static void test_xoauth2(void)
+{
+    /* Google's documented example. */
+    char *r = sasl_xoauth2_response("someuser@example.com",
+                                    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg");
+    CHECK(r != NULL &&
+          strcmp(r, "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRj"
+                    "Mk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==") == 0);
+    sasl_secret_free(r);
+    CHECK(sasl_xoauth2_response("a\x01" "b", "tok") == NULL);
+    CHECK(sasl_xoauth2_response("a", "to\x01k") == NULL);
+    CHECK(sasl_xoauth2_response(NULL, "tok") == NULL);
+    CHECK(strcmp(sasl_error_challenge_answer(0), "") == 0);
+    CHECK(strcmp(sasl_error_challenge_answer(1), "AQ==") == 0);
+}
+
+static void test_oauthbearer(void)
+{
+    char *r = sasl_oauthbearer_response("user@example.com", "server.example.com", 143,
+                                        "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==");
+    CHECK(r != NULL &&
+          strcmp(r, "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQz"
+                    "AWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9"
+                    "PQEB") == 0);
+    sasl_secret_free(r);
+    /* RFC 5801: ',' -> =2C and '=' -> =3D in the gs2 authzid. */
+    r = sasl_oauthbearer_response("a=b,c@example.com", "imap.example.com", 993, "tok");
+    CHECK(r != NULL &&
+          strcmp(r, "bixhPWE9M0RiPTJDY0BleGFtcGxlLmNvbSwBaG9zdD1pbWFwLmV4YW1wbGUuY29tAXBvcnQ9"
+                    "OTkzAWF1dGg9QmVhcmVyIHRvawEB") == 0);
+    sasl_secret_free(r);
+    CHECK(sasl_oauthbearer_response("u", "h\x01", 1, "t") == NULL);
+    CHECK(sasl_oauthbearer_response("u", "h", 70000, "t") == NULL);
+}
+
+static void test_challenge(void)
+{
+    char out[256];
+    const char *gmail = "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJodHRwczov"
+                        "L21haWwuZ29vZ2xlLmNvbS8ifQ==";
+    sasl_describe_challenge(gmail, strlen(gmail), out, sizeof out);
+    CHECK(strcmp(out, "{\"status\":\"401\",\"schemes\":\"bearer\","
+                      "\"scope\":\"https://mail.google.com/\"}") == 0);
+    sasl_describe_challenge("not base64!", 11, out, sizeof out);
+    CHECK(strcmp(out, "(undecodable)") == 0);
+    /* "a\x01\x02" "b\n" -> only printable characters kept. */
+    char *e = sasl_base64_encode((const uint8_t *)"a\x01\x02" "b\n", 5);
+    CHECK(e != NULL);
+    sasl_describe_challenge(e, strlen(e), out, sizeof out);
+    CHECK(strcmp(out, "ab") == 0);
+    free(e);
+    char tiny[5];
+    sasl_describe_challenge(gmail, strlen(gmail), tiny, sizeof tiny);
+    CHECK(strcmp(tiny, "{\"st") == 0);
+    sasl_describe_challenge("", 0, out, sizeof out);
+    CHECK(strcmp(out, "") == 0);
+}
+
+int main(void)
+{
+    test_base64();
+    test_plain();
+    test_login();
+    test_xoauth2();
+    test_oauthbearer();
+    test_challenge();
+    return CHECK_DONE();
+}
