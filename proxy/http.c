@@ -141,7 +141,8 @@ static int http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     if (what == CURL_POLL_REMOVE) {
         if (s != NULL) {
-            curl_multi_assign(http->multi, fd, NULL);
+            if (!http->torn_down) /* during curl_multi_cleanup the hash is going away */
+                curl_multi_assign(http->multi, fd, NULL);
             http_sock_unlink_close(s);
         }
         return 0;
@@ -400,10 +401,27 @@ done:
     return rc;
 }
 
-/* The URL without query or fragment, for log lines (a query may carry a secret). */
-static void http_url_for_log(const char *url, char *out, size_t outsz)
+void http_url_for_log(const char *url, char *out, size_t outsz)
 {
+    /* Neither the query (may carry a secret) nor user:password@ goes into a log line. */
     size_t n = strcspn(url, "?#");
+    const char *scheme_end = strstr(url, "://");
+    if (scheme_end != NULL && (size_t)(scheme_end - url) < n) {
+        const char *host = scheme_end + 3;
+        size_t auth_len = strcspn(host, "/?#");
+        const char *at = memchr(host, '@', auth_len);
+        if (at != NULL) {
+            char buf[1024];
+            size_t head = (size_t)(host - url), tail = n - (size_t)(at + 1 - url);
+            if (head + tail < sizeof buf) {
+                memcpy(buf, url, head);
+                memcpy(buf + head, at + 1, tail);
+                log_quote(out, outsz, buf, head + tail);
+                return;
+            }
+            n = head; /* too long to rebuild: the scheme alone */
+        }
+    }
     log_quote(out, outsz, url, n);
 }
 
@@ -411,8 +429,14 @@ static struct curl_slist *http_slist_add(struct curl_slist *list, const char *na
                                          const char *value, int *err)
 {
     size_t len = strlen(name) + 2 + strlen(value) + 1;
-    char *line = malloc(len);
+    char *line;
     struct curl_slist *n;
+    /* No header injection, whatever a caller passes. */
+    if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL) {
+        *err = 1;
+        return list;
+    }
+    line = malloc(len);
     if (line == NULL) {
         *err = 1;
         return list;

@@ -57,6 +57,9 @@ void http_close(struct http *http);
  * from now; -1 when malformed. Exposed for tests. */
 long http_retry_after_parse(const char *value, size_t len);
 
+/* url quoted for a log line (log_quote), without user:password@, query and fragment. */
+void http_url_for_log(const char *url, char *out, size_t outsz);
+
 /* application/x-www-form-urlencoded component encoding; malloc'ed. */
 char *http_form_escape(const char *s);
 

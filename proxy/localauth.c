@@ -278,6 +278,12 @@ fail:
     return out;
 }
 
+const char *localauth_dummy_hash(void)
+{
+    /* All-zero salt and key: scrypt output of exactly zero bytes is not a practical risk. */
+    return "$scrypt$ln=15,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+}
+
 /* ---- fast path ---- */
 
 static int localauth_cache_ready(void)

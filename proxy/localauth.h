@@ -37,6 +37,11 @@ struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
                                              localauth_cb cb, void *arg);
 void localauth_cancel(struct localauth_req *req);
 
+/* A well-formed hash with today's default cost that no password matches. Verify an unknown
+ * user's password against it so that the answer takes as long as for a known user (a cheaper
+ * dummy would tell an attacker which user names exist). */
+const char *localauth_dummy_hash(void);
+
 /* Drops the fast-path cache (tests, reload). */
 void localauth_cache_clear(void);
 

@@ -327,13 +327,11 @@ static void smtp_auth_failed(struct smtp_session *s, const char *why)
 
 static void smtp_check_password(struct smtp_session *s, const char *user, const char *password)
 {
-    /* An unknown user still pays for one hash so that timing does not reveal which names
-     * exist; the result is ignored. */
-    static const char dummy_hash[] =
-        "$pbkdf2-sha256$i=1000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    /* An unknown user pays for one full hash too, so that timing does not reveal which
+     * names exist; no password matches the dummy. */
     snprintf(s->login_user, sizeof s->login_user, "%s", user);
     const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
-    const char *hash = dummy_hash;
+    const char *hash = localauth_dummy_hash();
     if (acct != NULL && acct->local_password != NULL)
         hash = acct->local_password;
     else

@@ -427,11 +427,13 @@ static void token_save_cb(void *arg, int result)
         /* The old refresh token is dead at the provider already: handing out the access token
          * loses nothing more, and the new refresh token stays in memory for the next refresh. */
         char *path = token_store_path(e->tm->cfg->state_dir, e->name);
+        char qpath[512];
+        log_quote(qpath, sizeof qpath, path != NULL ? path : "-", path != NULL ? strlen(path) : 1);
         log_error(NULL, "event=token_store_failed account=%s path=%s reason=\"the rotated "
                         "refresh token could not be persisted (errno in the token_store_error "
                         "line)\" action=\"fix state_dir (permissions, space); until then the "
                         "token lives in memory only and a restart needs `xoauthd auth %s`\"",
-                  e->log_name, path != NULL ? path : "-", e->log_name);
+                  e->log_name, qpath, e->log_name);
         free(path);
     }
     token_entry_publish(e);
@@ -458,6 +460,7 @@ static void token_http_done_cb(void *arg, const struct http_response *resp)
             token_digest(e->refresh_token, e->rejected);
             e->have_rejected = 1;
             e->rt_reload = 1;
+            e->last_reload_ms = uv_now(tm->loop); /* the store was as good as just read */
         }
         token_entry_fail(e, st, resp->status, &r, resp->retry_after);
         token_response_clear(&r);
@@ -558,11 +561,11 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
                                "check token_url");
         goto fail;
     }
-    {
-        size_t n = strcspn(url, "?#");
+    if (log_get_level() >= LOG_DEBUG) {
         char qurl[256];
+        http_url_for_log(url, qurl, sizeof qurl);
         log_debug(NULL, "event=token_request account=%s grant=%s url=%s", e->log_name,
-                  grant->name, log_quote(qurl, sizeof qurl, url, n));
+                  grant->name, qurl);
     }
     e->state = TOKEN_ENTRY_REQUESTING;
     free(url);
@@ -668,15 +671,16 @@ static int token_entry_begin(struct token_entry *e, enum token_status *fail)
     return token_entry_request(e, fail);
 }
 
-static void token_flow_unsupported(struct token_entry *e, const char *why)
+/* Logged once per account at error level: the config will not change until a restart. */
+static void token_flow_misconfigured(struct token_entry *e, const char *sid, const char *why,
+                                     const char *action)
 {
     const char *flow = config_flow_name(e->acct->flow);
-    if (!e->flow_logged) {
-        e->flow_logged = 1;
-        log_error(NULL, "event=token_error account=%s status=misconfigured flow=%s reason=\"%s\" "
-                        "action=\"use flow = refresh_token or static for this account\"",
-                  e->log_name, flow != NULL ? flow : "?", why);
-    }
+    log_msg(e->flow_logged ? LOG_DEBUG : LOG_ERROR, sid,
+            "event=token_error account=%s status=misconfigured flow=%s reason=\"%s\" "
+            "action=\"%s\"",
+            e->log_name, flow != NULL ? flow : "?", why, action);
+    e->flow_logged = 1;
 }
 
 struct token_wait *token_get(struct token_manager *tm, const struct config_account *acct,
@@ -700,14 +704,16 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
     }
     grant = token_grant_for(acct->flow);
     if (grant == NULL) {
-        token_flow_unsupported(e, "this flow is not implemented yet");
+        token_flow_misconfigured(e, sid, "this flow is not implemented yet",
+                                 "use flow = refresh_token (after `xoauthd auth`) or static");
         token_call(tm, cb, arg, TOKEN_MISCONFIGURED, NULL);
         return NULL;
     }
     if (grant->static_token != NULL) {
         const char *t = grant->static_token(acct);
         if (t == NULL) {
-            token_flow_unsupported(e, "flow = static needs access_token");
+            token_flow_misconfigured(e, sid, "flow = static needs access_token",
+                                     "set access_token in the account's section");
             token_call(tm, cb, arg, TOKEN_MISCONFIGURED, NULL);
         } else {
             token_call(tm, cb, arg, TOKEN_OK, t);

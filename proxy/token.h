@@ -32,15 +32,18 @@ typedef void (*token_cb)(void *arg, enum token_status status, const char *token)
 
 struct token_manager *token_manager_new(uv_loop_t *loop, struct http *http,
                                         const struct config *cfg);
-/* Asks for acct's access token. When a valid cached token can be used, cb runs before this
- * returns and the result is NULL. Otherwise returns a wait handle; cb runs later, once.
- * sid is used for log lines only. */
+/* Asks for acct's access token. When the answer is known at once (a valid cached token, a
+ * static token, a failure remembered from a moment ago, a configuration error), cb runs before
+ * this returns and the result is NULL. Otherwise returns a wait handle; cb runs later, once, and
+ * the handle is dead from then on (do not cancel it). sid is used for log lines only. */
 struct token_wait *token_get(struct token_manager *tm, const struct config_account *acct,
                              int flags, const char *sid, token_cb cb, void *arg);
 /* Removes one waiter; its cb is never called. The endpoint request goes on for the others. */
 void token_wait_cancel(struct token_wait *w);
 /* Cancels everything (waiters are not called) and frees the manager. Any uv handles it owns are
- * closed; the loop must run afterwards for them to finish closing. */
+ * closed; the loop must run afterwards for them to finish closing (and for a refresh token
+ * save already on the thread pool to reach the disk). Call it before http_close. May be called
+ * from a token_cb. */
 void token_manager_free(struct token_manager *tm);
 
 const char *token_status_name(enum token_status s);

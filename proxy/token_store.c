@@ -207,7 +207,9 @@ static int token_store_do_load(const char *dir, const char *account, char **out,
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) {
+        /* ENOTDIR: a path component is not a directory, so there is no file either; the
+         * save that follows a refresh fails loudly. */
+        if (errno == ENOENT || errno == ENOTDIR) {
             rc = 0;
             goto done;
         }
@@ -270,23 +272,37 @@ static void token_store_log(const char *what, const char *dir, const char *accou
 {
     char *path = token_store_path(dir, account);
     char acct[TOKEN_STORE_MAX_ACCOUNT + 8];
-    log_quote(acct, sizeof acct, account != NULL ? account : "", account != NULL ? strlen(account) : 0);
+    char qpath[512];
+
+    if (account == NULL)
+        account = "";
+    /* Valid names go out bare like everywhere else; refused ones are quoted to be seen. */
+    if (token_store_account_ok(account))
+        snprintf(acct, sizeof acct, "%s", account);
+    else
+        log_quote(acct, sizeof acct, account, strlen(account));
+    if (path != NULL)
+        log_quote(qpath, sizeof qpath, path, strlen(path));
+    else
+        snprintf(qpath, sizeof qpath, "-");
     if (rc < 0) {
         if (r->err != 0)
             log_error(NULL, "event=token_store_error op=%s account=%s path=%s step=\"%s\" "
                             "errno=%d error=\"%s\"",
-                      what, acct, path != NULL ? path : "-", r->step, r->err, strerror(r->err));
+                      what, acct, qpath, r->step, r->err, strerror(r->err));
         else
-            log_error(NULL, "event=token_store_error op=%s account=%s path=%s step=\"%s\"",
-                      what, acct, path != NULL ? path : "-", r->step);
+            log_error(NULL, "event=token_store_error op=%s account=%s path=%s step=\"%s\"", what,
+                      acct, qpath, r->step);
     }
-    if (r->loose_dir)
+    if (r->loose_dir) {
+        char qdir[512];
+        log_quote(qdir, sizeof qdir, dir, strlen(dir));
         log_warn(NULL, "event=token_store_permissions dir=%s reason=\"state_dir is accessible "
-                       "by group or others\" action=\"chmod 700 it\"", dir);
+                       "by group or others\" action=\"chmod 700 it\"", qdir);
+    }
     if (r->loose_file)
         log_warn(NULL, "event=token_store_permissions path=%s reason=\"token file is readable "
-                       "by group or others\" action=\"chmod 600 it\"",
-                 path != NULL ? path : "-");
+                       "by group or others\" action=\"chmod 600 it\"", qpath);
     free(path);
 }
 

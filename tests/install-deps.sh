@@ -9,8 +9,8 @@ SUDO=""
 
 pkgs=(build-essential cmake pkg-config clang gcc
       libuv1-dev libssl-dev libcurl4-openssl-dev libcjson-dev libinih-dev
-      dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond
-      postfix swaks curl openssl python3 ca-certificates)
+      dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
+      postfix swaks libnet-ssleay-perl curl openssl python3 ca-certificates)
 
 missing=()
 for p in "${pkgs[@]}"; do

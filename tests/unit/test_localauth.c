@@ -45,6 +45,12 @@ static void test_hash_roundtrip(void)
         CHECK(localauth_verify(bad[i], pw, strlen(pw)) == -1);
     }
     CHECK(!localauth_hash_is_valid(NULL));
+    /* The dummy costs a full verification and matches nothing. */
+    CHECK(localauth_hash_is_valid(localauth_dummy_hash()));
+    CHECK(strncmp(localauth_dummy_hash(), h1, 22) == 0); /* same KDF and parameters */
+    unsigned long before = localauth_slow_count();
+    CHECK(localauth_verify(localauth_dummy_hash(), pw, strlen(pw)) == 0);
+    CHECK(localauth_slow_count() == before + 1);
 out:
     free(h1);
     free(h2);
