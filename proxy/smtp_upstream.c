@@ -163,7 +163,15 @@ void smtp_upstream_login(struct smtp_upstream *up, smtp_upstream_login_cb cb)
     up->login_cb = cb;
     up->token_forced = 0;
     up_hold(up);
-    if (!up->ep->present) {
+    int smtp_allowed = 0;
+    for (size_t i = 0; i < up->acct->n_submit; i++)
+        smtp_allowed |= up->acct->submit[i] == CONFIG_SUBMIT_SMTP;
+    if (!smtp_allowed && up->acct->n_submit > 0) {
+        up_login_done(up, UPSTREAM_FAIL_PROTOCOL,
+                      "account %s has submit = ews/graph, which this version cannot do yet; "
+                      "add smtp to its submit list",
+                      up->acct->name);
+    } else if (!up->ep->present) {
         up_login_done(up, UPSTREAM_FAIL_PROTOCOL, "provider %s has no smtp endpoint configured",
                       up->acct->provider->name);
     } else {

@@ -135,6 +135,7 @@ def run_with_tty(cmd, timeout=60):
     """Postfix's `postfix` command reports fatal errors only to a terminal (and syslog, which a
     container may not have): run it under a pty so its messages reach us."""
     import pty
+    import select
     out = bytearray()
     pid, fd = pty.fork()
     if pid == 0:
@@ -143,21 +144,33 @@ def run_with_tty(cmd, timeout=60):
         finally:
             os._exit(127)
     deadline = time.monotonic() + timeout
+    status = None
     try:
         while True:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    data = b""
+                out += data
+                if data:
+                    continue
+            if status is None:
+                wpid, st = os.waitpid(pid, os.WNOHANG)
+                if wpid == pid:
+                    status = st
+                    continue          # drain what is left, then stop
+            if status is not None and not r:
+                break
+            if status is not None and r and not data:
+                break
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
                 break
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
     finally:
         os.close(fd)
-        _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
@@ -325,6 +338,13 @@ service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
     port = {lmtp}
+  }}
+}}
+# No auth penalty (up to 15 s of delay per failed login from one IP, and every client here is
+# 127.0.0.1): anvil's penalty socket with mode 0 turns it off.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 service auth {{
@@ -607,6 +627,11 @@ class Rig:
                                                smtps=ports["smtps"],
                                                wrong_cert=self.certs["wrong_cert"],
                                                wrong_key=self.certs["wrong_key"]))
+            # Postfix re-reads a config file modified within the current second until it
+            # looks stable (up to ~2 s of 300 ms sleeps): date the files in the past.
+            past = time.time() - 60
+            for n in ("main.cf", "master.cf"):
+                os.utime(os.path.join(self.postfix_dir, n), (past, past))
             rc, out = run_with_tty(["postfix", "-c", self.postfix_dir, "start"])
             self.postfix_started = True
             self.postfix_pid = self._postfix_master_pid()

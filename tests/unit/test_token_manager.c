@@ -12,24 +12,14 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "check.h"
+#include "tmpdir.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
 #include "token.h"
 #include "token_store.h"
 
-static int t_pass, t_fail;
-
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (cond) {                                                                     \
-            t_pass++;                                                                   \
-        } else {                                                                        \
-            t_fail++;                                                                   \
-            printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);             \
-            fflush(stdout);                                                             \
-        }                                                                               \
-    } while (0)
 
 /* ---------------------------------------------------------------- mock token endpoint */
 
@@ -898,26 +888,6 @@ static void test_free_in_callback(void)
 
 /* ---------------------------------------------------------------- main */
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[600];
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        struct stat st;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* Every log line this test produced, to prove no secret reached the log. */
 static int check_log_clean(const char *logpath, int saved_stderr)
@@ -1016,6 +986,5 @@ int main(void)
     dup2(saved_stderr, 2);
     close(saved_stderr);
     remove_tree(base);
-    printf("%d passed, %d failed\n", t_pass, t_fail);
-    return t_fail == 0 ? 0 : 1;
+    return CHECK_DONE();
 }

@@ -3,20 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "http.h"
 #include "token_response.h"
 
-static int t_pass, t_fail;
-
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (cond) {                                                                     \
-            t_pass++;                                                                   \
-        } else {                                                                        \
-            t_fail++;                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
-        }                                                                               \
-    } while (0)
 
 static struct token_response r;
 
@@ -287,6 +277,5 @@ int main(void)
     test_tempfail();
     test_sanitize();
     token_response_clear(&r);
-    printf("%d passed, %d failed\n", t_pass, t_fail);
-    return t_fail == 0 ? 0 : 1;
+    return CHECK_DONE();
 }

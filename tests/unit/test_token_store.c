@@ -9,20 +9,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "check.h"
+#include "tmpdir.h"
 #include "log.h"
 #include "token_store.h"
 
-static int t_pass, t_fail;
-
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        if (cond) {                                                                     \
-            t_pass++;                                                                   \
-        } else {                                                                        \
-            t_fail++;                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
-        }                                                                               \
-    } while (0)
 
 static char base[256];
 static char state[300];
@@ -56,26 +47,6 @@ static void write_file(const char *path, const char *content)
     }
 }
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[600];
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        struct stat st;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void test_round_trip(void)
 {
@@ -259,6 +230,5 @@ int main(void)
     test_bad_files();
     test_async();
     remove_tree(base);
-    printf("%d passed, %d failed\n", t_pass, t_fail);
-    return t_fail == 0 ? 0 : 1;
+    return CHECK_DONE();
 }

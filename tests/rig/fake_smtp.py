@@ -1,0 +1,121 @@
+"""A misbehaving-on-purpose SMTP upstream for fault tests (beside the real Postfix/Dovecot).
+
+It offers AUTH XOAUTH2/OAUTHBEARER, accepts a token only when `accept_token(token)` says so,
+answers a rejected token Gmail-style (334 + base64 JSON challenge, then 535 after the client's
+empty answer) or Microsoft-style (plain 535), and records every command line and every message
+it accepted. Runs in a thread on 127.0.0.1, on a free port.
+"""
+import base64
+import json
+import socket
+import socketserver
+import threading
+
+
+class FakeSmtp:
+    def __init__(self, accept_token=lambda token: True, style="gmail"):
+        self.accept_token = accept_token
+        self.style = style              # "gmail" (error challenge) or "microsoft" (plain 535)
+        self.lines = []                 # every command line received, in order
+        self.auth_users = []            # user= of each AUTH attempt
+        self.challenge_answers = []     # what the client sent after an error challenge
+        self.messages = []              # (mail_from, [rcpts], data bytes) accepted
+        self.close_after_data_lines = None  # close the connection after N lines of DATA
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                fake._serve(self.rfile, self.wfile)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _serve(self, rfile, wfile):
+        def send(text):
+            wfile.write(text.encode() + b"\r\n")
+            wfile.flush()
+
+        send("220 fake.test ESMTP")
+        mail_from, rcpts = None, []
+        while True:
+            raw = rfile.readline()
+            if not raw:
+                return
+            line = raw.rstrip(b"\r\n").decode("latin-1")
+            with self.lock:
+                self.lines.append(line)
+            verb = line.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                send("250-fake.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                     "250 AUTH XOAUTH2 OAUTHBEARER")
+            elif verb == "AUTH":
+                self._auth(rfile, send)
+            elif verb == "MAIL":
+                mail_from, rcpts = line[10:].strip("<> "), []
+                send("250 2.1.0 Ok")
+            elif verb == "RCPT":
+                rcpts.append(line[8:].strip("<> "))
+                send("250 2.1.5 Ok")
+            elif verb == "DATA":
+                send("354 End data with <CR><LF>.<CR><LF>")
+                data, n = [], 0
+                while True:
+                    l = rfile.readline()
+                    if not l:
+                        return  # connection gone before the final dot: nothing accepted
+                    n += 1
+                    if self.close_after_data_lines is not None and n >= self.close_after_data_lines:
+                        return
+                    if l == b".\r\n":
+                        break
+                    data.append(l[1:] if l.startswith(b"..") else l)
+                with self.lock:
+                    self.messages.append((mail_from, rcpts, b"".join(data)))
+                send("250 2.0.0 Ok: queued")
+            elif verb == "RSET":
+                mail_from, rcpts = None, []
+                send("250 2.0.0 Ok")
+            elif verb == "QUIT":
+                send("221 2.0.0 Bye")
+                return
+            else:
+                send("250 2.0.0 Ok")
+
+    def _auth(self, rfile, send):
+        send("334 ")
+        resp = rfile.readline().strip()
+        try:
+            decoded = base64.b64decode(resp, validate=True).decode("latin-1")
+        except Exception:
+            send("501 5.5.2 cannot decode")
+            return
+        fields = dict(f.split("=", 1) for f in decoded.replace("n,a=", "user=", 1).split("\x01")
+                      if "=" in f)
+        user = fields.get("user", "").rstrip(",")
+        token = fields.get("auth", "").replace("Bearer ", "", 1)
+        with self.lock:
+            self.auth_users.append(user)
+        if self.accept_token(token):
+            send("235 2.7.0 Accepted")
+            return
+        if self.style == "gmail":
+            challenge = json.dumps({"status": "401", "schemes": "bearer",
+                                    "scope": "https://mail.google.com/"})
+            send("334 " + base64.b64encode(challenge.encode()).decode())
+            answer = rfile.readline().rstrip(b"\r\n")
+            with self.lock:
+                self.challenge_answers.append(answer)
+            send("535-5.7.8 Username and Password not accepted.\r\n535 5.7.8 https://support.google.com/mail/?p=BadCredentials")
+        else:
+            send("535 5.7.3 Authentication unsuccessful")
