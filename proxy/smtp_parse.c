@@ -118,8 +118,7 @@ enum {
     DATA_LINE_START, /* just after a line end (or at the start of the message) */
     DATA_DOT,        /* "." at the start of a line */
     DATA_DOT_CR,     /* ".\r" at the start of a line */
-    DATA_MID,        /* inside a line */
-    DATA_CR          /* "\r" inside a line, LF may follow */
+    DATA_MID         /* inside a line */
 };
 
 void smtp_data_scan_init(struct smtp_data_scan *s)
@@ -128,76 +127,82 @@ void smtp_data_scan_init(struct smtp_data_scan *s)
     s->state = DATA_LINE_START;
 }
 
-static void smtp_data_emit(struct smtp_data_scan *s, char *out, size_t *o, char c)
+static void smtp_data_line_end(struct smtp_data_scan *s, char *out, size_t *o)
 {
-    out[(*o)++] = c;
-    s->size++;
-    if (c == '\n') {
-        s->line_len = 0;
-    } else if (c != '\r' && ++s->line_len > SMTP_TEXT_LINE_MAX - 2) {
-        s->line_too_long = 1;
+    if (!s->last_cr) {
+        out[(*o)++] = '\r';
+        s->bare_lf = 1;
+    } else if (s->line_len > 0) {
+        s->line_len--; /* the CR belongs to the line end, not the text */
     }
+    out[(*o)++] = '\n';
+    if (s->line_len > SMTP_TEXT_LINE_MAX - 2)
+        s->line_too_long = 1;
+    s->line_len = 0;
+    s->last_cr = 0;
+    s->state = DATA_LINE_START;
 }
 
 long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char *out,
                     size_t *out_len)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t o = 0, i = 0;
+    while (i < len) {
         char c = buf[i];
         switch (s->state) {
         case DATA_LINE_START:
             if (c == '.') {
                 s->state = DATA_DOT;
-                continue;
+                i++;
+            } else {
+                s->state = DATA_MID;
             }
-            s->state = DATA_MID;
-            break;
+            continue;
         case DATA_DOT:
             if (c == '\r') {
                 s->state = DATA_DOT_CR;
+                i++;
                 continue;
             }
             if (c == '\n') {
                 s->bare_lf = 1;
                 goto end;
             }
-            smtp_data_emit(s, out, &o, '.');
+            out[o++] = '.';
+            s->line_len++;
             s->state = DATA_MID;
-            break;
+            continue;
         case DATA_DOT_CR:
             if (c == '\n')
                 goto end;
-            smtp_data_emit(s, out, &o, '.');
-            smtp_data_emit(s, out, &o, '\r');
+            out[o++] = '.';
+            out[o++] = '\r';
+            s->line_len += 2;
+            s->last_cr = 1;
             s->state = DATA_MID;
-            break;
-        case DATA_CR:
-            if (c == '\n') {
-                smtp_data_emit(s, out, &o, '\r');
-                smtp_data_emit(s, out, &o, '\n');
-                s->state = DATA_LINE_START;
-                continue;
-            }
-            smtp_data_emit(s, out, &o, '\r');
-            s->state = DATA_MID;
-            break;
+            continue;
         default:
             break;
         }
-        /* DATA_MID */
-        if (c == '\r') {
-            s->state = DATA_CR;
-        } else if (c == '\n') {
-            s->bare_lf = 1;
-            smtp_data_emit(s, out, &o, '\r');
-            smtp_data_emit(s, out, &o, '\n');
-            s->state = DATA_LINE_START;
-        } else {
-            smtp_data_emit(s, out, &o, c);
+        /* Inside a line: copy up to the next LF in one go; this is where the bytes are. */
+        const char *lf = memchr(buf + i, '\n', len - i);
+        size_t n = (lf != NULL ? (size_t)(lf - buf) : len) - i;
+        if (n > 0) {
+            memcpy(out + o, buf + i, n);
+            o += n;
+            s->line_len += n;
+            s->last_cr = buf[i + n - 1] == '\r';
+            i += n;
+        }
+        if (s->line_len > SMTP_TEXT_LINE_MAX)
+            s->line_too_long = 1; /* too long whatever ends it */
+        if (lf != NULL) {
+            smtp_data_line_end(s, out, &o);
+            i++;
         }
         continue;
     end:
+        s->size += o;
         out[o++] = '.';
         out[o++] = '\r';
         out[o++] = '\n';
@@ -205,6 +210,7 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
         s->state = DATA_LINE_START;
         return (long)(i + 1);
     }
+    s->size += o;
     *out_len = o;
     return -1;
 }

@@ -55,6 +55,7 @@ struct smtp_data_scan {
     size_t line_len;    /* length of the current line so far */
     int line_too_long;  /* some text line exceeded 1000 octets */
     int bare_lf;        /* some line ended in LF without CR */
+    int last_cr;        /* the last byte of the current line so far is CR */
 };
 
 void smtp_data_scan_init(struct smtp_data_scan *s);

@@ -10,7 +10,7 @@ SUDO=""
 pkgs=(build-essential cmake pkg-config clang gcc
       libuv1-dev libssl-dev libcurl4-openssl-dev libcjson-dev libinih-dev
       dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
-      postfix swaks libnet-ssleay-perl curl openssl python3 ca-certificates)
+      postfix swaks libnet-ssleay-perl curl isync openssl python3 ca-certificates)
 
 missing=()
 for p in "${pkgs[@]}"; do

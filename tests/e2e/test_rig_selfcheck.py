@@ -3,7 +3,7 @@
 
 Proves: the mock IdP issues and rotates tokens; Postfix accepts XOAUTH2 (and OAUTHBEARER) after
 STARTTLS, verified against the test CA, and on implicit TLS; a message sent that way reaches the
-Dovecot mailbox with a byte-identical body; bad and expired tokens are refused by Postfix (535),
+Dovecot mailbox with a byte-identical body; so does one sent through Dovecot's submission service; bad and expired tokens are refused by Postfix (535),
 Dovecot IMAP and POP3; unauthenticated mail is refused; the wrong-host-name listener's
 certificate is signed by the test CA but fails host-name verification for 127.0.0.1.
 """
@@ -148,6 +148,36 @@ class RigSelfCheck(unittest.TestCase):
         m = rig.imap_login(user, ssl_implicit=True)
         self.assertEqual(m.select("INBOX")[0], "OK")
         m.logout()
+
+    def test_dovecot_submission(self):
+        """Dovecot's submission service: a second XOAUTH2 upstream, relaying through Postfix."""
+        rig = self.rig
+        user = "dsub@example.com"
+        rig.idp.seed_user(user)
+        mid = R.make_message_id("dsub")
+        rig.send_direct_xoauth2(user, R.build_message(user, user, mid, "dsub", R.tricky_body()),
+                                port=rig.dovecot_submission_port)
+        raw = rig.wait_for_message_id(user, mid)
+        self.assertEqual(R.split_message(raw)[1], R.tricky_body())
+        s = rig.smtp_connect(port=rig.dovecot_submission_port)
+        try:
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+                R.smtp_auth_xoauth2(s, user, "garbage-token")
+            self.assertEqual(cm.exception.smtp_code, 535)
+        finally:
+            s.close()
+        # A token check that fails temporarily (introspection endpoint down): Dovecot's
+        # submission says 454, Postfix (same Dovecot auth underneath) says 535.
+        for port, want in ((rig.dovecot_submission_port, 454), (rig.smtp_submission_port, 535)):
+            rig.idp.fail_introspection("500", count=1)
+            s = rig.smtp_connect(port=port)
+            try:
+                with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+                    R.smtp_auth_xoauth2(s, user, rig.idp.mint(user))
+                self.assertEqual(cm.exception.smtp_code, want, cm.exception.smtp_error)
+            finally:
+                s.close()
+                rig.idp.clear_failures()
 
     def test_plaintext_auth_without_tls_on_loopback(self):
         """xoauthd configured with `smtp = 127.0.0.1:PORT none` needs AUTH without TLS."""

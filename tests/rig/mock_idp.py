@@ -64,6 +64,7 @@ class Idp:
         self.dead_refresh = {}   # rotated/revoked refresh token -> username
         self.access = {}         # access token -> {"username", "exp", "client_id", "scope"}
         self.failures = []       # queued failure rules, see control op "fail"
+        self.introspect_failures = []  # see control op "fail_introspection"
         self.reset_stats()
         self._load()
 
@@ -153,6 +154,20 @@ class Idp:
             self.access[tok] = {"username": username, "exp": time.time() + life,
                                 "client_id": "_mint", "scope": ""}
             return tok
+
+    def introspect_failure(self):
+        """(status, body, delay) for an injected introspection failure, or None."""
+        with self.lock:
+            if not self.introspect_failures:
+                return None
+            f = self.introspect_failures[0]
+            f["count"] -= 1
+            if f["count"] <= 0:
+                self.introspect_failures.pop(0)
+            self.stats["introspection_failures"] = self.stats.get("introspection_failures", 0) + 1
+            if f["mode"] == "hang":
+                return 503, {"error": "temporarily_unavailable"}, float(f.get("seconds", 30))
+            return 500, {"error": "server_error"}, 0
 
     def introspect(self, token):
         with self.lock:
@@ -325,7 +340,9 @@ class Idp:
                          [seconds] (hang), [status, body] (status), filters [username],
                          [grant_type], [client_id]: the next `count` matching token requests
                          fail this way
-          clear_failures
+          fail_introspection  mode (500|hang), [count=1], [seconds]: the next `count`
+                         introspections fail (Dovecot sees a temporary failure)
+          clear_failures (both kinds)
           expire_access  [username]: every access token issued so far (for the user) is dead
           revoke_refresh username: the user's live refresh token dies (invalid_grant)
           mint           username, [lifetime] -> {"access_token": ...} (no token request)
@@ -377,8 +394,16 @@ class Idp:
                 rule["count"] = int(req.get("count", 1))
                 self.failures.append(rule)
                 return {}
+            if op == "fail_introspection":
+                mode = req.get("mode", "500")
+                if mode not in ("500", "hang"):
+                    raise ValueError("unknown introspection fail mode %r" % mode)
+                self.introspect_failures.append({"mode": mode, "count": int(req.get("count", 1)),
+                                                 "seconds": req.get("seconds", 30)})
+                return {}
             if op == "clear_failures":
                 self.failures = []
+                self.introspect_failures = []
                 return {}
             if op == "expire_access":
                 n = 0
@@ -434,11 +459,23 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/_stats":
             return self._send(200, self.server.idp.snapshot())
         if url.path == "/introspect":
+            if self._introspect_failed():
+                return
             q = self._form(url.query.encode())
             return self._send(200, self.server.idp.introspect(self._bearer() or q.get("token", "")))
         if url.path == "/_health":
             return self._send(200, {"ok": True})
         self._send(404, {"error": "not_found"})
+
+    def _introspect_failed(self):
+        f = self.server.idp.introspect_failure()
+        if f is None:
+            return False
+        status, body, delay = f
+        if delay:
+            time.sleep(delay)
+        self._send(status, body)
+        return True
 
     def _bearer(self):
         h = self.headers.get("Authorization") or ""
@@ -457,6 +494,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             return self._send(status, body)
         if path == "/introspect":
+            if self._introspect_failed():
+                return
             form = self._form(raw)
             return self._send(200, idp.introspect(form.get("token") or self._bearer() or ""))
         if path == "/_control":
@@ -538,6 +577,12 @@ class IdpClient:
 
     def fail(self, mode, count=1, **filters):
         return self.control("fail", mode=mode, count=count, **filters)
+
+    def fail_introspection(self, mode="500", count=1, seconds=None):
+        kw = {"mode": mode, "count": count}
+        if seconds is not None:
+            kw["seconds"] = seconds
+        return self.control("fail_introspection", **kw)
 
     def clear_failures(self):
         return self.control("clear_failures")
