@@ -81,7 +81,7 @@ static const char *const config_tls_names[] = {"none", "starttls", "implicit"};
 static const char *const config_plaintext_names[] = {"loopback", "always", "never"};
 static const char *const config_flow_names[] = {"static", "refresh_token", "client_credentials",
                                                 "password", "device_code",
-                                                "authorization_code"};
+                                                "authorization_code", "command"};
 static const char *const config_mech_names[] = {"xoauth2", "oauthbearer"};
 static const char *const config_submit_names[] = {"smtp", "ews", "graph"};
 static const char *const config_envfrom_names[] = {"keep", "account"};
@@ -570,6 +570,82 @@ out:
     free(copy);
 }
 
+/* "CIDR[, CIDR...]": the proxies allowed to send a PROXY protocol header. */
+static void config_proxy_trusted(struct config_loader *ld, const struct config_section *sec,
+                                 const struct config_kv *kv, struct config_listen *l)
+{
+    char *copy = config_strdup(ld, kv->value);
+    if (copy == NULL)
+        return;
+    for (char *nets = copy;;) {
+        char *comma = strchr(nets, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        char *one = config_trim(nets);
+        struct config_allow_network an;
+        memset(&an, 0, sizeof an);
+        if (*one == '\0') {
+            config_bad_value(ld, sec, kv, "CIDR[, CIDR...] such as 127.0.0.1, 10.0.0.0/24");
+            break;
+        }
+        if (config_cidr(ld, sec, kv, one, &an) == 0) {
+            struct config_allow_network *grown =
+                realloc(l->proxy_trusted, (l->n_proxy_trusted + 1) * sizeof *grown);
+            if (grown == NULL) {
+                ld->oom = 1;
+                break;
+            }
+            l->proxy_trusted = grown;
+            l->proxy_trusted[l->n_proxy_trusted++] = an;
+        }
+        if (comma == NULL)
+            break;
+        nets = comma + 1;
+    }
+    free(copy);
+}
+
+/* "addr, *@domain, <>": who may appear in MAIL FROM for the account (sender_rules.h). */
+static void config_allowed_senders(struct config_loader *ld, const struct config_section *sec,
+                                   const struct config_kv *kv, struct config_account *a)
+{
+    char *copy = config_strdup(ld, kv->value);
+    if (copy == NULL)
+        return;
+    for (char *p = copy;;) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        char *one = config_trim(p);
+        const char *at = strchr(one, '@');
+        int ok = strcmp(one, "<>") == 0 ||
+                 (at != NULL && at[1] != '\0' && strchr(at + 1, '@') == NULL &&
+                  strpbrk(one, " \t<>") == NULL && (one[0] != '*' || at == one + 1) &&
+                  strchr(one + 1, '*') == NULL);
+        if (!ok) {
+            char q[128];
+            config_error(ld, kv->line,
+                         "bad entry %s in allowed_senders of %s: expected addresses such as "
+                         "scanner@example.com, *@example.com or <> (the null sender)",
+                         config_q(q, sizeof q, one), sec->label);
+        } else {
+            char **grown = realloc(a->allowed_senders, (a->n_allowed_senders + 1) * sizeof *grown);
+            if (grown == NULL) {
+                ld->oom = 1;
+                break;
+            }
+            a->allowed_senders = grown;
+            a->allowed_senders[a->n_allowed_senders] = config_strdup(ld, one);
+            if (a->allowed_senders[a->n_allowed_senders] != NULL)
+                a->n_allowed_senders++;
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    free(copy);
+}
+
 /* ---- reading: the surrogate reader and the inih handler ---- */
 
 static struct config_section *config_add_section(struct config_loader *ld)
@@ -809,6 +885,27 @@ static void config_build_main(struct config_loader *ld, const struct config_sect
                 config_bad_value(ld, sec, kv, "a number of seconds from 1 to 600");
             else
                 cfg->token_timeout = (unsigned)n;
+        } else if (strcmp(k, "control_socket") == 0) {
+            if (*v != '/')
+                config_bad_value(ld, sec, kv, "an absolute path");
+            else
+                config_set_str(ld, &cfg->control_socket, v);
+        } else if (strcmp(k, "metrics") == 0) {
+            const char *why;
+            free(cfg->metrics_host);
+            cfg->metrics_host = NULL;
+            if (*v == '\0' || strcmp(v, "no") == 0)
+                continue;
+            if (config_hostport(ld, v, 1, &cfg->metrics_host, &cfg->metrics_port, &why) < 0)
+                config_bad_value(ld, sec, kv, why);
+            else if (!config_host_is_loopback(cfg->metrics_host))
+                config_bad_value(ld, sec, kv, "a loopback address such as 127.0.0.1:9125 "
+                                 "(the metrics page has no authentication)");
+        } else if (strcmp(k, "shutdown_timeout") == 0) {
+            if (config_uint(v, 0, 3600, &n) < 0)
+                config_bad_value(ld, sec, kv, "a number of seconds from 0 to 3600");
+            else
+                cfg->shutdown_timeout = (unsigned)n;
         } else {
             config_unknown_key(ld, sec, kv);
         }
@@ -858,6 +955,11 @@ static void config_build_listen(struct config_loader *ld, const struct config_se
                 config_bad_value(ld, sec, kv, "a number from 1 to 1000000");
             else
                 l->max_connections = (unsigned)n;
+        } else if (strcmp(k, "proxy_protocol") == 0) {
+            if (config_bool(v, &l->proxy_protocol) < 0)
+                config_bad_value(ld, sec, kv, "yes or no");
+        } else if (strcmp(k, "proxy_trusted") == 0) {
+            config_proxy_trusted(ld, sec, kv, l);
         } else {
             config_unknown_key(ld, sec, kv);
         }
@@ -866,6 +968,10 @@ static void config_build_listen(struct config_loader *ld, const struct config_se
         config_error(ld, sec->line, "missing key 'protocol' in %s", sec->label);
     if (config_sec_kv(sec, "address") == NULL)
         config_error(ld, sec->line, "missing key 'address' in %s", sec->label);
+    if (l->proxy_protocol && l->n_proxy_trusted == 0 && config_sec_kv(sec, "proxy_trusted") == NULL)
+        config_error(ld, sec->line, "missing key 'proxy_trusted' in %s (required when "
+                     "proxy_protocol = yes: the addresses of the proxies, such as 127.0.0.1)",
+                     sec->label);
     if (l->tls != CONFIG_TLS_NONE) {
         if (l->tls_cert == NULL)
             config_error(ld, sec->line, "missing key 'tls_cert' in %s (required when tls is %s)",
@@ -886,6 +992,10 @@ static void config_build_provider(struct config_loader *ld, const struct config_
         const char *k = kv->key;
         if (strcmp(k, "token_url") == 0)
             config_url(ld, sec, kv, &p->token_url);
+        else if (strcmp(k, "device_code_url") == 0)
+            config_url(ld, sec, kv, &p->device_code_url);
+        else if (strcmp(k, "authorize_url") == 0)
+            config_url(ld, sec, kv, &p->authorize_url);
         else if (strcmp(k, "smtp") == 0)
             config_endpoint(ld, sec, kv, &p->smtp);
         else if (strcmp(k, "imap") == 0)
@@ -896,6 +1006,16 @@ static void config_build_provider(struct config_loader *ld, const struct config_
             config_url(ld, sec, kv, &p->ews_url);
         else if (strcmp(k, "graph_url") == 0)
             config_url(ld, sec, kv, &p->graph_url);
+        else if (strcmp(k, "ews_version") == 0) {
+            /* Goes into an XML attribute; the server rejects names it does not know. */
+            if (kv->value[0] == '\0' || strlen(kv->value) > 40 ||
+                strspn(kv->value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                  "0123456789_") != strlen(kv->value))
+                config_bad_value(ld, sec, kv, "a RequestServerVersion such as Exchange2013_SP1, "
+                                 "Exchange2016 or V2017_07_11");
+            else
+                config_set_str(ld, &p->ews_version, kv->value);
+        }
         else if (strcmp(k, "ca_file") == 0)
             config_set_str(ld, &p->ca_file, kv->value);
         else if (strcmp(k, "tls_verify") == 0) {
@@ -912,13 +1032,14 @@ static void config_build_provider(struct config_loader *ld, const struct config_
     const struct config_kv *tv = config_sec_kv(sec, "tls_verify");
     if (tv != NULL && !p->tls_verify) {
         const struct config_endpoint *eps[] = {&p->smtp, &p->imap, &p->pop3};
-        const char *urls[] = {p->token_url, p->ews_url, p->graph_url};
+        const char *urls[] = {p->token_url, p->ews_url, p->graph_url, p->device_code_url,
+                              p->authorize_url};
         const char *remote = NULL;
         char host[300];
         for (size_t i = 0; i < 3 && remote == NULL; i++)
             if (eps[i]->present && !config_host_is_loopback(eps[i]->host))
                 remote = eps[i]->host;
-        for (size_t i = 0; i < 3 && remote == NULL; i++)
+        for (size_t i = 0; i < sizeof urls / sizeof urls[0] && remote == NULL; i++)
             if (urls[i] != NULL && config_url_host(urls[i], host, sizeof host) >= 0 &&
                 !config_host_is_loopback(host))
                 remote = urls[i];
@@ -1000,7 +1121,7 @@ static void config_build_account(struct config_loader *ld, const struct config_s
             if (config_enum(v, config_flow_names, CONFIG_COUNT(config_flow_names), &e) < 0)
                 config_bad_value(ld, sec, kv,
                                  "static, refresh_token, client_credentials, password, "
-                                 "device_code or authorization_code");
+                                 "device_code or authorization_code, or command");
             else
                 a->flow = (enum config_flow)e;
         } else if (strcmp(k, "client_id") == 0) {
@@ -1021,6 +1142,19 @@ static void config_build_account(struct config_loader *ld, const struct config_s
             config_set_str(ld, &a->refresh_token, v);
         } else if (strcmp(k, "access_token") == 0) {
             config_set_str(ld, &a->access_token, v);
+        } else if (strcmp(k, "token_command") == 0) {
+            config_set_str(ld, &a->token_command, v);
+        } else if (strcmp(k, "redirect_uri") == 0) {
+            char host[300];
+            /* The browser comes back to xoauthd itself: plain http to loopback only (RFC 8252
+             * section 7.3). */
+            if (*v != '\0' && (config_url_host(v, host, sizeof host) != 0 ||
+                               !config_host_is_loopback(host)))
+                config_bad_value(ld, sec, kv,
+                                 "an http:// URL on a loopback address, such as "
+                                 "http://127.0.0.1:8400/ or http://localhost/");
+            else
+                config_set_str(ld, &a->redirect_uri, v);
         } else if (strcmp(k, "mechanism") == 0) {
             if (config_enum(v, config_mech_names, CONFIG_COUNT(config_mech_names), &e) < 0)
                 config_bad_value(ld, sec, kv, "xoauth2 or oauthbearer");
@@ -1028,6 +1162,13 @@ static void config_build_account(struct config_loader *ld, const struct config_s
                 a->mechanism = (enum config_mechanism)e;
         } else if (strcmp(k, "submit") == 0) {
             config_submit(ld, sec, kv, a);
+        } else if (strcmp(k, "ews_impersonation") == 0) {
+            static const char *const imp_names[] = {"auto", "yes", "no"};
+            if (config_enum(v, imp_names, CONFIG_COUNT(imp_names), &e) < 0)
+                config_bad_value(ld, sec, kv, "auto (only for flow = client_credentials), yes "
+                                 "or no");
+            else
+                a->ews_impersonation = (enum config_ews_impersonation)e;
         } else if (strcmp(k, "envelope_from") == 0) {
             if (config_enum(v, config_envfrom_names, CONFIG_COUNT(config_envfrom_names), &e) < 0)
                 config_bad_value(ld, sec, kv, "keep or account");
@@ -1038,6 +1179,8 @@ static void config_build_account(struct config_loader *ld, const struct config_s
                 config_bad_value(ld, sec, kv, "keep, account or account-with-name");
             else
                 a->header_from = (enum config_header_from)e;
+        } else if (strcmp(k, "allowed_senders") == 0) {
+            config_allowed_senders(ld, sec, kv, a);
         } else if (strcmp(k, "refresh_margin") == 0) {
             if (config_uint(v, 0, 3000, &n) < 0)
                 config_bad_value(ld, sec, kv, "a number of seconds from 0 to 3000");
@@ -1117,6 +1260,10 @@ static void config_check_account(struct config_loader *ld, const struct config_s
         case CONFIG_FLOW_AUTHORIZATION_CODE:
             if (a->client_id == NULL)
                 config_missing(ld, sec, "client_id", why);
+            break;
+        case CONFIG_FLOW_COMMAND:
+            if (a->token_command == NULL)
+                config_missing(ld, sec, "token_command", why);
             break;
         }
     }
@@ -1200,6 +1347,9 @@ static void config_presets(struct config_loader *ld)
     struct config_provider *m = &ld->cfg->providers[1];
     g->name = config_strdup(ld, "google");
     g->token_url = config_strdup(ld, "https://oauth2.googleapis.com/token");
+    /* Google's device flow exists but does not issue mail scopes; kept for completeness. */
+    g->device_code_url = config_strdup(ld, "https://oauth2.googleapis.com/device/code");
+    g->authorize_url = config_strdup(ld, "https://accounts.google.com/o/oauth2/v2/auth");
     g->tls_verify = 1;
     config_preset_endpoint(ld, &g->smtp, "smtp.gmail.com", 465, CONFIG_TLS_IMPLICIT);
     config_preset_endpoint(ld, &g->imap, "imap.gmail.com", 993, CONFIG_TLS_IMPLICIT);
@@ -1207,6 +1357,10 @@ static void config_presets(struct config_loader *ld)
     m->name = config_strdup(ld, "microsoft");
     m->token_url =
         config_strdup(ld, "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token");
+    m->device_code_url =
+        config_strdup(ld, "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode");
+    m->authorize_url =
+        config_strdup(ld, "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize");
     m->tls_verify = 1;
     config_preset_endpoint(ld, &m->smtp, "smtp.office365.com", 587, CONFIG_TLS_STARTTLS);
     config_preset_endpoint(ld, &m->imap, "outlook.office365.com", 993, CONFIG_TLS_IMPLICIT);
@@ -1216,11 +1370,29 @@ static void config_presets(struct config_loader *ld)
     ld->cfg->n_providers = CONFIG_N_PRESETS;
 }
 
-/* Google has one scope for all of IMAP, POP3 and SMTP; Microsoft's depend on protocol and flow,
- * so they are left to the account. */
-static const char *config_preset_scope(const char *provider)
+/* Google has one scope for all of IMAP, POP3 and SMTP. Microsoft's depend on the flow: app-only
+ * tokens take ".default" of the Exchange resource; a user's sign-in asks for IMAP, POP and SMTP
+ * together (one consent, one refresh token for every protocol) plus offline_access, without
+ * which there is no refresh token. flow = refresh_token keeps whatever the seed was issued for
+ * (no scope is sent unless configured). */
+static const char *config_preset_scope(const char *provider, enum config_flow flow)
 {
-    return strcmp(provider, "google") == 0 ? "https://mail.google.com/" : NULL;
+    if (strcmp(provider, "google") == 0)
+        return "https://mail.google.com/";
+    if (strcmp(provider, "microsoft") != 0)
+        return NULL;
+    switch (flow) {
+    case CONFIG_FLOW_CLIENT_CREDENTIALS:
+        return "https://outlook.office365.com/.default";
+    case CONFIG_FLOW_PASSWORD:
+    case CONFIG_FLOW_DEVICE_CODE:
+    case CONFIG_FLOW_AUTHORIZATION_CODE:
+        return "https://outlook.office.com/IMAP.AccessAsUser.All "
+               "https://outlook.office.com/POP.AccessAsUser.All "
+               "https://outlook.office.com/SMTP.Send offline_access";
+    default:
+        return NULL;
+    }
 }
 
 /* ---- load ---- */
@@ -1321,8 +1493,8 @@ static void config_build(struct config_loader *ld)
         struct config_account *a = &cfg->accounts[i];
         config_check_account(ld, acct_sec[i], a, named[i]);
         if (a->scope == NULL && a->provider != NULL &&
-            config_preset_scope(a->provider->name) != NULL)
-            a->scope = config_strdup(ld, config_preset_scope(a->provider->name));
+            config_preset_scope(a->provider->name, a->flow) != NULL)
+            a->scope = config_strdup(ld, config_preset_scope(a->provider->name, a->flow));
     }
     config_check_local_users(ld, acct_sec);
 
@@ -1333,7 +1505,8 @@ static void config_build(struct config_loader *ld)
             continue;
         for (size_t j = 0; j < cfg->n_accounts; j++) {
             const struct config_account *a = &cfg->accounts[j];
-            if (a->provider == p && a->flow != CONFIG_FLOW_STATIC) {
+            if (a->provider == p && a->flow != CONFIG_FLOW_STATIC &&
+                a->flow != CONFIG_FLOW_COMMAND) {
                 char why[160];
                 snprintf(why, sizeof why, "[account %s] uses flow = %s", a->name,
                          config_flow_names[a->flow]);
@@ -1366,6 +1539,7 @@ struct config *config_load(const char *path, FILE *err)
     cfg->log_level = LOG_INFO;
     cfg->max_message_size = CONFIG_DEFAULT_MAX_MESSAGE;
     cfg->token_timeout = CONFIG_DEFAULT_TOKEN_TIMEOUT;
+    cfg->shutdown_timeout = 30;
 
     ld.fp = fopen(path, "r");
     if (ld.fp == NULL) {
@@ -1411,16 +1585,20 @@ void config_free(struct config *cfg)
         for (size_t j = 0; j < l->n_allow_networks; j++)
             free(l->allow_networks[j].account_name);
         free(l->allow_networks);
+        free(l->proxy_trusted);
     }
     for (size_t i = 0; i < cfg->n_providers; i++) {
         struct config_provider *p = &cfg->providers[i];
         free(p->name);
         free(p->token_url);
+        free(p->device_code_url);
+        free(p->authorize_url);
         config_endpoint_clear(&p->smtp);
         config_endpoint_clear(&p->imap);
         config_endpoint_clear(&p->pop3);
         free(p->ews_url);
         free(p->graph_url);
+        free(p->ews_version);
         free(p->ca_file);
     }
     for (size_t i = 0; i < cfg->n_accounts; i++) {
@@ -1439,12 +1617,19 @@ void config_free(struct config *cfg)
         free(a->scope);
         config_free_secret(a->refresh_token);
         config_free_secret(a->access_token);
+        free(a->token_command);
+        free(a->redirect_uri);
+        for (size_t j = 0; j < a->n_allowed_senders; j++)
+            free(a->allowed_senders[j]);
+        free(a->allowed_senders);
     }
     free(cfg->listens);
     free(cfg->providers);
     free(cfg->accounts);
     free(cfg->path);
     free(cfg->state_dir);
+    free(cfg->control_socket);
+    free(cfg->metrics_host);
     free(cfg->user);
     free(cfg);
 }
@@ -1483,10 +1668,17 @@ const struct config_provider *config_find_provider(const struct config *cfg, con
 
 char *config_token_url(const struct config_account *acct)
 {
-    static const char placeholder[] = "{tenant}";
-    if (acct == NULL || acct->provider == NULL || acct->provider->token_url == NULL)
+    if (acct == NULL || acct->provider == NULL)
         return NULL;
-    const char *url = acct->provider->token_url;
+    return config_account_url(acct, acct->provider->token_url);
+}
+
+char *config_account_url(const struct config_account *acct, const char *tmpl)
+{
+    static const char placeholder[] = "{tenant}";
+    if (acct == NULL || tmpl == NULL)
+        return NULL;
+    const char *url = tmpl;
     const char *tenant = acct->tenant != NULL ? acct->tenant : "common";
     size_t plen = sizeof placeholder - 1, tlen = strlen(tenant), count = 0;
     for (const char *p = strstr(url, placeholder); p != NULL; p = strstr(p + plen, placeholder))

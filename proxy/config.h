@@ -29,11 +29,14 @@ enum config_flow {
     CONFIG_FLOW_CLIENT_CREDENTIALS,
     CONFIG_FLOW_PASSWORD,
     CONFIG_FLOW_DEVICE_CODE,
-    CONFIG_FLOW_AUTHORIZATION_CODE
+    CONFIG_FLOW_AUTHORIZATION_CODE,
+    CONFIG_FLOW_COMMAND /* token_command prints the token */
 };
 enum config_mechanism { CONFIG_MECH_XOAUTH2, CONFIG_MECH_OAUTHBEARER };
 enum config_submit { CONFIG_SUBMIT_SMTP, CONFIG_SUBMIT_EWS, CONFIG_SUBMIT_GRAPH };
 enum config_envelope_from { CONFIG_ENVFROM_KEEP, CONFIG_ENVFROM_ACCOUNT };
+/* EWS ExchangeImpersonation header: auto = only for app-only tokens (client_credentials). */
+enum config_ews_impersonation { CONFIG_EWS_IMP_AUTO, CONFIG_EWS_IMP_YES, CONFIG_EWS_IMP_NO };
 enum config_header_from {
     CONFIG_HDRFROM_KEEP,
     CONFIG_HDRFROM_ACCOUNT,
@@ -61,6 +64,11 @@ struct config_listen {
     struct config_allow_network *allow_networks;
     size_t n_allow_networks;
     unsigned max_connections; /* 0 = default */
+    /* PROXY protocol v1/v2 header expected first (xoauthd behind HAProxy); only from the
+     * proxy_trusted networks (account fields unused), others are refused. */
+    int proxy_protocol;
+    struct config_allow_network *proxy_trusted;
+    size_t n_proxy_trusted;
 };
 
 /* An upstream endpoint "host:port starttls|implicit|none". present = 0 when not configured. */
@@ -75,9 +83,12 @@ struct config_provider {
     char *name;
     int line;         /* 0 for a preset not mentioned in the file */
     char *token_url;  /* may contain "{tenant}" */
+    char *device_code_url; /* RFC 8628 device authorization endpoint, may contain "{tenant}" */
+    char *authorize_url;   /* authorization endpoint (browser sign-in), may contain "{tenant}" */
     struct config_endpoint smtp, imap, pop3;
     char *ews_url;
     char *graph_url;
+    char *ews_version; /* RequestServerVersion for EWS requests; NULL = Exchange2013_SP1 */
     char *ca_file;    /* extra trust anchors, NULL = system store only */
     int tls_verify;   /* 1 unless "tls_verify = no", which validation allows for loopback only */
 };
@@ -100,11 +111,16 @@ struct config_account {
     char *scope;
     char *refresh_token;  /* seed; the token store is the truth once written */
     char *access_token;   /* flow = static */
+    char *token_command;  /* flow = command: run with /bin/sh -c, stdout is the token */
+    char *redirect_uri;   /* flow = authorization_code: loopback redirect, NULL = automatic */
     enum config_mechanism mechanism;
     enum config_submit submit[3];
     size_t n_submit;      /* at least 1 after validation (default smtp) */
     enum config_envelope_from envelope_from;
     enum config_header_from header_from;
+    enum config_ews_impersonation ews_impersonation;
+    char **allowed_senders; /* "addr", "*@domain" or "<>"; none = any (sender_rules.h) */
+    size_t n_allowed_senders;
     unsigned refresh_margin; /* seconds before expiry to refresh; default 300 */
 };
 
@@ -115,6 +131,10 @@ struct config {
     char *user;            /* NULL = do not change user */
     size_t max_message_size; /* bytes, SIZE advertised; default 35 MiB */
     unsigned token_timeout; /* seconds for one token endpoint request; default 30 */
+    char *control_socket;  /* `xoauthd status` socket; default STATE_DIR/control.sock */
+    char *metrics_host;    /* Prometheus /metrics listener (loopback only); NULL = off */
+    uint16_t metrics_port;
+    unsigned shutdown_timeout; /* seconds transactions may take to finish at SIGTERM; 30 */
     struct config_listen *listens;
     size_t n_listens;
     struct config_provider *providers; /* presets first, then file sections */
@@ -136,6 +156,9 @@ const struct config_provider *config_find_provider(const struct config *cfg, con
 /* The token URL with "{tenant}" replaced by the account's tenant ("common" when unset).
  * Returns a malloc'ed string. */
 char *config_token_url(const struct config_account *acct);
+/* Any provider URL template (device_code_url, authorize_url) with "{tenant}" replaced the same
+ * way; NULL when tmpl is NULL. malloc'ed. */
+char *config_account_url(const struct config_account *acct, const char *tmpl);
 
 /* 1 when host is a numeric loopback address (127.0.0.0/8, ::1) or "localhost". */
 int config_host_is_loopback(const char *host);

@@ -99,6 +99,19 @@ int conn_accept(struct conn *c, uv_stream_t *server)
     return 0;
 }
 
+int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storage *proxied_peer)
+{
+    if (uv_tcp_open(&c->tcp, fd) != 0)
+        return -1;
+    if (proxied_peer != NULL) {
+        c->proxied_peer = *proxied_peer;
+        c->has_proxied_peer = 1;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_describe_peer(c);
+    return 0;
+}
+
 int conn_connect(struct conn *c, const struct sockaddr *addr)
 {
     char host[64] = "?";
@@ -514,6 +527,10 @@ void conn_close_after_flush(struct conn *c, conn_close_cb close_cb)
 int conn_peer_sockaddr(const struct conn *c, struct sockaddr_storage *ss)
 {
     int len = sizeof *ss;
+    if (c->has_proxied_peer) {
+        *ss = c->proxied_peer;
+        return 0;
+    }
     memset(ss, 0, sizeof *ss);
     return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len) == 0 ? 0 : -1;
 }

@@ -58,6 +58,10 @@ struct conn {
     int open_handles;
     char error[160];
     char peer[64]; /* "address" of the peer, for logs */
+    /* The client's address from a PROXY protocol header (proxy_accept.c): what
+     * conn_peer_sockaddr() reports instead of the balancer's address. */
+    struct sockaddr_storage proxied_peer;
+    int has_proxied_peer;
 
     conn_event_cb event_cb;
     conn_close_cb close_cb;
@@ -68,6 +72,9 @@ int conn_init(struct conn *c, uv_loop_t *loop, conn_event_cb event_cb, void *dat
 /* Accepts a pending connection of server into c (after conn_init). */
 int conn_accept(struct conn *c, uv_stream_t *server);
 int conn_connect(struct conn *c, const struct sockaddr *addr);
+/* Takes over a socket that was accepted elsewhere (after conn_init); proxied_peer, when not
+ * NULL, is the client's real address (PROXY protocol). On failure the caller still owns fd. */
+int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storage *proxied_peer);
 
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);

@@ -54,6 +54,8 @@ struct http_request {
     long retry_after;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
+    size_t (*body_read)(void *arg, char *buf, size_t len);
+    void *body_arg;
     http_done_cb cb;
     void *arg;
     struct http_request *prev, *next;
@@ -376,8 +378,16 @@ static int http_host_is_loopback(const char *host)
     return 0;
 }
 
-/* 0 when the URL is http(s) and, for http, names a loopback host. */
-static int http_check_url(const char *url)
+static size_t http_read_cb(char *buf, size_t size, size_t nmemb, void *userp)
+{
+    struct http_request *req = userp;
+    size_t n = req->body_read(req->body_arg, buf, size * nmemb);
+    return n == HTTP_BODY_ABORT ? CURL_READFUNC_ABORT : n;
+}
+
+/* 0 when the URL is http(s) and, for http (or any request without TLS checks), names a
+ * loopback host. */
+static int http_check_url(const char *url, int need_loopback)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL;
@@ -390,7 +400,9 @@ static int http_check_url(const char *url)
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
         goto done;
-    if (strcasecmp(scheme, "https") == 0)
+    if (need_loopback && !http_host_is_loopback(host))
+        rc = -1;
+    else if (strcasecmp(scheme, "https") == 0)
         rc = 0;
     else if (strcasecmp(scheme, "http") == 0 && http_host_is_loopback(host))
         rc = 0;
@@ -466,7 +478,7 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
 
     if (http == NULL || http->closing || opts == NULL || opts->url == NULL || cb == NULL)
         return NULL;
-    if (http_check_url(opts->url) != 0) {
+    if (http_check_url(opts->url, opts->tls_no_verify) != 0) {
         http_url_for_log(opts->url, urlbuf, sizeof urlbuf);
         log_error(NULL, "event=http_refused url=%s reason=\"not https, and http:// is allowed "
                         "for loopback hosts only\"", urlbuf);
@@ -491,8 +503,8 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     err |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* env proxies off, see top */
-    err |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
-    err |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+    err |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, opts->tls_no_verify ? 0L : 1L) != CURLE_OK;
+    err |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, opts->tls_no_verify ? 0L : 2L) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
                             (long)(opts->timeout_ms != 0 ? opts->timeout_ms
@@ -516,17 +528,27 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
 
     method = opts->method;
     if (method == NULL)
-        method = opts->body != NULL ? "POST" : "GET";
-    if (opts->body != NULL) {
-        req->body_len = opts->body_len;
-        req->body = malloc(req->body_len + 1);
-        if (req->body == NULL)
-            goto fail;
-        memcpy(req->body, opts->body, req->body_len);
-        req->body[req->body_len] = '\0';
-        err |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body) != CURLE_OK;
-        err |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) !=
-               CURLE_OK;
+        method = opts->body != NULL || opts->body_read != NULL ? "POST" : "GET";
+    if (opts->body != NULL || opts->body_read != NULL) {
+        if (opts->body_read != NULL) {
+            req->body_read = opts->body_read;
+            req->body_arg = opts->body_arg;
+            err |= curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK;
+            err |= curl_easy_setopt(e, CURLOPT_READFUNCTION, http_read_cb) != CURLE_OK;
+            err |= curl_easy_setopt(e, CURLOPT_READDATA, req) != CURLE_OK;
+            err |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                                    (curl_off_t)opts->body_size) != CURLE_OK;
+        } else {
+            req->body_len = opts->body_len;
+            req->body = malloc(req->body_len + 1);
+            if (req->body == NULL)
+                goto fail;
+            memcpy(req->body, opts->body, req->body_len);
+            req->body[req->body_len] = '\0';
+            err |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body) != CURLE_OK;
+            err |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) !=
+                   CURLE_OK;
+        }
         req->headers = http_slist_add(req->headers, "Content-Type",
                                       opts->content_type != NULL
                                           ? opts->content_type

@@ -29,7 +29,19 @@ struct http_opts {
     const char *ca_file;       /* extra trust anchors, NULL = system store */
     unsigned timeout_ms;       /* whole request; 0 = 30000 */
     size_t max_response;       /* 0 = 1 MiB */
+    /* A body produced while it is sent (a message of many MB, base64 on the fly) instead of
+     * body: body_read fills buf with up to len bytes and returns how many, 0 at the end, or
+     * HTTP_BODY_ABORT; body_size is the exact total. Called on the loop from inside curl: it
+     * must not block for long nor call into http. */
+    size_t (*body_read)(void *arg, char *buf, size_t len);
+    void *body_arg;
+    size_t body_size;
+    /* 1: skip certificate and host-name checks; refused unless the host is a loopback address
+     * (a provider's tls_verify = no, which config validation allows for tests only). */
+    int tls_no_verify;
 };
+
+#define HTTP_BODY_ABORT ((size_t)-1)
 
 struct http_response {
     int status;              /* HTTP status, or 0 when no response came (see error) */

@@ -1,12 +1,17 @@
 #include "listener.h"
+#include "conn.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "imap_session.h"
 #include "log.h"
+#include "pop3_session.h"
+#include "proxy_accept.h"
 #include "server.h"
 #include "smtp_session.h"
 #include "tls.h"
@@ -38,15 +43,30 @@ static void listener_connection_cb(uv_stream_t *stream, int status)
     }
     if (l->closing)
         return;
+    if (l->cfg->proxy_protocol) {
+        proxy_accept_start(l, stream);
+        return;
+    }
+    listener_start_session(l, stream);
+}
+
+void listener_start_session(struct listener *l, uv_stream_t *stream)
+{
+    int r = -1;
     switch (l->cfg->protocol) {
     case CONFIG_PROTO_SMTP:
-        if (smtp_session_accept(l->srv, l, stream) != 0)
-            log_warn(NULL, "event=accept_failed listener=%s reason=\"cannot set up session\"",
-                     l->cfg->name);
+        r = smtp_session_accept(l->srv, l, stream);
         break;
-    default:
+    case CONFIG_PROTO_IMAP:
+        r = imap_session_accept(l->srv, l, stream);
+        break;
+    case CONFIG_PROTO_POP3:
+        r = pop3_session_accept(l->srv, l, stream);
         break;
     }
+    if (r != 0)
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"cannot set up session\"",
+                 l->cfg->name);
 }
 
 static int listener_parse_addr(const struct config_listen *cfg, struct sockaddr_storage *ss)
@@ -59,11 +79,6 @@ static int listener_parse_addr(const struct config_listen *cfg, struct sockaddr_
 
 struct listener *listener_new(struct server *srv, const struct config_listen *cfg)
 {
-    if (cfg->protocol != CONFIG_PROTO_SMTP) {
-        fprintf(stderr, "%s: [listen %s]: protocol %s is not supported by this version yet; "
-                "listener skipped\n", srv->cfg->path, cfg->name, config_protocol_name(cfg->protocol));
-        return NULL;
-    }
     struct listener *l = calloc(1, sizeof *l);
     if (l == NULL)
         return NULL;
@@ -108,10 +123,23 @@ fail_ctx:
     return NULL;
 }
 
+int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream)
+{
+    if (!l->handoff)
+        return conn_accept(c, stream);
+    l->handoff = 0;
+    if (conn_accept_fd(c, l->handoff_fd, l->handoff_has_peer ? &l->handoff_peer : NULL) != 0) {
+        close(l->handoff_fd);
+        return -1;
+    }
+    return 0;
+}
+
 void listener_close(struct listener *l)
 {
     if (l->closing)
         return;
+    proxy_accept_close_all(l);
     l->closing = 1;
     uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
 }
@@ -158,6 +186,15 @@ static int listener_net_match(const struct sockaddr_storage *net, int prefix,
         return 1;
     unsigned char mask = (unsigned char)(0xff << (8 - rest));
     return (a[full] & mask) == (n[full] & mask);
+}
+
+int listener_addr_in_networks(const struct config_allow_network *nets, size_t n,
+                              const struct sockaddr_storage *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (listener_net_match(&nets[i].net, nets[i].prefix, addr))
+            return 1;
+    return 0;
 }
 
 const struct config_account *listener_allowed_account(const struct listener *l,

@@ -10,6 +10,8 @@
 #include "config.h"
 
 struct server;
+struct conn;
+struct proxy_pending;
 
 struct listener {
     uv_tcp_t tcp;
@@ -18,6 +20,13 @@ struct listener {
     SSL_CTX *tls; /* NULL when tls = none */
     unsigned active; /* sessions accepted and not yet closed */
     int closing;
+    /* PROXY protocol (proxy_accept.c): connections still sending their header, and the
+     * socket handed to the session being created right now (listener_conn_accept). */
+    struct proxy_pending *pending;
+    int handoff;
+    uv_os_sock_t handoff_fd;
+    struct sockaddr_storage handoff_peer;
+    int handoff_has_peer;
 };
 
 /* Binds and listens. Errors go to stderr naming the listener. NULL on failure. */
@@ -25,6 +34,14 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
 /* Stops accepting; the struct is freed once the handle closed. */
 void listener_close(struct listener *l);
 void listener_session_closed(struct listener *l);
+/* Creates the protocol session for a connection waiting on stream (or handed off). */
+void listener_start_session(struct listener *l, uv_stream_t *stream);
+/* What sessions call instead of conn_accept(): takes the connection from the listening socket,
+ * or the one a PROXY protocol header was read from. 0 or -1. */
+int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream);
+/* 1 when addr is in one of the n networks (IPv4 clients of a dual-stack socket included). */
+int listener_addr_in_networks(const struct config_allow_network *nets, size_t n,
+                              const struct sockaddr_storage *addr);
 /* The account a client from addr acts as without logging in (allow_networks), or NULL. */
 const struct config_account *listener_allowed_account(const struct listener *l,
                                                       const struct sockaddr_storage *addr);

@@ -2,12 +2,15 @@
  *   run            the daemon, in the foreground, logging to stderr
  *   check          validate a configuration and exit
  *   hash-password  turn a local password into the hash string for local_password
+ *   auth           first sign-in of an account (token_cli.c)
+ *   tokens         token state of every account (token_cli.c)
  */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/ssl.h>
 #include <curl/curl.h>
 #include <uv.h>
@@ -15,7 +18,10 @@
 #include "config.h"
 #include "localauth.h"
 #include "log.h"
+#include "sd_notify.h"
 #include "server.h"
+#include "token.h"
+#include "token_cli.h"
 
 #define XOAUTHD_DEFAULT_CONFIG "/etc/xoauthd/xoauthd.ini"
 
@@ -29,6 +35,10 @@ static void main_usage(FILE *out)
             "  check [-c FILE]      validate the configuration; errors as FILE:LINE: message\n"
             "  hash-password        read a password (tty without echo, or one line of stdin)\n"
             "                       and print its hash for local_password\n"
+            "  auth ACCOUNT [-c FILE] [--device|--browser|--paste]\n"
+            "                       sign in once (device code or browser) and store the\n"
+            "                       refresh token, encrypted\n"
+            "  tokens [-c FILE]     token state of every account (never a secret)\n"
             "  version              print the version\n"
             "\n"
             "default configuration file: " XOAUTHD_DEFAULT_CONFIG "\n");
@@ -64,6 +74,10 @@ static int main_check(int argc, char **argv)
     struct config *cfg = config_load(path, stderr);
     if (cfg == NULL)
         return 1;
+    if (token_config_check(cfg, stderr) != 0) {
+        config_free(cfg);
+        return 1;
+    }
     printf("%s: ok (%zu listeners, %zu accounts)\n", path, cfg->n_listens, cfg->n_accounts);
     config_free(cfg);
     return 0;
@@ -102,6 +116,9 @@ static int main_run(int argc, char **argv)
     } else {
         log_info(NULL, "event=started config=%s listeners=%zu accounts=%zu", path,
                  srv.n_listeners, cfg->n_accounts);
+        /* Type=notify: every listener is bound now (sd_notify.h). */
+        sd_notify_sendf("READY=1\nMAINPID=%ld\nSTATUS=serving %zu listeners, %zu accounts",
+                        (long)getpid(), srv.n_listeners, cfg->n_accounts);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
@@ -109,8 +126,7 @@ static int main_run(int argc, char **argv)
         log_error(NULL, "event=loop_not_closed");
         rc = 1;
     }
-    server_free(&srv);
-    config_free(cfg);
+    server_free(&srv); /* frees cfg and every configuration a reload replaced */
     curl_global_cleanup();
     return rc;
 }
@@ -128,6 +144,10 @@ int main(int argc, char **argv)
         return main_check(argc - 1, argv + 1);
     if (strcmp(cmd, "hash-password") == 0)
         return localauth_cmd_hash_password();
+    if (strcmp(cmd, "auth") == 0)
+        return token_cli_auth(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokens") == 0)
+        return token_cli_tokens(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("xoauthd 0.1.0\n");
         return 0;

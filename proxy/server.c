@@ -7,9 +7,10 @@
 
 #include "listener.h"
 #include "log.h"
+#include "reload.h"
+#include "sd_notify.h"
 #include "tls.h"
 
-#define SERVER_GRACE_MS (30 * 1000)
 
 static void server_signal_cb(uv_signal_t *h, int signum);
 static void server_finish(struct server *srv);
@@ -52,6 +53,10 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
     srv->sig_term.data = srv->sig_int.data = srv;
     uv_signal_start(&srv->sig_term, server_signal_cb, SIGTERM);
     uv_signal_start(&srv->sig_int, server_signal_cb, SIGINT);
+    uv_signal_init(loop, &srv->sig_hup);
+    srv->sig_hup.data = srv;
+    uv_signal_start(&srv->sig_hup, server_signal_cb, SIGHUP);
+    srv->started_ms = uv_now(loop);
     uv_timer_init(loop, &srv->grace_timer);
     srv->grace_timer.data = srv;
     if (gethostname(srv->hostname, sizeof srv->hostname - 1) != 0 || srv->hostname[0] == '\0')
@@ -68,12 +73,6 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
         return -1;
     int failed = 0;
     for (size_t i = 0; i < cfg->n_listens; i++) {
-        if (cfg->listens[i].protocol != CONFIG_PROTO_SMTP) {
-            log_warn(NULL, "event=listener_skipped listener=%s reason=\"protocol %s is not "
-                     "supported by this version yet\"", cfg->listens[i].name,
-                     config_protocol_name(cfg->listens[i].protocol));
-            continue;
-        }
         srv->listeners[srv->n_listeners] = listener_new(srv, &cfg->listens[i]);
         if (srv->listeners[srv->n_listeners] == NULL)
             failed = 1;
@@ -85,17 +84,40 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
     return 0;
 }
 
+/* Index of prov in cfg's providers, or -1 (it may belong to a configuration before a reload). */
+static long server_provider_index(const struct config *cfg, const struct config_provider *prov)
+{
+    uintptr_t p = (uintptr_t)prov, base = (uintptr_t)cfg->providers;
+    if (p < base || p >= base + cfg->n_providers * sizeof *prov)
+        return -1;
+    return (long)((p - base) / sizeof *prov);
+}
+
 SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *prov)
 {
-    size_t i = (size_t)(prov - srv->cfg->providers);
-    if (i >= srv->cfg->n_providers)
+    SSL_CTX **slots = srv->provider_tls;
+    long i = server_provider_index(srv->cfg, prov);
+    for (struct server_gen *g = srv->old_gens; i < 0 && g != NULL; g = g->next) {
+        slots = g->provider_tls;
+        i = server_provider_index(g->cfg, prov);
+    }
+    if (i < 0)
         return NULL;
-    if (srv->provider_tls[i] == NULL) {
-        srv->provider_tls[i] = tls_client_ctx_new(prov->ca_file, prov->tls_verify, stderr);
-        if (srv->provider_tls[i] == NULL)
+    if (slots[i] == NULL) {
+        slots[i] = tls_client_ctx_new(prov->ca_file, prov->tls_verify, stderr);
+        if (slots[i] == NULL)
             log_error(NULL, "event=tls_setup_failed provider=%s", prov->name);
     }
-    return srv->provider_tls[i];
+    return slots[i];
+}
+
+static void server_free_provider_tls(SSL_CTX **slots, size_t n)
+{
+    for (size_t i = 0; slots != NULL && i < n; i++) {
+        if (slots[i] != NULL)
+            SSL_CTX_free(slots[i]);
+        slots[i] = NULL;
+    }
 }
 
 static void server_handle_closed_cb(uv_handle_t *h) { (void)h; }
@@ -112,11 +134,9 @@ static void server_finish(struct server *srv)
     }
     if (!uv_is_closing((uv_handle_t *)&srv->grace_timer))
         uv_close((uv_handle_t *)&srv->grace_timer, server_handle_closed_cb);
-    for (size_t i = 0; i < srv->cfg->n_providers; i++) {
-        if (srv->provider_tls[i] != NULL)
-            SSL_CTX_free(srv->provider_tls[i]);
-        srv->provider_tls[i] = NULL;
-    }
+    server_free_provider_tls(srv->provider_tls, srv->cfg->n_providers);
+    for (struct server_gen *g = srv->old_gens; g != NULL; g = g->next)
+        server_free_provider_tls(g->provider_tls, g->cfg->n_providers);
     log_info(NULL, "event=stopped");
 }
 
@@ -138,15 +158,18 @@ void server_shutdown(struct server *srv)
         return;
     srv->shutting_down = 1;
     log_info(NULL, "event=shutdown sessions=%zu", srv->n_sessions);
+    sd_notify_send("STOPPING=1\nSTATUS=finishing transactions in flight");
     uv_close((uv_handle_t *)&srv->sig_term, server_handle_closed_cb);
     uv_close((uv_handle_t *)&srv->sig_int, server_handle_closed_cb);
+    uv_close((uv_handle_t *)&srv->sig_hup, server_handle_closed_cb);
     for (size_t i = 0; i < srv->n_listeners; i++)
         listener_close(srv->listeners[i]);
     if (srv->n_sessions == 0) {
         server_finish(srv);
         return;
     }
-    uv_timer_start(&srv->grace_timer, server_grace_cb, SERVER_GRACE_MS, 0);
+    uv_timer_start(&srv->grace_timer, server_grace_cb, (uint64_t)srv->cfg->shutdown_timeout * 1000,
+                   0);
     struct session_link *l = srv->sessions.next;
     while (l != &srv->sessions) {
         struct session_link *next = l->next;
@@ -161,11 +184,26 @@ void server_free(struct server *srv)
     free(srv->listeners);
     srv->provider_tls = NULL;
     srv->listeners = NULL;
+    while (srv->old_gens != NULL) {
+        struct server_gen *g = srv->old_gens;
+        srv->old_gens = g->next;
+        free(g->provider_tls);
+        config_free(g->cfg);
+        free(g);
+    }
+    config_free(srv->cfg);
+    srv->cfg = NULL;
 }
 
 static void server_signal_cb(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
-    log_info(NULL, "event=signal signal=%s", signum == SIGTERM ? "TERM" : "INT");
+    log_info(NULL, "event=signal signal=%s",
+             signum == SIGTERM ? "TERM" : signum == SIGHUP ? "HUP" : "INT");
+    if (signum == SIGHUP) {
+        if (!srv->shutting_down)
+            reload_run(srv);
+        return;
+    }
     server_shutdown(srv);
 }

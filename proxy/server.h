@@ -24,6 +24,14 @@ struct session_link {
     void (*abort)(struct session_link *link);    /* close now */
 };
 
+/* A configuration superseded by a reload (reload.h): kept with its providers' TLS contexts
+ * because sessions that started under it still point into it. */
+struct server_gen {
+    struct config *cfg;
+    SSL_CTX **provider_tls;
+    struct server_gen *next;
+};
+
 struct server {
     uv_loop_t *loop;
     struct config *cfg;
@@ -37,6 +45,10 @@ struct server {
     uint64_t next_session_id;
     int shutting_down;
     uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_hup;          /* reload (reload.c) */
+    struct server_gen *old_gens;  /* superseded configurations, newest first */
+    unsigned reloads;
+    uint64_t started_ms;          /* uv_now at start, for uptime */
     uv_timer_t grace_timer;
     char hostname[256];
 };
@@ -46,7 +58,8 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg);
 /* Starts an orderly shutdown (also what SIGTERM/SIGINT do). */
 void server_shutdown(struct server *srv);
 
-/* Frees what is left after the loop ran dry. */
+/* Frees what is left after the loop ran dry, including every configuration (the server owns
+ * the one it was started with from server_init on). */
 void server_free(struct server *srv);
 
 SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *prov);

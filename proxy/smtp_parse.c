@@ -127,6 +127,8 @@ void smtp_data_scan_init(struct smtp_data_scan *s)
     s->state = DATA_LINE_START;
 }
 
+void smtp_data_scan_unstuffed(struct smtp_data_scan *s) { s->unstuff = 1; }
+
 static void smtp_data_line_end(struct smtp_data_scan *s, char *out, size_t *o)
 {
     if (!s->last_cr) {
@@ -168,14 +170,16 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
                 s->bare_lf = 1;
                 goto end;
             }
-            out[o++] = '.';
+            if (!s->unstuff)
+                out[o++] = '.';
             s->line_len++;
             s->state = DATA_MID;
             continue;
         case DATA_DOT_CR:
             if (c == '\n')
                 goto end;
-            out[o++] = '.';
+            if (!s->unstuff)
+                out[o++] = '.';
             out[o++] = '\r';
             s->line_len += 2;
             s->last_cr = 1;
@@ -203,9 +207,11 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
         continue;
     end:
         s->size += o;
-        out[o++] = '.';
-        out[o++] = '\r';
-        out[o++] = '\n';
+        if (!s->unstuff) {
+            out[o++] = '.';
+            out[o++] = '\r';
+            out[o++] = '\n';
+        }
         *out_len = o;
         s->state = DATA_LINE_START;
         return (long)(i + 1);

@@ -56,6 +56,7 @@ struct smtp_data_scan {
     int line_too_long;  /* some text line exceeded 1000 octets */
     int bare_lf;        /* some line ended in LF without CR */
     int last_cr;        /* the last byte of the current line so far is CR */
+    int unstuff;        /* set by smtp_data_scan_unstuffed(): see below */
 };
 
 void smtp_data_scan_init(struct smtp_data_scan *s);
@@ -67,5 +68,10 @@ void smtp_data_scan_init(struct smtp_data_scan *s);
  * *out_len is set in both cases. */
 long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char *out,
                     size_t *out_len);
+/* After smtp_data_scan_init: the same scan for a message that is kept instead of relayed (EWS,
+ * Graph). The leading dot of a stuffed line is removed (RFC 5321 4.5.2: "If the first character
+ * is a period and there are other characters on the line, the first character is deleted") and
+ * out never holds the end marker; everything else (CRLF line ends, size, limits) is unchanged. */
+void smtp_data_scan_unstuffed(struct smtp_data_scan *s);
 
 #endif

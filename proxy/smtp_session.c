@@ -15,9 +15,11 @@
 #include "localauth.h"
 #include "log.h"
 #include "sasl.h"
+#include "sender_rules.h"
 #include "server.h"
 #include "smtp_parse.h"
 #include "smtp_upstream.h"
+#include "submit.h"
 
 #define SMTP_COMMAND_LINE_MAX 512   /* RFC 5321 4.5.3.1.4, CRLF included */
 #define SMTP_AUTH_LINE_MAX 12288    /* RFC 4954 4: SASL responses may be this long */
@@ -69,6 +71,10 @@ struct smtp_session {
     char login_user[SASL_MAX_FIELD + 1];
     struct localauth_req *auth_req;
     const struct config_account *auth_candidate;
+    /* The password being verified, kept only until the verdict: a verified one unlocks the
+     * account's token store (token_unlock). Cleansed right after, and with the session. */
+    char auth_password[SASL_MAX_FIELD + 1];
+    size_t auth_password_len;
 
     /* upstream and transaction */
     struct smtp_upstream *up;
@@ -79,6 +85,8 @@ struct smtp_session {
     int in_transaction;
     unsigned rcpt_ok;
     struct smtp_data_scan scan;
+    struct submit *sub; /* submit = ews | graph first: the transaction is ours (submit.h) */
+    struct sender_filter hdr_filter; /* header_from rewriting on the DATA stream */
     char discard_reply[160];
     char mail_from[256];
 };
@@ -159,9 +167,12 @@ static int smtp_starttls_offered(struct smtp_session *s)
 
 static void smtp_reset_transaction(struct smtp_session *s)
 {
+    sender_filter_reset(&s->hdr_filter);
     s->in_transaction = 0;
     s->rcpt_ok = 0;
     s->mail_from[0] = '\0';
+    if (s->sub != NULL)
+        submit_reset(s->sub);
 }
 
 static void smtp_drop_upstream(struct smtp_session *s, int polite)
@@ -182,6 +193,7 @@ static void smtp_handle_closed(struct smtp_session *s)
     struct listener *l = s->listener;
     struct server *srv = s->srv;
     server_session_remove(srv, &s->link);
+    sender_filter_reset(&s->hdr_filter);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
     listener_session_closed(l);
@@ -202,6 +214,9 @@ static void smtp_close_now(struct smtp_session *s, int flush)
     }
     /* Mid-DATA the upstream must never see the final dot: close it without QUIT. */
     smtp_drop_upstream(s, 1);
+    /* Nothing was sent before the end of DATA; the stored message goes with the session. */
+    submit_free(s->sub);
+    s->sub = NULL;
     uv_close((uv_handle_t *)&s->delay_timer, smtp_timer_closed_cb);
     if (flush)
         conn_close_after_flush(&s->conn, smtp_conn_closed_cb);
@@ -337,6 +352,11 @@ static void smtp_check_password(struct smtp_session *s, const char *user, const 
     else
         acct = NULL;
     s->auth_candidate = acct;
+    s->auth_password_len = strlen(password);
+    if (acct != NULL && s->auth_password_len < sizeof s->auth_password)
+        memcpy(s->auth_password, password, s->auth_password_len + 1);
+    else
+        s->auth_password_len = 0;
     smtp_enter_state(s, SMTP_S_AUTH_VERIFY);
     struct localauth_req *req = localauth_verify_async(s->srv->loop, hash, password,
                                                        strlen(password), smtp_auth_verify_cb, s);
@@ -345,19 +365,45 @@ static void smtp_check_password(struct smtp_session *s, const char *user, const 
 }
 
 static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *reason);
+static void smtp_local_drain_cb(void *arg);
+
+/* The local transaction of an ews/graph account, made on first use. 0 / -1. */
+static int smtp_local_submit(struct smtp_session *s)
+{
+    if (s->sub == NULL)
+        s->sub = submit_new(s->srv, s->acct, s->sid, smtp_local_drain_cb, s);
+    return s->sub != NULL ? 0 : -1;
+}
 
 static void smtp_auth_verify_cb(void *arg, int result)
 {
     struct smtp_session *s = arg;
     s->auth_req = NULL;
+    if (result == 1 && s->auth_candidate != NULL)
+        token_unlock(s->srv->tokens, s->auth_candidate, s->auth_password, s->auth_password_len);
+    OPENSSL_cleanse(s->auth_password, sizeof s->auth_password);
+    s->auth_password_len = 0;
     if (result != 1 || s->auth_candidate == NULL) {
         smtp_auth_failed(s, result < 0 ? "malformed password hash in the configuration"
                             : s->auth_candidate == NULL ? "unknown user" : "wrong password");
         return;
     }
+    if (s->acct != s->auth_candidate) {
+        submit_free(s->sub); /* an allowlisted transaction's store, for another account */
+        s->sub = NULL;
+    }
     s->acct = s->auth_candidate;
     log_info(s->sid, "event=local_login peer=%s account=%s", s->conn.peer, s->acct->name);
     smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
+    if (submit_is_local(s->acct)) {
+        /* No SMTP upstream: a token now, so that a broken token endpoint is a 454 here. */
+        if (smtp_local_submit(s) != 0) {
+            smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
+            return;
+        }
+        submit_check_login(s->sub, smtp_login_done_cb);
+        return;
+    }
     s->up = smtp_upstream_new(s->srv, s->acct, s->sid, smtp_upstream_event, s);
     if (s->up == NULL) {
         smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
@@ -591,6 +637,7 @@ static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t l
         if (code == 354) {
             conn_write(&s->conn, reply, len);
             smtp_data_scan_init(&s->scan);
+            sender_filter_init(&s->hdr_filter, s->acct);
             s->discard_reply[0] = '\0';
             smtp_enter_state(s, SMTP_S_DATA);
             smtp_process(s);
@@ -607,6 +654,72 @@ static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t l
     }
     conn_write(&s->conn, reply, len);
     smtp_command_done(s);
+}
+
+/* ---- local transaction (submit = ews | graph) -------------------------------------------- */
+
+static void smtp_local_mail(struct smtp_session *s, const struct smtp_command *cmd)
+{
+    if (smtp_local_submit(s) != 0) {
+        smtp_reply(s, "451 4.3.1 Out of memory, try again later");
+        return;
+    }
+    /* The reverse path matters only to an SMTP fallback; EWS and Graph send as the mailbox. */
+    if (s->acct->envelope_from == CONFIG_ENVFROM_ACCOUNT)
+        submit_mail(s->sub, s->acct->username, strlen(s->acct->username));
+    else
+        submit_mail(s->sub, cmd->path, cmd->path_len);
+    s->in_transaction = 1;
+    smtp_reply(s, "250 2.1.0 Ok");
+}
+
+static void smtp_local_rcpt(struct smtp_session *s, const char *line, size_t len)
+{
+    struct smtp_command cmd;
+    if (smtp_parse_command(line, len, &cmd) != SMTP_PARSE_OK) {
+        smtp_reply(s, "501 5.5.4 Syntax error in parameters or arguments");
+        return;
+    }
+    /* Syntax only: the provider's verdict on the address comes at the end of DATA. */
+    const char *refused = submit_rcpt(s->sub, cmd.path, cmd.path_len);
+    if (refused != NULL) {
+        smtp_reply(s, "%s", refused);
+        return;
+    }
+    s->rcpt_ok++;
+    smtp_reply(s, "250 2.1.5 Ok");
+}
+
+static void smtp_local_data(struct smtp_session *s)
+{
+    if (submit_data_begin(s->sub) != 0) {
+        smtp_reply(s, "451 4.3.0 Cannot store the message, try again later");
+        return;
+    }
+    smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    smtp_data_scan_init(&s->scan);
+    smtp_data_scan_unstuffed(&s->scan);
+    sender_filter_init(&s->hdr_filter, s->acct);
+    s->discard_reply[0] = '\0';
+    smtp_enter_state(s, SMTP_S_DATA);
+    smtp_process(s);
+}
+
+static void smtp_local_reply_cb(void *arg, const char *reply)
+{
+    struct smtp_session *s = arg;
+    smtp_reset_transaction(s);
+    smtp_reply(s, "%s", reply);
+    smtp_command_done(s);
+}
+
+static void smtp_local_drain_cb(void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->state == SMTP_S_DATA) {
+        conn_read_start(&s->conn);
+        smtp_process(s);
+    }
 }
 
 static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd,
@@ -644,7 +757,29 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         const char *sp = memchr(p, ' ', (size_t)(end - p));
         p = sp ? sp + 1 : end;
     }
+    /* Sender rules (sender_rules.h): refused before a byte of the message is sent. */
+    if (!sender_rules_allowed(s->acct, cmd->path, cmd->path_len)) {
+        char q[300];
+        log_info(s->sid, "event=sender_refused account=%s from=%s", s->acct->name,
+                 log_quote(q, sizeof q, cmd->path, cmd->path_len));
+        smtp_reply(s, "550 5.7.1 Sender address not allowed for this account");
+        return;
+    }
+    char mail_rw[SMTP_COMMAND_LINE_MAX + 1];
+    long rw = sender_rules_mail_line(s->acct, cmd->path, cmd->path_len, cmd->params,
+                                     cmd->params_len, mail_rw, sizeof mail_rw);
+    if (rw > 0) {
+        log_info(s->sid, "event=envelope_from_rewritten account=%s from=<%.*s> to=<%s>",
+                 s->acct->name, (int)(cmd->path_len < 200 ? cmd->path_len : 200), cmd->path,
+                 s->acct->username);
+        line = mail_rw;
+        len = (size_t)rw;
+    }
     snprintf(s->mail_from, sizeof s->mail_from, "%.*s", (int)cmd->path_len, cmd->path);
+    if (submit_is_local(s->acct)) {
+        smtp_local_mail(s, cmd);
+        return;
+    }
     smtp_relay_command(s, SMTP_CMD_MAIL, line, len);
 }
 
@@ -652,6 +787,10 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
 {
     if (!s->in_transaction) {
         smtp_reply(s, "503 5.5.1 Need MAIL command");
+        return;
+    }
+    if (s->sub != NULL && submit_is_local(s->acct)) {
+        smtp_local_rcpt(s, line, len);
         return;
     }
     smtp_relay_command(s, SMTP_CMD_RCPT, line, len);
@@ -665,6 +804,10 @@ static void smtp_cmd_data(struct smtp_session *s, const char *line, size_t len)
     }
     if (s->rcpt_ok == 0) {
         smtp_reply(s, "554 5.5.1 No valid recipients");
+        return;
+    }
+    if (s->sub != NULL && submit_is_local(s->acct)) {
+        smtp_local_data(s);
         return;
     }
     smtp_relay_command(s, SMTP_CMD_DATA, line, len);
@@ -795,16 +938,44 @@ static void smtp_data_abort(struct smtp_session *s, const char *reply, const cha
              s->acct ? s->acct->name : "-", s->mail_from, why);
     /* Closing without the final dot makes the upstream discard what it got so far. */
     smtp_drop_upstream(s, 0);
+    if (s->sub != NULL)
+        submit_reset(s->sub); /* nothing was sent; the stored part goes */
     snprintf(s->discard_reply, sizeof s->discard_reply, "%s", reply);
     smtp_enter_state(s, SMTP_S_DATA_DISCARD);
+}
+
+/* Message bytes on their way upstream, through the From: header filter (sender_rules.h).
+ * buf = NULL: the end of the message (flushes a header block still held). */
+static int smtp_data_relay(struct smtp_session *s, const char *buf, size_t len)
+{
+    const char *out;
+    size_t out_len;
+    int was = s->hdr_filter.rewritten;
+    int r = buf != NULL ? sender_filter_feed(&s->hdr_filter, buf, len, &out, &out_len)
+                        : sender_filter_finish(&s->hdr_filter, &out, &out_len);
+    if (r != 0)
+        return -1;
+    if (s->hdr_filter.rewritten && !was) {
+        char q[300];
+        log_info(s->sid, "event=header_from_rewritten account=%s from=%s to=<%s>", s->acct->name,
+                 log_quote(q, sizeof q, s->hdr_filter.original_from,
+                           strlen(s->hdr_filter.original_from)),
+                 s->acct->username);
+    }
+    if (out_len == 0)
+        return 0;
+    return s->sub != NULL ? submit_data_write(s->sub, out, out_len)
+                          : smtp_upstream_write(s->up, out, out_len);
 }
 
 static void smtp_process_data(struct smtp_session *s)
 {
     while (s->conn.in_len > 0 &&
            (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)) {
-        if (s->state == SMTP_S_DATA && smtp_upstream_congested(s->up)) {
-            /* Resumed by SMTP_UPSTREAM_DRAINED: the client waits, memory stays bounded. */
+        if (s->state == SMTP_S_DATA && (s->sub != NULL ? submit_data_congested(s->sub)
+                                                       : smtp_upstream_congested(s->up))) {
+            /* Resumed by SMTP_UPSTREAM_DRAINED (or the spool file's drain callback): the
+             * client waits, memory stays bounded. */
             conn_read_stop(&s->conn);
             return;
         }
@@ -819,7 +990,7 @@ static void smtp_process_data(struct smtp_session *s)
             } else if (s->scan.line_too_long) {
                 smtp_data_abort(s, "500 5.5.2 Message has a line longer than 1000 octets "
                                 "(RFC 5321 4.5.3.1.6)", "line too long");
-            } else if (smtp_upstream_write(s->up, smtp_data_out, out_len) != 0) {
+            } else if (smtp_data_relay(s, smtp_data_out, out_len) != 0) {
                 smtp_data_abort(s, "451 4.4.2 Connection to the mail provider lost, try again "
                                 "later", "upstream write failed");
             }
@@ -827,9 +998,15 @@ static void smtp_process_data(struct smtp_session *s)
         conn_consume(&s->conn, used);
         if (end < 0)
             continue;
+        if (s->state == SMTP_S_DATA && smtp_data_relay(s, NULL, 0) != 0)
+            smtp_data_abort(s, "451 4.3.0 Cannot rewrite the message headers, try again later",
+                            "header rewrite failed");
         if (s->state == SMTP_S_DATA) {
             smtp_enter_state(s, SMTP_S_DATA_REPLY);
-            smtp_upstream_expect_reply(s->up, smtp_data_reply_cb);
+            if (s->sub != NULL)
+                submit_data_end(s->sub, smtp_local_reply_cb); /* the provider's verdict */
+            else
+                smtp_upstream_expect_reply(s->up, smtp_data_reply_cb);
         } else {
             smtp_reset_transaction(s);
             smtp_reply(s, "%s", s->discard_reply);
@@ -1014,7 +1191,7 @@ int smtp_session_accept(struct server *srv, struct listener *l, uv_stream_t *str
     s->open_handles = 2;
     l->active++;
     server_session_add(srv, &s->link);
-    if (conn_accept(&s->conn, stream) != 0) {
+    if (listener_conn_accept(l, &s->conn, stream) != 0) {
         smtp_close_now(s, 0);
         return -1;
     }

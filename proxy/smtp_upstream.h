@@ -25,7 +25,7 @@ enum smtp_upstream_event {
 };
 
 /* reason: one line for the log (never contains a secret). */
-typedef void (*smtp_upstream_login_cb)(void *arg, enum upstream_failure f, const char *reason);
+typedef upstream_login_cb smtp_upstream_login_cb;
 /* code 0: no reply (connection lost or timed out; reply then says why). reply holds every line
  * of the reply with CRLF, as the server sent it. */
 typedef void (*smtp_upstream_reply_cb)(void *arg, int code, const char *reply, size_t len);

@@ -1,22 +1,29 @@
 /* token: the token manager, see token.h.
  *
  * One entry per account (found by name). An entry is IDLE, or busy with exactly one of:
- * LOADING (reading the token store on the thread pool), REQUESTING (one HTTP request to the
- * token endpoint) or SAVING (writing a rotated refresh token). Callers that arrive while it is
- * busy join the waiter list, so an account never has two requests in flight. Waiters are called
- * once the entry is IDLE again, from a private list, so a callback may call token_get or
+ * UNLOCKING (waiting for the store key's derivation, see token_unlock), LOADING (reading the
+ * token store on the thread pool), REQUESTING (one request to the token endpoint, or one
+ * token_command run) or SAVING (writing a rotated refresh token). Callers that arrive while it
+ * is busy join the waiter list, so an account never has two requests in flight. Waiters are
+ * called once the entry is IDLE again, from a private list, so a callback may call token_get or
  * token_wait_cancel freely.
  *
  * Refresh token life cycle: the first need loads the store (asynchronously); when the store has
  * no file, the config's seed is used and written to the store after the first success ("seeds
  * the store once"). A rotated token replaces the old one in memory at once and is saved before
- * the access token is handed out. After invalid_grant the entry remembers a digest of the
- * rejected token and, for a while, answers NEEDS_SIGNIN without asking the endpoint; a get in
- * that window re-reads the store (at most once a second), so `xoauthd auth ACCOUNT` takes effect
- * at once without a restart.
+ * the access token is handed out; a token read from an old unencrypted file is saved again
+ * (encrypted) after the next success. After invalid_grant the entry forgets the rejected token
+ * (keeping only its digest, so neither the store nor the seed can bring it back) and answers
+ * NEEDS_SIGNIN without asking the endpoint; a get re-reads the store at most once a second, so
+ * `xoauthd auth ACCOUNT` takes effect at once without a restart. Grants without a refresh token
+ * (password, client credentials) stop asking after NEEDS_SIGNIN until a restart: repeating a
+ * rejected password is how mailboxes get locked.
  *
- * Time is uv_now(): cached per loop iteration, which is precise enough for lifetimes in
- * seconds and costs no system call. */
+ * Keys: accounts with a local password need the key token_unlock derives before the store can
+ * be read or written; the others use state_dir/store.key, which the store's own jobs read.
+ *
+ * Time is uv_now() for lifetimes (cached per loop iteration, precise enough for seconds and free
+ * of system calls) and time() for what is shown to humans and signed into JWTs. */
 #include "token.h"
 
 #include <openssl/crypto.h>
@@ -25,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "token_grant.h"
@@ -33,18 +41,23 @@
 
 /* Fail fast for this long after a failure that needs a human (sign-in, config). */
 #define TOKEN_HARD_FAIL_MS 60000u
-/* ...and for this long after a temporary failure, so 200 scanners retrying at once do not turn
- * an outage of the token endpoint into a flood. A Retry-After stretches it up to the max. */
+/* ...and after a temporary failure, doubling with each one in a row up to the max, so that 200
+ * scanners retrying at once do not turn an outage of the token endpoint into a flood. A
+ * Retry-After replaces the backoff (capped at the max too). */
 #define TOKEN_TEMP_FAIL_MS 5000u
 #define TOKEN_TEMP_FAIL_MAX_MS 120000u
 /* In the NEEDS_SIGNIN window, the store is re-read at most this often. */
 #define TOKEN_RELOAD_MIN_MS 1000u
 #define TOKEN_DEFAULT_TIMEOUT_S 30u
+/* A cached token with less life than this (or half the margin, when smaller) is not handed out:
+ * the upstream login that follows takes a moment. */
+#define TOKEN_MIN_LIFE_MS 30000u
 /* Token endpoint answers are small; a bigger one is garbage or an attack. */
 #define TOKEN_MAX_RESPONSE (256u * 1024u)
 
 enum token_entry_state {
     TOKEN_ENTRY_IDLE,
+    TOKEN_ENTRY_UNLOCKING,
     TOKEN_ENTRY_LOADING,
     TOKEN_ENTRY_REQUESTING,
     TOKEN_ENTRY_SAVING
@@ -86,24 +99,48 @@ struct token_entry {
 
     char *refresh_token; /* current one, in memory */
     int rt_loaded;       /* the store (or seed) was consulted */
-    int rt_unsaved;      /* refresh_token differs from what the store holds */
+    int rt_unsaved;      /* refresh_token differs from what the store holds (or it is plain) */
     int rt_reload;       /* re-read the store before the next request (after NEEDS_SIGNIN) */
     int have_rejected;
     unsigned char rejected[32]; /* SHA-256 of the refresh token the endpoint rejected */
+    int store_bad;              /* the store file is unusable: a human must sign in */
+    int sticky;                 /* NEEDS_SIGNIN of a grant without refresh token: until restart */
+
+    /* The store key: derived from the local password (token_unlock) or the key file. */
+    enum token_store_key_kind key_kind;
+    int key_ready;
+    struct token_store_key key;
+    struct token_io *derive_io;
+    unsigned char key_hash[32]; /* SHA-256 of the local_password string the key is for */
 
     enum token_status neg_status; /* remembered failure, valid while now < neg_until */
     uint64_t neg_until;
     uint64_t last_reload_ms;
+    unsigned temp_fails; /* temporary failures in a row, for the backoff */
 
     struct http_request *req;
+    struct token_job *job;
+    const struct token_grant *job_grant;
     struct token_io *io;
     char *pending_access; /* got while SAVING; published after the save */
     long pending_expires_in;
+
+    struct token_store_status status; /* what `xoauthd tokens` shows */
+    struct token_io *status_io;
+    int status_dirty;
 
     struct token_wait_list waiters;    /* waiting for the busy state to end */
     struct token_wait_list delivering; /* being called back right now */
     int flow_logged;                   /* misconfiguration already logged at error level */
     int store_logged;                  /* "no usable store" already logged */
+    int locked_logged;                 /* "store locked" already logged */
+};
+
+struct token_cert_slot {
+    struct token_cert_slot *next;
+    char *account;
+    struct token_client_cert *cert; /* NULL when loading failed */
+    char err[300];
 };
 
 struct token_manager {
@@ -111,10 +148,12 @@ struct token_manager {
     struct http *http;
     const struct config *cfg;
     struct token_entry *entries;
+    struct token_cert_slot *certs;
     int busy;         /* > 0 while callbacks run */
     int free_pending; /* token_manager_free was called from a callback */
 };
 
+static const struct token_store_key token_keyfile_key = {.kind = TOKEN_KEY_FILE};
 
 const char *token_status_name(enum token_status s)
 {
@@ -146,6 +185,22 @@ static void token_digest(const char *s, unsigned char out[32])
     memset(out, 0, 32);
     if (s != NULL)
         EVP_Digest(s, strlen(s), out, &len, EVP_sha256(), NULL);
+}
+
+int token_account_password_key(const struct config *cfg, const struct config_account *acct)
+{
+    if (acct == NULL || acct->local_password == NULL || acct->local_password[0] == '\0')
+        return 0;
+    /* A client from an allowlisted network acts as the account without any password, so the
+     * daemon must be able to open the store without one. */
+    for (size_t i = 0; cfg != NULL && i < cfg->n_listens; i++) {
+        const struct config_listen *l = &cfg->listens[i];
+        for (size_t j = 0; j < l->n_allow_networks; j++)
+            if (l->allow_networks[j].account_name != NULL && acct->name != NULL &&
+                strcmp(l->allow_networks[j].account_name, acct->name) == 0)
+                return 0;
+    }
+    return 1;
 }
 
 /* --- waiter lists --- */
@@ -188,6 +243,69 @@ static void token_list_free_all(struct token_wait_list *l)
     }
 }
 
+/* --- client certificates --- */
+
+static struct token_cert_slot *token_cert_load(struct token_manager *tm,
+                                               const struct config_account *acct)
+{
+    struct token_cert_slot *slot = calloc(1, sizeof *slot);
+    if (slot == NULL)
+        return NULL;
+    slot->account = strdup(acct->name != NULL ? acct->name : "");
+    if (slot->account == NULL) {
+        free(slot);
+        return NULL;
+    }
+    slot->cert = token_client_cert_load(acct->client_certificate, acct->client_key, slot->err,
+                                        sizeof slot->err);
+    if (slot->cert == NULL)
+        log_error(NULL, "event=token_error account=%s status=misconfigured reason=\"%s\" "
+                        "action=\"fix client_certificate / client_key and restart\"",
+                  slot->account, slot->err);
+    slot->next = tm->certs;
+    tm->certs = slot;
+    return slot;
+}
+
+/* The loaded certificate of acct. Loaded at start-up for the configured accounts; others (unit
+ * tests) load on first use. NULL with *err when unusable. */
+static const struct token_client_cert *token_cert_for(struct token_manager *tm,
+                                                      const struct config_account *acct,
+                                                      const char **err)
+{
+    struct token_cert_slot *slot;
+    for (slot = tm->certs; slot != NULL; slot = slot->next)
+        if (acct->name != NULL && strcmp(slot->account, acct->name) == 0)
+            break;
+    if (slot == NULL)
+        slot = token_cert_load(tm, acct);
+    if (slot == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    *err = slot->err;
+    return slot->cert;
+}
+
+int token_config_check(const struct config *cfg, FILE *err)
+{
+    int problems = 0;
+    for (size_t i = 0; cfg != NULL && i < cfg->n_accounts; i++) {
+        const struct config_account *a = &cfg->accounts[i];
+        char why[300];
+        if (a->client_certificate == NULL || a->client_key == NULL)
+            continue;
+        struct token_client_cert *c = token_client_cert_load(a->client_certificate,
+                                                             a->client_key, why, sizeof why);
+        if (c == NULL) {
+            fprintf(err, "%s:%d: [account %s]: %s\n", cfg->path, a->line, a->name, why);
+            problems++;
+        }
+        token_client_cert_free(c);
+    }
+    return problems;
+}
+
 /* --- manager life cycle --- */
 
 static void token_manager_destroy(struct token_manager *tm)
@@ -201,8 +319,16 @@ static void token_manager_destroy(struct token_manager *tm)
         token_secret_free(&e->refresh_token);
         token_secret_free(&e->pending_access);
         OPENSSL_cleanse(e->rejected, sizeof e->rejected);
+        OPENSSL_cleanse(&e->key, sizeof e->key);
         free(e->name);
         free(e);
+    }
+    while (tm->certs != NULL) {
+        struct token_cert_slot *s = tm->certs;
+        tm->certs = s->next;
+        token_client_cert_free(s->cert);
+        free(s->account);
+        free(s);
     }
     free(tm);
 }
@@ -219,7 +345,64 @@ struct token_manager *token_manager_new(uv_loop_t *loop, struct http *http,
     tm->loop = loop;
     tm->http = http;
     tm->cfg = cfg;
+    /* Certificates are read now, before the loop serves anyone: file reads never happen on a
+     * busy loop, and a broken certificate shows up in the start-up log. */
+    for (size_t i = 0; i < cfg->n_accounts; i++) {
+        const struct config_account *a = &cfg->accounts[i];
+        if (a->flow == CONFIG_FLOW_CLIENT_CREDENTIALS && a->client_certificate != NULL &&
+            a->client_key != NULL)
+            token_cert_load(tm, a);
+    }
     return tm;
+}
+
+void token_manager_set_config(struct token_manager *tm, const struct config *cfg)
+{
+    if (tm == NULL || cfg == NULL)
+        return;
+    tm->cfg = cfg;
+    while (tm->certs != NULL) {
+        struct token_cert_slot *slot = tm->certs;
+        tm->certs = slot->next;
+        token_client_cert_free(slot->cert);
+        free(slot->account);
+        free(slot);
+    }
+    for (size_t i = 0; i < cfg->n_accounts; i++) {
+        const struct config_account *a = &cfg->accounts[i];
+        if (a->flow == CONFIG_FLOW_CLIENT_CREDENTIALS && a->client_certificate != NULL &&
+            a->client_key != NULL)
+            token_cert_load(tm, a);
+    }
+    for (struct token_entry *e = tm->entries; e != NULL; e = e->next) {
+        const struct config_account *a = config_find_account(cfg, e->name);
+        unsigned char d[32];
+        if (a == NULL)
+            continue;
+        enum token_store_key_kind kind =
+            token_account_password_key(cfg, a) ? TOKEN_KEY_PASSWORD : TOKEN_KEY_FILE;
+        token_digest(a->local_password, d);
+        if (kind != e->key_kind ||
+            (e->key_ready && CRYPTO_memcmp(d, e->key_hash, sizeof d) != 0)) {
+            log_info(NULL, "event=token_store_rekey account=%s reason=\"the local password "
+                           "(or allow_networks) changed\" action=\"the next local login "
+                           "derives the new key; the next save re-encrypts the refresh "
+                           "token\"", e->log_name);
+            e->key_kind = kind;
+            e->key_ready = 0;
+            OPENSSL_cleanse(&e->key, sizeof e->key);
+            e->locked_logged = 0;
+        }
+        e->acct = a;
+    }
+}
+
+static void token_io_detach(struct token_io **io)
+{
+    if (*io != NULL) {
+        (*io)->e = NULL;
+        *io = NULL;
+    }
 }
 
 void token_manager_free(struct token_manager *tm)
@@ -233,11 +416,14 @@ void token_manager_free(struct token_manager *tm)
             http_request_cancel(e->req);
             e->req = NULL;
         }
-        if (e->io != NULL) {
-            /* A save still completes: the rotated token reaches the disk. */
-            e->io->e = NULL;
-            e->io = NULL;
+        if (e->job != NULL) {
+            e->job_grant->cancel(e->job);
+            e->job = NULL;
         }
+        /* A save still completes: the rotated token reaches the disk. */
+        token_io_detach(&e->io);
+        token_io_detach(&e->derive_io);
+        token_io_detach(&e->status_io);
         e->state = TOKEN_ENTRY_IDLE;
     }
     if (tm->busy > 0) {
@@ -323,6 +509,8 @@ static struct token_entry *token_entry_get(struct token_manager *tm,
     }
     e->tm = tm;
     e->acct = acct;
+    e->key_kind = token_account_password_key(tm->cfg, acct) ? TOKEN_KEY_PASSWORD
+                                                             : TOKEN_KEY_FILE;
     if (token_store_account_ok(name))
         snprintf(e->log_name, sizeof e->log_name, "%s", name);
     else
@@ -332,10 +520,16 @@ static struct token_entry *token_entry_get(struct token_manager *tm,
     return e;
 }
 
+static int token_entry_store_usable(const struct token_entry *e)
+{
+    const char *dir = e->tm->cfg->state_dir;
+    return dir != NULL && dir[0] != '\0' && token_store_account_ok(e->name);
+}
+
 static int token_entry_store_ok(struct token_entry *e)
 {
     const char *dir = e->tm->cfg->state_dir;
-    if (dir != NULL && dir[0] != '\0' && token_store_account_ok(e->name))
+    if (token_entry_store_usable(e))
         return 1;
     if (!e->store_logged) {
         e->store_logged = 1;
@@ -349,20 +543,87 @@ static int token_entry_store_ok(struct token_entry *e)
     return 0;
 }
 
+static const struct token_store_key *token_entry_key(const struct token_entry *e)
+{
+    if (e->key_kind == TOKEN_KEY_FILE)
+        return &token_keyfile_key;
+    return e->key_ready ? &e->key : NULL;
+}
+
+/* --- the status file --- */
+
+static void token_status_write(struct token_entry *e);
+
+static void token_status_saved_cb(void *arg, int result)
+{
+    struct token_io *io = arg;
+    struct token_entry *e = io->e;
+    (void)result;
+    free(io);
+    if (e == NULL)
+        return;
+    e->status_io = NULL;
+    if (e->status_dirty)
+        token_status_write(e);
+}
+
+static void token_status_write(struct token_entry *e)
+{
+    struct token_io *io;
+    if (!token_entry_store_usable(e))
+        return;
+    if (e->status_io != NULL) {
+        e->status_dirty = 1; /* written again when the running write is done */
+        return;
+    }
+    e->status_dirty = 0;
+    io = calloc(1, sizeof *io);
+    if (io == NULL)
+        return;
+    io->e = e;
+    if (token_store_status_save(e->tm->loop, e->tm->cfg->state_dir, e->name, &e->status,
+                                token_status_saved_cb, io) != 0) {
+        free(io);
+        return;
+    }
+    e->status_io = io;
+}
+
+static void token_status_update(struct token_entry *e, enum token_status st, const char *error,
+                                long expires_in)
+{
+    long long now = (long long)time(NULL);
+    snprintf(e->status.state, sizeof e->status.state, "%s", token_status_name(st));
+    e->status.last_attempt = now;
+    if (st == TOKEN_OK) {
+        e->status.last_refresh = now;
+        e->status.valid_until = now + expires_in;
+        e->status.last_error[0] = '\0';
+    } else {
+        snprintf(e->status.last_error, sizeof e->status.last_error, "%s", error);
+    }
+    token_status_write(e);
+}
+
+/* --- failures --- */
+
 /* Remembers a failure (fail fast for a while) and logs it with what the admin should do. */
 static void token_entry_fail(struct token_entry *e, enum token_status st, int http_status,
                              const struct token_response *r, long retry_after)
 {
     uint64_t now = uv_now(e->tm->loop);
     uint64_t window;
-    char reason[256], desc[300], action[256];
+    char reason[256], desc[300], action[300], qaction[340];
 
     if (st == TOKEN_TEMPFAIL) {
-        window = TOKEN_TEMP_FAIL_MS;
         if (retry_after > 0) {
             uint64_t ra = (uint64_t)retry_after * 1000u;
-            window = ra < TOKEN_TEMP_FAIL_MS ? TOKEN_TEMP_FAIL_MS
-                     : ra > TOKEN_TEMP_FAIL_MAX_MS ? TOKEN_TEMP_FAIL_MAX_MS : ra;
+            window = ra > TOKEN_TEMP_FAIL_MAX_MS ? TOKEN_TEMP_FAIL_MAX_MS : ra;
+        } else {
+            unsigned shift = e->temp_fails > 1 ? e->temp_fails - 1 : 0;
+            window = TOKEN_TEMP_FAIL_MS << (shift > 5 ? 5 : shift);
+            if (window > TOKEN_TEMP_FAIL_MAX_MS)
+                window = TOKEN_TEMP_FAIL_MAX_MS;
         }
     } else {
         window = TOKEN_HARD_FAIL_MS;
@@ -370,13 +631,16 @@ static void token_entry_fail(struct token_entry *e, enum token_status st, int ht
     e->neg_status = st;
     e->neg_until = now + window;
 
-    if (st == TOKEN_NEEDS_SIGNIN)
+    if (st == TOKEN_NEEDS_SIGNIN && e->sticky)
+        snprintf(action, sizeof action, "check the account's credentials and the mailbox at the "
+                 "provider, then restart xoauthd (no further attempts until then, so the "
+                 "mailbox is not locked out)");
+    else if (st == TOKEN_NEEDS_SIGNIN)
         snprintf(action, sizeof action, "run `xoauthd auth %s`", e->log_name);
     else
         snprintf(action, sizeof action, "%s", r->action);
     log_quote(reason, sizeof reason, r->reason, strlen(r->reason));
     log_quote(desc, sizeof desc, r->error_description, strlen(r->error_description));
-    char qaction[300];
     log_quote(qaction, sizeof qaction, action, strlen(action));
     log_msg(st == TOKEN_TEMPFAIL ? LOG_WARN : LOG_ERROR, NULL,
             "event=token_error account=%s status=%s http=%d error=%s aadsts=%ld reason=%s "
@@ -395,7 +659,10 @@ static void token_entry_fail_local(struct token_entry *e, enum token_status st,
     snprintf(r.reason, sizeof r.reason, "%s", reason);
     snprintf(r.action, sizeof r.action, "%s", action);
     token_entry_fail(e, st, 0, &r, -1);
+    token_status_update(e, st, reason, 0);
 }
+
+/* --- success --- */
 
 static void token_entry_publish(struct token_entry *e)
 {
@@ -424,13 +691,14 @@ static void token_save_cb(void *arg, int result)
     if (result == 0) {
         e->rt_unsaved = 0;
     } else {
-        /* The old refresh token is dead at the provider already: handing out the access token
-         * loses nothing more, and the new refresh token stays in memory for the next refresh. */
+        /* The old refresh token may be dead at the provider already: handing out the access
+         * token loses nothing more, and the new refresh token stays in memory for the next
+         * refresh (and the next save attempt). */
         char *path = token_store_path(e->tm->cfg->state_dir, e->name);
         char qpath[512];
         log_quote(qpath, sizeof qpath, path != NULL ? path : "-", path != NULL ? strlen(path) : 1);
         log_error(NULL, "event=token_store_failed account=%s path=%s reason=\"the rotated "
-                        "refresh token could not be persisted (errno in the token_store_error "
+                        "refresh token could not be persisted (see the token_store_error "
                         "line)\" action=\"fix state_dir (permissions, space); until then the "
                         "token lives in memory only and a restart needs `xoauthd auth %s`\"",
                   e->log_name, qpath, e->log_name);
@@ -439,71 +707,124 @@ static void token_save_cb(void *arg, int result)
     token_entry_publish(e);
 }
 
+/* Starts writing the refresh token. 0 when the save runs (state SAVING), -1 when it cannot
+ * (logged; the token stays in memory). */
+static int token_entry_save(struct token_entry *e)
+{
+    struct token_manager *tm = e->tm;
+    const struct token_store_key *key = token_entry_key(e);
+    struct token_io *io;
+
+    if (key == NULL) {
+        log_error(NULL, "event=token_store_failed account=%s reason=\"the store key is not "
+                        "known (no local login since the start)\" action=\"the token lives in "
+                        "memory only until the next local login\"", e->log_name);
+        return -1;
+    }
+    io = calloc(1, sizeof *io);
+    if (io != NULL) {
+        io->e = e;
+        if (token_store_save(tm->loop, tm->cfg->state_dir, e->name, key, e->refresh_token,
+                             token_save_cb, io) == 0) {
+            e->io = io;
+            e->state = TOKEN_ENTRY_SAVING;
+            return 0;
+        }
+        free(io);
+    }
+    log_error(NULL, "event=token_store_failed account=%s reason=\"could not start writing "
+                    "the refresh token\" action=\"the token lives in memory only\"",
+              e->log_name);
+    return -1;
+}
+
+/* The answer of the endpoint (or of token_command), classified. Takes the tokens out of r. */
+static void token_entry_result(struct token_entry *e, const struct token_grant *grant,
+                               int http_status, struct token_response *r, long retry_after)
+{
+    struct token_manager *tm = e->tm;
+    int rotated = 0;
+
+    e->state = TOKEN_ENTRY_IDLE;
+    if (r->status != TOKEN_OK) {
+        enum token_status st = r->status;
+        char err[sizeof e->status.last_error + 80];
+        if (st == TOKEN_NEEDS_SIGNIN) {
+            if (grant->uses_refresh_token) {
+                /* Never again: neither from memory nor from the store nor from the seed. */
+                if (e->refresh_token != NULL) {
+                    token_digest(e->refresh_token, e->rejected);
+                    e->have_rejected = 1;
+                    token_secret_free(&e->refresh_token);
+                }
+                e->rt_reload = 1;
+                e->last_reload_ms = uv_now(tm->loop); /* the store was as good as just read */
+            } else {
+                e->sticky = 1;
+            }
+        }
+        if (st == TOKEN_TEMPFAIL)
+            e->temp_fails++;
+        else
+            e->temp_fails = 0;
+        token_entry_fail(e, st, http_status, r, retry_after);
+        snprintf(err, sizeof err, "%s%s%s", r->reason, r->error[0] != '\0' ? " " : "",
+                 r->error[0] != '\0' ? r->error : "");
+        token_status_update(e, st, err, 0);
+        token_response_clear(r);
+        token_entry_deliver(e, st, NULL);
+        return;
+    }
+
+    if (grant->uses_refresh_token) {
+        rotated = r->refresh_token != NULL &&
+                  (e->refresh_token == NULL || strcmp(r->refresh_token, e->refresh_token) != 0);
+        if (rotated) {
+            token_secret_free(&e->refresh_token);
+            e->refresh_token = r->refresh_token;
+            r->refresh_token = NULL;
+            e->rt_unsaved = 1;
+        }
+    }
+    e->rt_reload = 0;
+    e->have_rejected = 0;
+    e->neg_until = 0;
+    e->temp_fails = 0;
+    log_info(NULL, "event=token_refreshed account=%s grant=%s expires_in=%ld rotated=%s",
+             e->log_name, grant->name, r->expires_in, rotated ? "yes" : "no");
+    token_secret_free(&e->pending_access);
+    e->pending_access = r->access_token;
+    r->access_token = NULL;
+    e->pending_expires_in = r->expires_in;
+    token_status_update(e, TOKEN_OK, "", r->expires_in);
+    token_response_clear(r);
+
+    if (grant->uses_refresh_token && e->rt_unsaved && e->refresh_token != NULL &&
+        token_entry_store_ok(e) && token_entry_save(e) == 0)
+        return;
+    token_entry_publish(e);
+}
+
 static void token_http_done_cb(void *arg, const struct http_response *resp)
 {
     struct token_entry *e = arg;
-    struct token_manager *tm = e->tm;
     struct token_response r;
-    int rotated;
 
     e->req = NULL;
-    e->state = TOKEN_ENTRY_IDLE;
     memset(&r, 0, sizeof r);
     if (resp->status == 0)
         token_response_transport(&r, resp->timed_out, resp->error);
     else
         token_response_parse(resp->status, resp->body, resp->body_len, &r);
+    token_entry_result(e, token_grant_for(e->acct->flow), resp->status, &r, resp->retry_after);
+}
 
-    if (r.status != TOKEN_OK) {
-        enum token_status st = r.status;
-        if (st == TOKEN_NEEDS_SIGNIN && e->refresh_token != NULL) {
-            token_digest(e->refresh_token, e->rejected);
-            e->have_rejected = 1;
-            e->rt_reload = 1;
-            e->last_reload_ms = uv_now(tm->loop); /* the store was as good as just read */
-        }
-        token_entry_fail(e, st, resp->status, &r, resp->retry_after);
-        token_response_clear(&r);
-        token_entry_deliver(e, st, NULL);
-        return;
-    }
-
-    rotated = r.refresh_token != NULL &&
-              (e->refresh_token == NULL || strcmp(r.refresh_token, e->refresh_token) != 0);
-    if (rotated) {
-        token_secret_free(&e->refresh_token);
-        e->refresh_token = r.refresh_token;
-        r.refresh_token = NULL;
-        e->rt_unsaved = 1;
-    }
-    e->rt_reload = 0;
-    e->have_rejected = 0;
-    e->neg_until = 0;
-    log_info(NULL, "event=token_refreshed account=%s expires_in=%ld rotated=%s", e->log_name,
-             r.expires_in, rotated ? "yes" : "no");
-    token_secret_free(&e->pending_access);
-    e->pending_access = r.access_token;
-    r.access_token = NULL;
-    e->pending_expires_in = r.expires_in;
-    token_response_clear(&r);
-
-    if (e->rt_unsaved && e->refresh_token != NULL && token_entry_store_ok(e)) {
-        struct token_io *io = calloc(1, sizeof *io);
-        if (io != NULL) {
-            io->e = e;
-            if (token_store_save(tm->loop, tm->cfg->state_dir, e->name, e->refresh_token,
-                                 token_save_cb, io) == 0) {
-                e->io = io;
-                e->state = TOKEN_ENTRY_SAVING;
-                return;
-            }
-            free(io);
-        }
-        log_error(NULL, "event=token_store_failed account=%s reason=\"could not start writing "
-                        "the refresh token\" action=\"the token lives in memory only\"",
-                  e->log_name);
-    }
-    token_entry_publish(e);
+static void token_job_done_cb(void *arg, struct token_response *r)
+{
+    struct token_entry *e = arg;
+    const struct token_grant *grant = e->job_grant;
+    e->job = NULL;
+    token_entry_result(e, grant, 0, r, -1);
 }
 
 static int token_entry_request(struct token_entry *e, enum token_status *fail)
@@ -511,6 +832,7 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
     struct token_manager *tm = e->tm;
     const struct config_account *acct = e->acct;
     const struct token_grant *grant = token_grant_for(acct->flow);
+    struct token_grant_ctx ctx;
     struct token_form form;
     const char *why = NULL, *body;
     char *url = NULL;
@@ -519,28 +841,69 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
     unsigned timeout_s;
 
     token_form_init(&form);
-    if (grant->build_form(acct, e->refresh_token, &form, &why) != 0) {
-        if (grant->uses_refresh_token && e->refresh_token == NULL) {
-            *fail = TOKEN_NEEDS_SIGNIN;
-            e->rt_reload = 1; /* pick up `xoauthd auth` without a restart */
-            e->have_rejected = 0;
-            token_entry_fail_local(e, *fail, "no refresh token: none in the token store and no "
-                                             "refresh_token= in the config", "");
-        } else {
+    memset(&ctx, 0, sizeof ctx);
+    ctx.acct = acct;
+    ctx.refresh_token = grant->uses_refresh_token ? e->refresh_token : NULL;
+    ctx.now = time(NULL);
+    timeout_s = tm->cfg->token_timeout != 0 ? tm->cfg->token_timeout : TOKEN_DEFAULT_TIMEOUT_S;
+
+    if (grant->uses_refresh_token && e->refresh_token == NULL) {
+        *fail = TOKEN_NEEDS_SIGNIN;
+        e->rt_reload = 1; /* pick up `xoauthd auth` without a restart */
+        token_entry_fail_local(e, *fail,
+                               e->have_rejected ? "the refresh token was rejected and no new "
+                                                  "one has been stored since"
+                               : e->store_bad ? "the token store file cannot be used (see the "
+                                                "token_store_unusable line)"
+                                              : "no refresh token: none in the token store and "
+                                                "no refresh_token= in the config",
+                               "");
+        goto fail;
+    }
+    if (grant->start != NULL) {
+        e->job_grant = grant;
+        e->job = grant->start(tm->loop, &ctx, timeout_s * 1000u, token_job_done_cb, e, &why);
+        if (e->job == NULL) {
             *fail = TOKEN_MISCONFIGURED;
-            token_entry_fail_local(e, *fail, why != NULL ? why : "incomplete account",
+            token_entry_fail_local(e, *fail, why != NULL ? why : "the job could not start",
                                    "complete the account's section in the config");
+            goto fail;
         }
+        log_debug(NULL, "event=token_request account=%s grant=%s", e->log_name, grant->name);
+        e->state = TOKEN_ENTRY_REQUESTING;
+        token_form_free(&form);
+        return 0;
+    }
+
+    url = config_token_url(acct);
+    if (url == NULL) {
+        *fail = TOKEN_MISCONFIGURED;
+        token_entry_fail_local(e, *fail, "no token_url for the account's provider",
+                               "set token_url in the provider section");
+        goto fail;
+    }
+    ctx.token_url = url;
+    if (acct->flow == CONFIG_FLOW_CLIENT_CREDENTIALS && acct->client_certificate != NULL) {
+        const char *err = NULL;
+        ctx.cert = token_cert_for(tm, acct, &err);
+        if (ctx.cert == NULL) {
+            *fail = TOKEN_MISCONFIGURED;
+            token_entry_fail_local(e, *fail, err != NULL && err[0] != '\0' ? err
+                                   : "the client certificate could not be loaded",
+                                   "fix client_certificate / client_key and restart");
+            goto fail;
+        }
+    }
+    if (grant->build_form(&ctx, &form, &why) != 0) {
+        *fail = TOKEN_MISCONFIGURED;
+        token_entry_fail_local(e, *fail, why != NULL ? why : "incomplete account",
+                               "complete the account's section in the config");
         goto fail;
     }
     body = token_form_finish(&form);
-    url = config_token_url(acct);
-    if (body == NULL || url == NULL) {
-        *fail = url == NULL && body != NULL ? TOKEN_MISCONFIGURED : TOKEN_TEMPFAIL;
-        token_entry_fail_local(e, *fail,
-                               url == NULL ? "no token_url for the account's provider"
-                                           : "out of memory",
-                               url == NULL ? "set token_url in the provider section" : "");
+    if (body == NULL) {
+        *fail = TOKEN_TEMPFAIL;
+        token_entry_fail_local(e, *fail, "out of memory", "");
         goto fail;
     }
     memset(&opts, 0, sizeof opts);
@@ -550,7 +913,6 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
     opts.headers = &hdr;
     opts.n_headers = 1;
     opts.ca_file = acct->provider != NULL ? acct->provider->ca_file : NULL;
-    timeout_s = tm->cfg->token_timeout != 0 ? tm->cfg->token_timeout : TOKEN_DEFAULT_TIMEOUT_S;
     opts.timeout_ms = timeout_s * 1000u;
     opts.max_response = TOKEN_MAX_RESPONSE;
     e->req = http_request_start(tm->http, &opts, token_http_done_cb, e);
@@ -579,7 +941,20 @@ fail:
     return -1;
 }
 
-static void token_load_cb(void *arg, int result, char *rt)
+/* 1 when s is the refresh token the endpoint rejected. */
+static int token_entry_is_rejected(const struct token_entry *e, const char *s)
+{
+    unsigned char d[32];
+    int same;
+    if (!e->have_rejected || s == NULL)
+        return 0;
+    token_digest(s, d);
+    same = CRYPTO_memcmp(d, e->rejected, sizeof d) == 0;
+    OPENSSL_cleanse(d, sizeof d);
+    return same;
+}
+
+static void token_load_cb(void *arg, int result, char *rt, const struct token_store_info *info)
 {
     struct token_io *io = arg;
     struct token_entry *e = io->e;
@@ -592,7 +967,7 @@ static void token_load_cb(void *arg, int result, char *rt)
     }
     e->io = NULL;
     e->state = TOKEN_ENTRY_IDLE;
-    if (result < 0) {
+    if (result == TOKEN_STORE_IOERR) {
         token_secret_free(&rt);
         token_entry_fail_local(e, TOKEN_TEMPFAIL, "the token store could not be read (see the "
                                                   "token_store_error line)",
@@ -600,10 +975,22 @@ static void token_load_cb(void *arg, int result, char *rt)
         token_entry_deliver(e, TOKEN_TEMPFAIL, NULL);
         return;
     }
-    if (result == 1) {
-        unsigned char d[32];
-        token_digest(rt, d);
-        if (e->have_rejected && CRYPTO_memcmp(d, e->rejected, sizeof d) == 0) {
+    if (result == TOKEN_STORE_UNUSABLE) {
+        /* Left alone on disk; a human decides (see token_store.h). */
+        char why[240];
+        token_secret_free(&rt);
+        e->store_bad = 1;
+        e->rt_loaded = 1;
+        e->rt_reload = 1;
+        snprintf(why, sizeof why, "the token store file cannot be used: %s",
+                 info != NULL ? info->detail : "?");
+        token_entry_fail_local(e, TOKEN_NEEDS_SIGNIN, why, "");
+        token_entry_deliver(e, TOKEN_NEEDS_SIGNIN, NULL);
+        return;
+    }
+    e->store_bad = 0;
+    if (result == TOKEN_STORE_FOUND) {
+        if (token_entry_is_rejected(e, rt)) {
             token_secret_free(&rt);
         } else if (e->refresh_token != NULL && strcmp(e->refresh_token, rt) == 0) {
             token_secret_free(&rt);
@@ -613,9 +1000,12 @@ static void token_load_cb(void *arg, int result, char *rt)
             e->rt_unsaved = 0;
             changed = 1;
         }
-        OPENSSL_cleanse(d, sizeof d);
+        /* An old unencrypted file: write it again, encrypted, after the next success. */
+        if (info != NULL && info->format == 1 && e->refresh_token != NULL)
+            e->rt_unsaved = 1;
     } else if (!e->rt_loaded && e->acct->refresh_token != NULL &&
-               e->acct->refresh_token[0] != '\0') {
+               e->acct->refresh_token[0] != '\0' &&
+               !token_entry_is_rejected(e, e->acct->refresh_token)) {
         e->refresh_token = strdup(e->acct->refresh_token);
         e->rt_unsaved = 1; /* the seed goes to the store after its first success */
         changed = 1;
@@ -645,12 +1035,36 @@ static int token_entry_begin(struct token_entry *e, enum token_status *fail)
     struct token_manager *tm = e->tm;
     const struct token_grant *grant = token_grant_for(e->acct->flow);
 
-    if (grant->uses_refresh_token && (!e->rt_loaded || e->rt_reload) && token_entry_store_ok(e)) {
-        struct token_io *io = calloc(1, sizeof *io);
+    int need_load = grant->uses_refresh_token && (!e->rt_loaded || e->rt_reload);
+    /* A refresh may rotate the token, which must then be saved: a password account needs its
+     * key before any request, not only before a load. */
+    int need_key = grant->uses_refresh_token && e->key_kind == TOKEN_KEY_PASSWORD &&
+                   !e->key_ready && token_entry_store_usable(e);
+    if ((need_load && token_entry_store_ok(e)) || need_key) {
+        const struct token_store_key *key = token_entry_key(e);
+        struct token_io *io;
+        if (key == NULL) {
+            if (e->derive_io != NULL) {
+                e->state = TOKEN_ENTRY_UNLOCKING; /* token_derive_cb goes on */
+                return 0;
+            }
+            /* A session that did not call token_unlock, or a client let in without a password
+             * for an account that has one: no window, the next login unlocks it. */
+            log_msg(e->locked_logged ? LOG_DEBUG : LOG_WARN, NULL,
+                    "event=token_store_locked account=%s reason=\"the token store is "
+                    "encrypted with the local password and nobody has logged in with it since "
+                    "the start\"", e->log_name);
+            e->locked_logged = 1;
+            *fail = TOKEN_TEMPFAIL;
+            return -1;
+        }
+        if (!need_load)
+            return token_entry_request(e, fail);
+        io = calloc(1, sizeof *io);
         if (io != NULL) {
             io->e = e;
-            if (token_store_load_async(tm->loop, tm->cfg->state_dir, e->name, token_load_cb,
-                                       io) == 0) {
+            if (token_store_load_async(tm->loop, tm->cfg->state_dir, e->name, key,
+                                       token_load_cb, io) == 0) {
                 e->io = io;
                 e->state = TOKEN_ENTRY_LOADING;
                 e->last_reload_ms = uv_now(tm->loop);
@@ -671,6 +1085,74 @@ static int token_entry_begin(struct token_entry *e, enum token_status *fail)
     return token_entry_request(e, fail);
 }
 
+/* --- unlocking --- */
+
+static void token_derive_cb(void *arg, int result, const struct token_store_key *key)
+{
+    struct token_io *io = arg;
+    struct token_entry *e = io->e;
+    enum token_status st;
+
+    free(io);
+    if (e == NULL)
+        return;
+    e->derive_io = NULL;
+    unsigned char d[32];
+    token_digest(e->acct->local_password, d);
+    if (result == 0 && CRYPTO_memcmp(d, e->key_hash, sizeof d) != 0) {
+        /* The local password changed (reload) while this ran: the key is for the old one. */
+        log_info(NULL, "event=token_store_key_discarded account=%s reason=\"the local password "
+                       "changed meanwhile\"", e->log_name);
+    } else if (result == 0) {
+        e->key = *key;
+        e->key_ready = 1;
+        log_debug(NULL, "event=token_store_unlocked account=%s", e->log_name);
+    } else {
+        log_error(NULL, "event=token_store_error account=%s step=\"derive key\" reason=\"scrypt "
+                        "failed (OpenSSL, memory)\"", e->log_name);
+    }
+    if (e->state != TOKEN_ENTRY_UNLOCKING)
+        return;
+    e->state = TOKEN_ENTRY_IDLE;
+    if (!e->key_ready) {
+        token_entry_deliver(e, TOKEN_TEMPFAIL, NULL);
+        return;
+    }
+    if (token_entry_begin(e, &st) != 0)
+        token_entry_deliver(e, st, NULL);
+}
+
+void token_unlock(struct token_manager *tm, const struct config_account *acct,
+                  const char *password, size_t len)
+{
+    struct token_entry *e;
+    struct token_io *io;
+
+    if (tm == NULL || acct == NULL || password == NULL || tm->free_pending ||
+        !token_account_password_key(tm->cfg, acct))
+        return;
+    if (!token_grant_for(acct->flow)->uses_refresh_token)
+        return; /* nothing of this account is ever stored */
+    e = token_entry_get(tm, acct);
+    if (e == NULL || e->key_ready || e->derive_io != NULL || !token_store_account_ok(e->name))
+        return;
+    io = calloc(1, sizeof *io);
+    if (io == NULL)
+        return;
+    io->e = e;
+    token_digest(acct->local_password, e->key_hash);
+    if (token_store_key_derive_async(tm->loop, e->name, acct->local_password, password, len,
+                                     token_derive_cb, io) != 0) {
+        free(io);
+        log_error(NULL, "event=token_store_error account=%s step=\"derive key\" reason=\"could "
+                        "not queue the work\"", e->log_name);
+        return;
+    }
+    e->derive_io = io;
+}
+
+/* --- token_get --- */
+
 /* Logged once per account at error level: the config will not change until a restart. */
 static void token_flow_misconfigured(struct token_entry *e, const char *sid, const char *why,
                                      const char *action)
@@ -681,6 +1163,15 @@ static void token_flow_misconfigured(struct token_entry *e, const char *sid, con
             "action=\"%s\"",
             e->log_name, flow != NULL ? flow : "?", why, action);
     e->flow_logged = 1;
+}
+
+/* Refresh ahead of expiry, with no caller waiting; the cached token is handed out meanwhile. */
+static void token_entry_background(struct token_entry *e)
+{
+    enum token_status st;
+    log_debug(NULL, "event=token_refresh_ahead account=%s", e->log_name);
+    if (token_entry_begin(e, &st) != 0)
+        token_entry_deliver(e, st, NULL); /* nobody waits; keeps the state consistent */
 }
 
 struct token_wait *token_get(struct token_manager *tm, const struct config_account *acct,
@@ -704,8 +1195,7 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
     }
     grant = token_grant_for(acct->flow);
     if (grant == NULL) {
-        token_flow_misconfigured(e, sid, "this flow is not implemented yet",
-                                 "use flow = refresh_token (after `xoauthd auth`) or static");
+        token_flow_misconfigured(e, sid, "unknown flow", "fix flow=");
         token_call(tm, cb, arg, TOKEN_MISCONFIGURED, NULL);
         return NULL;
     }
@@ -722,9 +1212,25 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
     }
 
     now = uv_now(tm->loop);
-    if (!(flags & TOKEN_FORCE_REFRESH) && e->access_token != NULL &&
-        now + e->margin_ms < e->expiry_ms) {
-        token_call(tm, cb, arg, TOKEN_OK, e->access_token);
+    if (!(flags & TOKEN_FORCE_REFRESH) && e->access_token != NULL) {
+        uint64_t hard = e->margin_ms / 2 < TOKEN_MIN_LIFE_MS ? e->margin_ms / 2
+                                                             : TOKEN_MIN_LIFE_MS;
+        if (now + hard < e->expiry_ms) {
+            if (now + e->margin_ms >= e->expiry_ms && e->state == TOKEN_ENTRY_IDLE &&
+                now >= e->neg_until && !e->sticky &&
+                !(grant->uses_refresh_token && e->key_kind == TOKEN_KEY_PASSWORD &&
+                  !e->key_ready && token_entry_store_usable(e)))
+                token_entry_background(e);
+            if (e->access_token != NULL) { /* a failed background start leaves it alone */
+                token_call(tm, cb, arg, TOKEN_OK, e->access_token);
+                return NULL;
+            }
+        }
+    }
+    if (e->state == TOKEN_ENTRY_IDLE && e->sticky) {
+        log_debug(sid, "event=token_fail_fast account=%s status=needs_signin reason=sticky",
+                  e->log_name);
+        token_call(tm, cb, arg, TOKEN_NEEDS_SIGNIN, NULL);
         return NULL;
     }
     if (e->state == TOKEN_ENTRY_IDLE && now < e->neg_until) {

@@ -1,15 +1,26 @@
 /* token: the token manager. One entry per account: the cached access token with its expiry,
- * the grant that renews it, and the queue of sessions waiting for it.
+ * the grant that renews it, the account's token-store key, and the queue of sessions waiting.
  *
- * Rules: a cached token younger than expiry - refresh_margin is returned at once; otherwise one
- * request goes to the token endpoint and every caller for that account waits on it (never two in
- * flight for one account); a caller that goes away cancels only its own wait. A rotated refresh
- * token is written to the token store before the new access token is handed out, because the
- * old refresh token is already dead at the provider. Every failure is logged once with what the
- * admin should do; callers only learn whether it is worth retrying. */
+ * Rules: a cached token is returned at once while it has some life left; from refresh_margin
+ * seconds before its expiry a refresh runs in the background (the cached token is still handed
+ * out meanwhile), and only a token about to expire makes callers wait. One request goes to the
+ * token endpoint at a time and every caller for that account waits on it (never two in flight
+ * for one account); a caller that goes away cancels only its own wait. A rotated refresh token
+ * is written to the token store before the new access token is handed out, because the old
+ * refresh token may already be dead at the provider.
+ *
+ * Failures: a temporary one (timeout, 5xx, 429) makes every caller fail fast until a retry time
+ * (Retry-After when the endpoint sent one, else an exponential backoff from 5 s to 2 min), so an
+ * outage is not turned into a flood; invalid_grant marks the account "needs sign-in": the
+ * rejected refresh token is never sent again, the log says to run `xoauthd auth ACCOUNT`, and
+ * the store is re-read (at most once a second) so a new sign-in takes effect without a
+ * restart. Every failure is logged once with what the admin should do; callers only learn
+ * whether it is worth retrying. A small status file per account (no secrets) feeds
+ * `xoauthd tokens`. */
 #ifndef XOAUTHD_TOKEN_H
 #define XOAUTHD_TOKEN_H
 
+#include <stdio.h>
 #include <uv.h>
 
 #include "config.h"
@@ -40,11 +51,41 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
                              int flags, const char *sid, token_cb cb, void *arg);
 /* Removes one waiter; its cb is never called. The endpoint request goes on for the others. */
 void token_wait_cancel(struct token_wait *w);
+/* After a configuration reload (SIGHUP): later requests use cfg (state_dir, token_timeout,
+ * allow_networks); client certificates are read again (now, on the calling thread, like the
+ * rest of the reload); an account whose local_password changed forgets its store key, so the
+ * next local login derives the new one (the next save then re-encrypts the refresh token under
+ * it and keeps the old file aside). Cached tokens and refresh tokens in memory stay. The old
+ * configuration must stay alive while sessions hold its account pointers. */
+void token_manager_set_config(struct token_manager *tm, const struct config *cfg);
 /* Cancels everything (waiters are not called) and frees the manager. Any uv handles it owns are
  * closed; the loop must run afterwards for them to finish closing (and for a refresh token
  * save already on the thread pool to reach the disk). Call it before http_close. May be called
  * from a token_cb. */
 void token_manager_free(struct token_manager *tm);
+
+/* The session's half of the token store's encryption (DESIGN.md section 6). Call it right
+ * after a local password was verified (localauth said 1), before token_get, from every
+ * protocol's session (SMTP: smtp_auth_verify_cb; IMAP LOGIN/AUTHENTICATE and POP3 PASS the
+ * same way). Never call it with a password that was not verified.
+ *
+ * The token store of an account with a local password is encrypted under a key derived from
+ * that password. The first call per account derives it (scrypt, on the thread pool) and keeps
+ * it in memory for the life of the manager; later calls return at once and cost nothing. A
+ * token_get for the account waits for a derivation in progress. The password is copied and
+ * cleansed; the caller may cleanse its own copy as soon as this returns. Accounts without a
+ * local password (allow_networks, client credentials) use the key file and need no call. */
+void token_unlock(struct token_manager *tm, const struct config_account *acct,
+                  const char *password, size_t len);
+
+/* 1 when acct's refresh token is encrypted under its local password, 0 when it uses
+ * state_dir/store.key: an account reachable without a password (allow_networks names it) or
+ * without a local password at all. */
+int token_account_password_key(const struct config *cfg, const struct config_account *acct);
+
+/* Checks what config_load cannot see without reading other files (client certificates and
+ * keys). Prints "FILE:LINE: message" lines to err; returns the number of problems. */
+int token_config_check(const struct config *cfg, FILE *err);
 
 const char *token_status_name(enum token_status s);
 

@@ -1,9 +1,12 @@
-/* token_grant: the flow -> grant table and the form builder shared by the grants. */
+/* token_grant: the flow -> grant table and the helpers shared by the grants (form builder,
+ * base64url, random strings). */
 #include "token_grant.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http.h"
 
@@ -88,13 +91,86 @@ const struct token_grant *token_grant_for(enum config_flow flow)
         return &token_grant_static;
     case CONFIG_FLOW_REFRESH_TOKEN:
         return &token_grant_refresh;
-    /* Later: client_credentials and password get a grant file each; device_code and
-     * authorization_code sign in through the CLI and are then renewed like refresh_token. */
     case CONFIG_FLOW_CLIENT_CREDENTIALS:
+        return &token_grant_client_credentials;
     case CONFIG_FLOW_PASSWORD:
+        return &token_grant_password;
     case CONFIG_FLOW_DEVICE_CODE:
+        return &token_grant_device_code;
     case CONFIG_FLOW_AUTHORIZATION_CODE:
-        break;
+        return &token_grant_auth_code;
+    case CONFIG_FLOW_COMMAND:
+        return &token_grant_command;
     }
     return NULL;
+}
+
+char *token_b64url(const unsigned char *in, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    size_t o = 0, i = 0;
+    if (out == NULL)
+        return NULL;
+    for (; i + 2 < len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+    } else if (len - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *token_random_b64url(size_t n)
+{
+    unsigned char buf[64];
+    char *out;
+    if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1)
+        return NULL;
+    out = token_b64url(buf, n);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return out;
+}
+
+int token_url_is_loopback_http(const char *url)
+{
+    char host[256];
+    const char *p;
+    size_t hlen;
+    if (url == NULL || strncasecmp(url, "http://", 7) != 0)
+        return 0;
+    p = url + 7;
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+        if (end == NULL)
+            return 0;
+        p++;
+        hlen = (size_t)(end - p);
+    } else {
+        hlen = strcspn(p, ":/?#");
+    }
+    if (hlen == 0 || hlen >= sizeof host || memchr(p, '@', strcspn(p, "/?#")) != NULL)
+        return 0;
+    memcpy(host, p, hlen);
+    host[hlen] = '\0';
+    return config_host_is_loopback(host);
+}
+
+void token_signin_cancel(struct token_signin *s)
+{
+    if (s != NULL)
+        s->cancel(s);
 }

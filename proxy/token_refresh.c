@@ -2,19 +2,21 @@
  * token store, else from the config's seed; the manager picks it and stores rotated ones.
  *
  * client_secret is sent in the body (client_secret_post), which both Google and Microsoft
- * accept; public clients (no secret, e.g. Thunderbird's registered client ids) send none. */
+ * accept; public clients (no secret, e.g. Thunderbird's registered client ids) send none. The
+ * device_code and authorization_code grants renew their tokens with this same form. */
 #include "token_grant.h"
 
 #include <stddef.h>
 
-static int token_refresh_build_form(const struct config_account *acct, const char *refresh_token,
-                                    struct token_form *form, const char **why)
+int token_refresh_form(const struct token_grant_ctx *ctx, struct token_form *form,
+                       const char **why)
 {
+    const struct config_account *acct = ctx->acct;
     if (acct->client_id == NULL || acct->client_id[0] == '\0') {
-        *why = "flow = refresh_token needs client_id";
+        *why = "this flow needs client_id";
         return -1;
     }
-    if (refresh_token == NULL || refresh_token[0] == '\0') {
+    if (ctx->refresh_token == NULL || ctx->refresh_token[0] == '\0') {
         *why = "no refresh token";
         return -1;
     }
@@ -22,7 +24,7 @@ static int token_refresh_build_form(const struct config_account *acct, const cha
     token_form_add(form, "client_id", acct->client_id);
     if (acct->client_secret != NULL && acct->client_secret[0] != '\0')
         token_form_add(form, "client_secret", acct->client_secret);
-    token_form_add(form, "refresh_token", refresh_token);
+    token_form_add(form, "refresh_token", ctx->refresh_token);
     if (acct->scope != NULL && acct->scope[0] != '\0')
         token_form_add(form, "scope", acct->scope);
     return 0;
@@ -31,6 +33,5 @@ static int token_refresh_build_form(const struct config_account *acct, const cha
 const struct token_grant token_grant_refresh = {
     .name = "refresh_token",
     .uses_refresh_token = 1,
-    .static_token = NULL,
-    .build_form = token_refresh_build_form,
+    .build_form = token_refresh_form,
 };

@@ -14,7 +14,5 @@ static const char *token_static_token(const struct config_account *acct)
 
 const struct token_grant token_grant_static = {
     .name = "static",
-    .uses_refresh_token = 0,
     .static_token = token_static_token,
-    .build_form = NULL,
 };

@@ -1,8 +1,16 @@
 #include "upstream.h"
 
+#include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "sasl.h"
+#include "server.h"
+#include "token.h"
 
 struct upstream_resolve {
     uv_getaddrinfo_t req;
@@ -70,4 +78,337 @@ const char *upstream_failure_name(enum upstream_failure f)
     case UPSTREAM_FAIL_AUTH: return "auth";
     }
     return "?";
+}
+
+/* ---- the shared base ------------------------------------------------------------------------ */
+
+static void upstream_conn_event_cb(struct conn *c, enum conn_event ev);
+static void upstream_token_cb(void *arg, enum token_status st, const char *token);
+static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const char *reason);
+static void upstream_connect(struct upstream_base *b);
+
+void upstream_base_init(struct upstream_base *b, struct server *srv,
+                        const struct config_account *acct, const struct config_endpoint *ep,
+                        const char *proto, const char *sid, const struct upstream_ops *ops,
+                        void *arg, uint64_t connect_ms, uint64_t reply_ms)
+{
+    b->connect_timeout_ms = connect_ms;
+    b->reply_timeout_ms = reply_ms;
+    b->srv = srv;
+    b->acct = acct;
+    b->ep = ep;
+    b->proto = proto;
+    b->ops = ops;
+    b->arg = arg;
+    snprintf(b->sid, sizeof b->sid, "%s", sid);
+}
+
+void upstream_hold(struct upstream_base *b) { b->in_callback++; }
+
+void upstream_release(struct upstream_base *b)
+{
+    if (--b->in_callback == 0 && b->detached)
+        free(b);
+}
+
+void upstream_log_state(const struct upstream_base *b, const char *from, const char *to)
+{
+    log_debug(b->sid, "event=upstream_state protocol=%s account=%s from=%s to=%s", b->proto,
+              b->acct->name, from, to);
+}
+
+void upstream_clear_token(struct upstream_base *b)
+{
+    if (b->token != NULL) {
+        OPENSSL_cleanse(b->token, strlen(b->token));
+        free(b->token);
+        b->token = NULL;
+    }
+}
+
+static void upstream_conn_closed_cb(struct conn *c) { free(c); }
+
+void upstream_close_conn(struct upstream_base *b, int flush)
+{
+    if (b->conn == NULL)
+        return;
+    b->conn->data = NULL;
+    if (flush)
+        conn_close_after_flush(b->conn, upstream_conn_closed_cb);
+    else
+        conn_close(b->conn, upstream_conn_closed_cb);
+    b->conn = NULL;
+}
+
+struct conn *upstream_take_conn(struct upstream_base *b)
+{
+    struct conn *c = b->conn;
+    b->conn = NULL;
+    if (c != NULL)
+        c->data = NULL;
+    return c;
+}
+
+void upstream_detach(struct upstream_base *b)
+{
+    b->detached = 1;
+    if (b->token_wait != NULL)
+        token_wait_cancel(b->token_wait);
+    b->token_wait = NULL;
+    if (b->resolve != NULL)
+        upstream_resolve_cancel(b->resolve);
+    b->resolve = NULL;
+    upstream_clear_token(b);
+}
+
+void upstream_destroy(struct upstream_base *b)
+{
+    b->detached = 1;
+    if (b->in_callback == 0)
+        free(b);
+}
+
+void upstream_login_done(struct upstream_base *b, enum upstream_failure f, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    upstream_clear_token(b);
+    if (f != UPSTREAM_OK)
+        upstream_close_conn(b, 0);
+    b->ops->finished(b, f);
+    upstream_login_cb cb = b->login_cb;
+    b->login_cb = NULL;
+    if (cb != NULL && !b->detached)
+        cb(b->arg, f, reason);
+}
+
+void upstream_lost_during_login(struct upstream_base *b, const char *why, const char *state)
+{
+    upstream_login_done(b, b->handshaking ? UPSTREAM_FAIL_TLS : UPSTREAM_FAIL_CONNECT,
+                        "%s (while in state %s)", why, state);
+}
+
+void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb)
+{
+    b->login_cb = cb;
+    b->token_forced = 0;
+    upstream_hold(b);
+    if (!b->ep->present)
+        upstream_login_done(b, UPSTREAM_FAIL_PROTOCOL, "provider %s has no %s endpoint configured",
+                            b->acct->provider->name, b->proto);
+    else
+        upstream_fetch_token(b, 0);
+    upstream_release(b);
+}
+
+void upstream_fetch_token(struct upstream_base *b, int force)
+{
+    upstream_hold(b);
+    struct token_wait *w = token_get(b->srv->tokens, b->acct, force ? TOKEN_FORCE_REFRESH : 0,
+                                     b->sid, upstream_token_cb, b);
+    if (w != NULL && !b->detached)
+        b->token_wait = w;
+    upstream_release(b);
+}
+
+static void upstream_token_cb(void *arg, enum token_status st, const char *token)
+{
+    struct upstream_base *b = arg;
+    upstream_hold(b);
+    b->token_wait = NULL;
+    upstream_clear_token(b);
+    if (st != TOKEN_OK) {
+        /* The token manager has logged what the admin should do. */
+        upstream_login_done(b, UPSTREAM_FAIL_TOKEN, "no access token (%s)",
+                            token_status_name(st));
+    } else if ((b->token = strdup(token)) == NULL) {
+        upstream_login_done(b, UPSTREAM_FAIL_TOKEN, "out of memory");
+    } else if (b->conn != NULL) {
+        b->ops->token_ready(b); /* a retry on the connection that is still open */
+    } else {
+        upstream_connect(b);
+    }
+    upstream_release(b);
+}
+
+void upstream_token_rejected(struct upstream_base *b, const char *why)
+{
+    if (b->token_forced) {
+        upstream_login_done(b, UPSTREAM_FAIL_AUTH,
+                            "token rejected again after a refresh: %s (check that the token's "
+                            "user is %s and that the app has the mail scope)",
+                            why, b->acct->username);
+        return;
+    }
+    /* A cached token can die early (revoked, password change): one fresh token, not a loop. */
+    log_info(b->sid, "event=upstream_token_rejected protocol=%s account=%s reply=%s "
+             "action=refresh", b->proto, b->acct->name, why);
+    b->token_forced = 1;
+    upstream_clear_token(b);
+    upstream_fetch_token(b, 1);
+}
+
+/* Resolves the endpoint and connects (first address); once connected, implicit TLS runs when
+ * the endpoint says so, then ops->connected. Failures end the login. */
+static void upstream_connect(struct upstream_base *b)
+{
+    /* The timeout rides along in the conn once it exists; until then the resolver's own
+     * limits apply. */
+    b->resolve = upstream_resolve_start(b->srv->loop, b->ep->host, b->ep->port,
+                                        upstream_resolved_cb, b);
+    if (b->resolve == NULL)
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "cannot resolve %s", b->ep->host);
+}
+
+static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const char *reason)
+{
+    struct upstream_base *b = arg;
+    upstream_hold(b);
+    b->resolve = NULL;
+    if (ai == NULL) {
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", reason);
+        goto out;
+    }
+    b->conn = malloc(sizeof *b->conn);
+    if (b->conn == NULL) {
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "out of memory");
+        goto out;
+    }
+    if (conn_init(b->conn, b->srv->loop, upstream_conn_event_cb, b) != 0) {
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "cannot create socket");
+        goto out;
+    }
+    /* The first address only: a second attempt needs a fresh socket, and the providers'
+     * hosts answer on every address they publish. */
+    conn_set_timeout(b->conn, b->connect_timeout_ms);
+    if (conn_connect(b->conn, ai->ai_addr) != 0)
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", b->conn->error);
+out:
+    upstream_release(b);
+}
+
+static int upstream_tls_start(struct upstream_base *b)
+{
+    SSL_CTX *ctx = server_provider_tls(b->srv, b->acct->provider);
+    b->handshaking = 1;
+    if (ctx == NULL || conn_tls_start(b->conn, ctx, 1, b->ep->host) != 0) {
+        upstream_login_done(b, UPSTREAM_FAIL_TLS, "cannot set up TLS to %s", b->ep->host);
+        return -1;
+    }
+    return 0;
+}
+
+void upstream_starttls(struct upstream_base *b)
+{
+    /* RFC 3207 section 4.2 / RFC 2595 section 3.1: nothing the server sent before the
+     * handshake may be trusted (a man in the middle could have appended it). */
+    conn_discard_input(b->conn);
+    upstream_tls_start(b);
+}
+
+static void upstream_conn_event_held(struct upstream_base *b, struct conn *c, enum conn_event ev)
+{
+    char why[200];
+    switch (ev) {
+    case CONN_EV_CONNECTED:
+        conn_read_start(c);
+        conn_set_timeout(c, b->reply_timeout_ms);
+        if (b->ep->tls == CONFIG_TLS_IMPLICIT)
+            upstream_tls_start(b);
+        else
+            b->ops->connected(b);
+        return;
+    case CONN_EV_CONNECT_FAILED:
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", c->error);
+        return;
+    case CONN_EV_TLS_DONE:
+        b->handshaking = 0;
+        if (b->ep->tls == CONFIG_TLS_IMPLICIT)
+            b->ops->connected(b);
+        else
+            b->ops->starttls_done(b);
+        if (b->conn != NULL && !b->detached)
+            b->ops->readable(b);
+        return;
+    case CONN_EV_TLS_FAILED:
+        upstream_login_done(b, UPSTREAM_FAIL_TLS, "%s", c->error);
+        return;
+    case CONN_EV_READ:
+        b->ops->readable(b);
+        return;
+    case CONN_EV_DRAINED:
+        if (b->ops->drained != NULL && !b->detached)
+            b->ops->drained(b);
+        return;
+    case CONN_EV_EOF:
+        b->ops->lost(b, "connection closed by server");
+        return;
+    case CONN_EV_ERROR:
+        snprintf(why, sizeof why, "%s", c->error);
+        b->ops->lost(b, why);
+        return;
+    case CONN_EV_TIMEOUT:
+        snprintf(why, sizeof why, "timed out waiting for %s", b->ep->host);
+        b->ops->lost(b, why);
+        return;
+    }
+}
+
+static void upstream_conn_event_cb(struct conn *c, enum conn_event ev)
+{
+    struct upstream_base *b = c->data;
+    if (b == NULL)
+        return;
+    upstream_hold(b);
+    upstream_conn_event_held(b, c, ev);
+    upstream_release(b);
+}
+
+const char *upstream_mechanism(const struct upstream_base *b)
+{
+    return b->acct->mechanism == CONFIG_MECH_OAUTHBEARER ? "OAUTHBEARER" : "XOAUTH2";
+}
+
+int upstream_send_sasl(struct upstream_base *b, const char *prefix)
+{
+    char *resp;
+    if (b->acct->mechanism == CONFIG_MECH_OAUTHBEARER)
+        resp = sasl_oauthbearer_response(b->acct->username, b->ep->host, b->ep->port, b->token);
+    else
+        resp = sasl_xoauth2_response(b->acct->username, b->token);
+    if (resp == NULL) {
+        upstream_login_done(b, UPSTREAM_FAIL_AUTH, "out of memory");
+        return -1;
+    }
+    size_t pl = strlen(prefix), n = strlen(resp);
+    /* One write for prefix, response and CRLF: the bytes are cleansed when it completes. */
+    char *buf = malloc(pl + n + 2);
+    if (buf != NULL) {
+        memcpy(buf, prefix, pl);
+        memcpy(buf + pl, resp, n);
+        memcpy(buf + pl + n, "\r\n", 2);
+        conn_write(b->conn, buf, pl + n + 2);
+        OPENSSL_cleanse(buf, pl + n + 2);
+        free(buf);
+    }
+    sasl_secret_free(resp);
+    if (buf == NULL) {
+        upstream_login_done(b, UPSTREAM_FAIL_AUTH, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+const char *upstream_error_challenge(struct upstream_base *b, const char *b64, size_t len)
+{
+    char detail[256], quoted[300];
+    while (len > 0 && (b64[len - 1] == '\r' || b64[len - 1] == '\n' || b64[len - 1] == ' '))
+        len--;
+    sasl_describe_challenge(b64, len, detail, sizeof detail);
+    log_info(b->sid, "event=upstream_error_challenge protocol=%s account=%s detail=%s", b->proto,
+             b->acct->name, log_quote(quoted, sizeof quoted, detail, strlen(detail)));
+    return sasl_error_challenge_answer(b->acct->mechanism == CONFIG_MECH_OAUTHBEARER);
 }

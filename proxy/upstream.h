@@ -1,13 +1,20 @@
-/* upstream: what every protocol's upstream side shares — resolving "host:port" without blocking
- * the loop (uv_getaddrinfo runs on the thread pool) and naming the failure classes that the
- * protocol fronts turn into their own temporary-failure replies. The SMTP dialogue itself is in
- * smtp_upstream.c. */
+/* upstream: what every protocol's upstream client (smtp_upstream, imap_upstream, pop3_upstream)
+ * shares, so that the three differ only in their dialogue:
+ *   - resolving "host:port" without blocking the loop (uv_getaddrinfo runs on the thread pool);
+ *   - the failure classes that the protocol fronts turn into their own temporary-failure replies;
+ *   - struct upstream_base: the access token (fetched, kept as a secret, refreshed once when the
+ *     server rejects it), resolve + connect + TLS start towards the provider's endpoint, the
+ *     XOAUTH2 / OAUTHBEARER response sent as one cleansed write, the end of the login reported
+ *     once, and the hold/release guard that keeps the object alive while a callback into the
+ *     session frees it. */
 #ifndef XOAUTHD_UPSTREAM_H
 #define XOAUTHD_UPSTREAM_H
 
 #include <netdb.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "conn.h"
 
 struct upstream_resolve;
 /* ai is the list of addresses (freed after the callback returns) or NULL with reason set. */
@@ -28,5 +35,114 @@ enum upstream_failure {
     UPSTREAM_FAIL_AUTH         /* the token was rejected, also after a forced refresh */
 };
 const char *upstream_failure_name(enum upstream_failure f);
+
+/* reason: one line for the log (never contains a secret). */
+typedef void (*upstream_login_cb)(void *arg, enum upstream_failure f, const char *reason);
+
+struct server;
+struct config_account;
+struct config_endpoint;
+struct token_wait;
+struct upstream_base;
+
+/* What a protocol plugs into the base. Every hook runs inside upstream_hold/release. */
+struct upstream_ops {
+    /* A refreshed token is in b->token after a rejection: authenticate again on b->conn.
+     * (The first token makes the base connect by itself.) */
+    void (*token_ready)(struct upstream_base *b);
+    /* The login ended (b->login_cb is about to run): set the protocol's state. */
+    void (*finished)(struct upstream_base *b, enum upstream_failure f);
+    /* Connected, and the implicit TLS handshake done when the endpoint wants one: the server
+     * speaks first (greeting). */
+    void (*connected)(struct upstream_base *b);
+    /* The handshake after upstream_starttls() finished: ask for capabilities again. */
+    void (*starttls_done)(struct upstream_base *b);
+    /* New bytes in b->conn->in. */
+    void (*readable)(struct upstream_base *b);
+    /* The connection is gone (closed by the server, error, timeout); b->conn is still set. */
+    void (*lost)(struct upstream_base *b, const char *why);
+    /* The write queue fell below its low-water mark (may be NULL). */
+    void (*drained)(struct upstream_base *b);
+};
+
+/* Embedded as the FIRST member of each protocol's upstream struct: upstream_release() frees
+ * the whole object through it. */
+struct upstream_base {
+    struct server *srv;
+    const struct config_account *acct;
+    const struct config_endpoint *ep;
+    const struct upstream_ops *ops;
+    const char *proto; /* "smtp", "imap", "pop3": log lines */
+    char sid[32];
+    struct conn *conn; /* heap: it outlives us while it closes */
+    struct upstream_resolve *resolve;
+    struct token_wait *token_wait;
+    char *token;      /* secret */
+    int token_forced; /* the token was refreshed once already after a rejection */
+    uint64_t connect_timeout_ms;
+    uint64_t reply_timeout_ms; /* armed once connected */
+    int handshaking;  /* a TLS handshake runs: a loss now is a TLS failure */
+    upstream_login_cb login_cb;
+    void *arg;
+    int detached;     /* the owner let go: no callback runs any more */
+    int in_callback;
+};
+
+/* connect_ms bounds resolve + connect; reply_ms is the timeout once connected. */
+void upstream_base_init(struct upstream_base *b, struct server *srv,
+                        const struct config_account *acct, const struct config_endpoint *ep,
+                        const char *proto, const char *sid, const struct upstream_ops *ops,
+                        void *arg, uint64_t connect_ms, uint64_t reply_ms);
+
+/* Every entry point (callback, public call) holds the object so that a callback into the
+ * session that frees it (upstream_detach) leaves the memory valid until the outermost one
+ * returns. */
+void upstream_hold(struct upstream_base *b);
+void upstream_release(struct upstream_base *b);
+
+/* Starts a login: fails at once when the endpoint is not configured, else fetches the token,
+ * resolves and connects; ops->connected follows. */
+void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb);
+/* Asks the token manager (again); force ignores the cache. */
+void upstream_fetch_token(struct upstream_base *b, int force);
+/* After the server rejected the token: refreshes it once, ignoring the cache (ops->token_ready
+ * follows, on the connection that stays open: put the protocol in its "waiting for the token"
+ * state first), or, when that was done already, fails the login with UPSTREAM_FAIL_AUTH.
+ * why is the server's reply, for the log. */
+void upstream_token_rejected(struct upstream_base *b, const char *why);
+/* The server agreed to STARTTLS / STLS: drops what it sent in clear and starts the handshake;
+ * ops->starttls_done follows. */
+void upstream_starttls(struct upstream_base *b);
+/* Ends the login once: clears the token, closes the connection on failure, ops->finished,
+ * then login_cb (unless detached). */
+void upstream_login_done(struct upstream_base *b, enum upstream_failure f, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Ends the login after the connection was lost: a TLS failure during a handshake, a
+ * connection failure otherwise. state names where it happened. */
+void upstream_lost_during_login(struct upstream_base *b, const char *why, const char *state);
+
+/* "XOAUTH2" or "OAUTHBEARER", from the account. */
+const char *upstream_mechanism(const struct upstream_base *b);
+/* Writes prefix, the account's SASL response (base64) and CRLF in one write whose bytes are
+ * cleansed afterwards. 0, or -1 after the login was failed. */
+int upstream_send_sasl(struct upstream_base *b, const char *prefix);
+/* Logs a server's error challenge (Gmail's base64 JSON) and returns the answer line the
+ * mechanism requires (without CRLF). */
+const char *upstream_error_challenge(struct upstream_base *b, const char *b64, size_t len);
+
+void upstream_clear_token(struct upstream_base *b);
+/* Closes b->conn and forgets it: now (pending writes dropped), or with flush once its queue
+ * is written (a polite QUIT). */
+void upstream_close_conn(struct upstream_base *b, int flush);
+/* Gives the connection to a new owner (the relay): b forgets it, the caller sets its event_cb
+ * and data. */
+struct conn *upstream_take_conn(struct upstream_base *b);
+/* The owner lets go: cancels the token wait and resolve, clears the token; no callback runs
+ * afterwards. The caller decides what happens to b->conn, then calls upstream_destroy(), which
+ * frees b now or, inside a callback, when the outermost upstream_release() returns. */
+void upstream_detach(struct upstream_base *b);
+void upstream_destroy(struct upstream_base *b);
+/* Logs a state change of the protocol's machine. */
+void upstream_log_state(const struct upstream_base *b, const char *from, const char *to);
 
 #endif

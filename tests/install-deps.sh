@@ -8,9 +8,10 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 pkgs=(build-essential cmake pkg-config clang gcc
-      libuv1-dev libssl-dev libcurl4-openssl-dev libcjson-dev libinih-dev
+      libuv1-dev libssl-dev libcurl4-openssl-dev libcjson-dev libinih-dev libxml2-dev libxml2-utils
       dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
-      postfix swaks libnet-ssleay-perl curl isync openssl python3 ca-certificates)
+      postfix swaks libnet-ssleay-perl curl isync openssl python3 ca-certificates
+      libsasl2-modules systemd groff-base)
 
 missing=()
 for p in "${pkgs[@]}"; do

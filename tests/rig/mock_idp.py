@@ -10,6 +10,20 @@ Dovecot's `passdb { driver = oauth2 }` calls with `introspection_mode = post`:
                     old one dies at once (400 invalid_grant, AADSTS70008).
   POST /introspect  form `token=...` (or `Authorization: Bearer ...`, or GET ?token=...):
                     {"active": true, "username": ...} for a live token, {"active": false} else.
+  POST /devicecode  RFC 8628 device authorization (also .../oauth2/v2.0/devicecode):
+                    {device_code, user_code, verification_uri, expires_in, interval}; the test
+                    plays the user with control op device_approve / device_deny. The token
+                    endpoint then answers grant_type=urn:ietf:params:oauth:grant-type:device_code
+                    with authorization_pending, slow_down (polled too fast, or on request),
+                    access_denied, expired_token or tokens.
+  GET  /authorize   authorization endpoint (also .../oauth2/v2.0/authorize): approves at once
+                    and redirects (302) to the loopback redirect_uri with code and state (or
+                    error=access_denied when told to deny). grant_type=authorization_code
+                    checks redirect_uri and the PKCE S256 code_verifier; codes work once.
+  Client assertions (RFC 7523): for a client registered with a certificate (set_client_cert),
+  client_assertion must be an RS256 JWT whose signature verifies with the certificate's public
+  key (openssl CLI), with x5t#S256 of that certificate, iss = sub = client_id, aud = the token
+  URL, a short exp, and a jti never seen before.
 
 Tests drive it through two more endpoints (IdpClient below wraps them):
 
@@ -22,10 +36,13 @@ persists users and refresh tokens across restarts of the mock) or import it: `st
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import secrets
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -64,6 +81,13 @@ class Idp:
         self.dead_refresh = {}   # rotated/revoked refresh token -> username
         self.access = {}         # access token -> {"username", "exp", "client_id", "scope"}
         self.failures = []       # queued failure rules, see control op "fail"
+        self.devices = {}        # device_code -> pending device authorization
+        self.codes = {}          # authorization code -> {client_id, redirect_uri, ...}
+        self.jtis = set()        # client assertion ids seen (replay)
+        self.device_interval = 1  # seconds, what /devicecode tells clients
+        self.device_expires = 600
+        self.authorize_user = None  # who "signs in" at /authorize (default: login_hint)
+        self.authorize_deny = False
         self.introspect_failures = []  # see control op "fail_introspection"
         self.reset_stats()
         self._load()
@@ -102,6 +126,11 @@ class Idp:
                 "introspections_active": 0,
                 "per_user": {},              # username -> counters, see _user_stats
                 "requests": [],              # last 200 token requests, oldest first
+                "device_authorizations": 0,  # POST /devicecode
+                "device_polls": {},          # answer (authorization_pending, ...) -> count
+                "authorizations": 0,         # GET /authorize
+                "assertions_ok": 0,          # verified client assertions
+                "assertions_bad": [],        # why assertions were refused
             }
 
     def _user_stats(self, username):
@@ -202,8 +231,9 @@ class Idp:
             return dict(f)
         return None
 
-    def token(self, form, auth_header):
-        """Handles one POST /token. Returns (status, json-able body or raw bytes, delay)."""
+    def token(self, form, auth_header, token_url=None):
+        """Handles one POST /token. Returns (status, json-able body or raw bytes, delay).
+        token_url is this endpoint's own URL (the aud a client assertion must carry)."""
         grant = form.get("grant_type", "")
         client_id = form.get("client_id", "")
         client_secret = form.get("client_secret")
@@ -254,7 +284,10 @@ class Idp:
                     return 500, {"error": "server_error",
                                  "error_description": "AADSTS50000: injected failure"}, 0
                 if mode == "status":
-                    return int(fail.get("status", 503)), fail.get("body", {"error": "temporarily_unavailable"}), 0
+                    body = dict(fail.get("body", {"error": "temporarily_unavailable"}))
+                    if fail.get("retry_after") is not None:
+                        body["_headers"] = {"Retry-After": str(fail["retry_after"])}
+                    return int(fail.get("status", 503)), body, 0
                 if mode == "hang":
                     return 503, {"error": "temporarily_unavailable"}, float(fail.get("seconds", 30))
                 if mode == "malformed":
@@ -266,6 +299,16 @@ class Idp:
                         self._user_stats(username)["invalid_grant"] += 1
                     return 400, {"error": "invalid_grant", "error_description": INVALID_GRANT_DESC,
                                  "error_codes": [70008]}, 0
+
+            # Certificate clients must send a valid client assertion (RFC 7523).
+            if self.clients.get(client_id, {}).get("cert"):
+                why = self._check_assertion(client_id, form, token_url)
+                if why:
+                    st["assertions_bad"].append(why)
+                    return err(401, "invalid_client", "AADSTS700027: Client assertion failed "
+                               "signature validation: " + why)
+                st["assertions_ok"] += 1
+                client_secret = self.clients[client_id].get("secret")
 
             # Client authentication: only checked for client ids that were registered.
             if self.clients and client_id not in self.clients:
@@ -324,8 +367,180 @@ class Idp:
                 entry["result"] = "ok"
                 st["token_ok"][grant] = st["token_ok"].get(grant, 0) + 1
                 return 200, out, 0
+            if grant == "urn:ietf:params:oauth:grant-type:device_code":
+                return self._device_token(form, client_id, scope, entry, err)
+            if grant == "authorization_code":
+                return self._code_token(form, client_id, entry, err)
             return err(400, "unsupported_grant_type",
                        "AADSTS70003: The app requested an unsupported grant type '%s'." % grant)
+
+    # ----- client assertions, device code, authorization code ----------------------------
+    def _check_assertion(self, client_id, form, token_url):
+        """None when form carries a valid client assertion for client_id, else why not."""
+        c = self.clients[client_id]
+        if form.get("client_assertion_type") != \
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            return "no client_assertion_type jwt-bearer"
+        jwt = form.get("client_assertion") or ""
+        parts = jwt.split(".")
+        if len(parts) != 3:
+            return "not a JWT"
+
+        def unb64(x):
+            return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+        try:
+            header = json.loads(unb64(parts[0]))
+            claims = json.loads(unb64(parts[1]))
+            sig = unb64(parts[2])
+        except Exception:
+            return "undecodable JWT"
+        if header.get("alg") != "RS256":
+            return "alg is not RS256"
+        if header.get("x5t#S256") != c["x5t256"]:
+            return "x5t#S256 is not the registered certificate's"
+        if c.get("x5t") and header.get("x5t") != c["x5t"]:
+            return "x5t is not the registered certificate's"
+        if claims.get("iss") != client_id or claims.get("sub") != client_id:
+            return "iss/sub are not the client id"
+        if token_url and claims.get("aud") != token_url:
+            return "aud %r is not %r" % (claims.get("aud"), token_url)
+        now = time.time()
+        exp, nbf = claims.get("exp", 0), claims.get("nbf", now)
+        if not (now < exp <= now + 900):
+            return "exp is not a few minutes ahead"
+        if nbf > now + 60:
+            return "nbf is in the future"
+        jti = claims.get("jti")
+        if not jti or jti in self.jtis:
+            return "jti missing or replayed"
+        with tempfile.TemporaryDirectory() as d:
+            data, sigf = os.path.join(d, "data"), os.path.join(d, "sig")
+            with open(data, "wb") as f:
+                f.write((parts[0] + "." + parts[1]).encode())
+            with open(sigf, "wb") as f:
+                f.write(sig)
+            r = subprocess.run(["openssl", "dgst", "-sha256", "-verify", c["pubkey"],
+                                "-signature", sigf, data], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            if r.returncode != 0 or b"Verified OK" not in r.stdout:
+                return "signature does not verify with the certificate's public key"
+        self.jtis.add(jti)
+        return None
+
+    def device_authorize(self, form):
+        """POST /devicecode. Returns (status, body)."""
+        with self.lock:
+            self.stats["device_authorizations"] += 1
+            client_id = form.get("client_id", "")
+            if self.clients and client_id not in self.clients:
+                return 400, {"error": "invalid_client"}
+            dc = _rand(48)
+            uc = "%04d-%04d" % (secrets.randbelow(10000), secrets.randbelow(10000))
+            self.devices[dc] = {"user_code": uc, "client_id": client_id,
+                                "scope": form.get("scope") or "", "status": "pending",
+                                "username": None, "exp": time.time() + self.device_expires,
+                                "interval": self.device_interval, "last_poll": 0.0,
+                                "slow_down": 0, "polls": 0}
+            return 200, {"device_code": dc, "user_code": uc,
+                         "verification_uri": "https://microsoft.test/devicelogin",
+                         "expires_in": self.device_expires, "interval": self.device_interval,
+                         "message": "To sign in, use a web browser to open the page "
+                                    "https://microsoft.test/devicelogin and enter the code %s "
+                                    "to authenticate." % uc}
+
+    def _device_token(self, form, client_id, scope, entry, err):
+        st = self.stats
+        d = self.devices.get(form.get("device_code", ""))
+
+        def poll(result, status=400):
+            st["device_polls"][result] = st["device_polls"].get(result, 0) + 1
+            return err(status, result)
+        if d is None:
+            return poll("invalid_grant")
+        now = time.time()
+        d["polls"] += 1
+        too_fast = d["last_poll"] and now - d["last_poll"] < d["interval"] - 0.3
+        d["last_poll"] = now
+        if now > d["exp"]:
+            return poll("expired_token")
+        if d["slow_down"] > 0 or too_fast:
+            if d["slow_down"] > 0:
+                d["slow_down"] -= 1
+            d["interval"] += 5          # RFC 8628 3.5: the client must add 5 s from now on
+            return poll("slow_down")
+        if d["status"] == "denied":
+            return poll("access_denied")
+        if d["status"] != "approved":
+            return poll("authorization_pending")
+        del self.devices[form["device_code"]]
+        user = d["username"]
+        entry["username"] = user
+        self._user_stats(user)["token_requests"] += 1
+        at, life = self._issue_access(user, client_id, d["scope"] or scope)
+        rt = self._issue_refresh(user)
+        self._user_stats(user)["token_ok"] += 1
+        self._save()
+        entry["result"] = "ok"
+        st["token_ok"][entry["grant_type"]] = st["token_ok"].get(entry["grant_type"], 0) + 1
+        st["device_polls"]["ok"] = st["device_polls"].get("ok", 0) + 1
+        return 200, {"token_type": "Bearer", "scope": d["scope"], "expires_in": life,
+                     "access_token": at, "refresh_token": rt}, 0
+
+    def authorize(self, query):
+        """GET /authorize. Returns (status, location or None, body)."""
+        with self.lock:
+            self.stats["authorizations"] += 1
+            q = {k: v[0] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+            ruri = q.get("redirect_uri", "")
+            host = urllib.parse.urlsplit(ruri).hostname or ""
+            if not ruri.startswith("http://") or host not in ("127.0.0.1", "localhost", "::1"):
+                return 400, None, {"error": "invalid_request",
+                                   "error_description": "redirect_uri must be loopback http"}
+            if self.clients and q.get("client_id") not in self.clients:
+                return 400, None, {"error": "unauthorized_client"}
+            if q.get("response_type") != "code" or q.get("code_challenge_method") != "S256" \
+                    or not q.get("code_challenge") or not q.get("state"):
+                return 400, None, {"error": "invalid_request",
+                                   "error_description": "code, S256 PKCE and state required"}
+            sep = "&" if "?" in ruri else "?"
+            if self.authorize_deny:
+                return 302, ruri + sep + urllib.parse.urlencode(
+                    {"error": "access_denied", "state": q["state"]}), None
+            user = self.authorize_user or q.get("login_hint")
+            if not user:
+                return 400, None, {"error": "invalid_request", "error_description": "who?"}
+            code = _rand(40)
+            self.codes[code] = {"client_id": q.get("client_id"), "redirect_uri": ruri,
+                                "challenge": q["code_challenge"], "username": user,
+                                "scope": q.get("scope") or "", "exp": time.time() + 300,
+                                "access_type": q.get("access_type")}
+            return 302, ruri + sep + urllib.parse.urlencode(
+                {"code": code, "state": q["state"]}), None
+
+    def _code_token(self, form, client_id, entry, err):
+        st = self.stats
+        c = self.codes.pop(form.get("code", ""), None)
+        if c is None or c["exp"] < time.time():
+            return err(400, "invalid_grant", "AADSTS54005: the code was already redeemed or "
+                       "is unknown")
+        if c["client_id"] != client_id or c["redirect_uri"] != form.get("redirect_uri"):
+            return err(400, "invalid_grant", "AADSTS50148: redirect_uri or client_id differ")
+        verifier = form.get("code_verifier") or ""
+        want = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()) \
+            .decode().rstrip("=")
+        if want != c["challenge"]:
+            return err(400, "invalid_grant", "AADSTS501481: the code_verifier does not match")
+        user = c["username"]
+        entry["username"] = user
+        self._user_stats(user)["token_requests"] += 1
+        at, life = self._issue_access(user, client_id, c["scope"])
+        rt = self._issue_refresh(user)
+        self._user_stats(user)["token_ok"] += 1
+        self._save()
+        entry["result"] = "ok"
+        st["token_ok"][entry["grant_type"]] = st["token_ok"].get(entry["grant_type"], 0) + 1
+        return 200, {"token_type": "Bearer", "scope": c["scope"], "expires_in": life,
+                     "access_token": at, "refresh_token": rt}, 0
 
     # ----- control -----------------------------------------------------------------------
     def control(self, req):
@@ -337,7 +552,8 @@ class Idp:
           set_client     client_id, [secret] (null = not checked), [username] (client_credentials)
           set_lifetime   seconds, [username]  (global default, or one user's)
           fail           mode (500|hang|malformed|invalid_grant|status|close), [count=1],
-                         [seconds] (hang), [status, body] (status), filters [username],
+                         [seconds] (hang), [status, body, retry_after] (status: retry_after
+                         adds a Retry-After header, e.g. with status 429), filters [username],
                          [grant_type], [client_id]: the next `count` matching token requests
                          fail this way
           fail_introspection  mode (500|hang), [count=1], [seconds]: the next `count`
@@ -389,7 +605,7 @@ class Idp:
                 if mode not in FAIL_MODES:
                     raise ValueError("unknown fail mode %r" % mode)
                 rule = {k: req[k] for k in ("username", "grant_type", "client_id", "seconds",
-                                            "status", "body") if k in req}
+                                            "status", "body", "retry_after") if k in req}
                 rule["mode"] = mode
                 rule["count"] = int(req.get("count", 1))
                 self.failures.append(rule)
@@ -425,6 +641,49 @@ class Idp:
             if op == "reset_stats":
                 self.reset_stats()
                 return {}
+            if op == "set_client_cert":
+                # client_id, cert (PEM path), [username]: assertions signed by its key only
+                cert = req["cert"]
+                der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"],
+                                     stdout=subprocess.PIPE, check=True).stdout
+                pub = cert + ".pub.pem"
+                with open(pub, "wb") as f:
+                    f.write(subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"],
+                                           stdout=subprocess.PIPE, check=True).stdout)
+
+                def b64u(b):
+                    return base64.urlsafe_b64encode(b).decode().rstrip("=")
+                self.clients[req["client_id"]] = {
+                    "secret": None, "username": req.get("username"), "cert": cert,
+                    "pubkey": pub, "x5t256": b64u(hashlib.sha256(der).digest()),
+                    "x5t": b64u(hashlib.sha1(der).digest())}
+                self._save()
+                return {}
+            if op == "device_settings":
+                # [interval], [expires_in]: what /devicecode hands out from now on
+                self.device_interval = int(req.get("interval", self.device_interval))
+                self.device_expires = int(req.get("expires_in", self.device_expires))
+                return {}
+            if op in ("device_approve", "device_deny", "device_slow_down", "device_expire"):
+                # user_code, [username] (approve), [count] (slow_down)
+                for d in self.devices.values():
+                    if d["user_code"] == req["user_code"]:
+                        if op == "device_approve":
+                            d["status"], d["username"] = "approved", req["username"]
+                            self._user_stats(req["username"])
+                        elif op == "device_deny":
+                            d["status"] = "denied"
+                        elif op == "device_slow_down":
+                            d["slow_down"] += int(req.get("count", 1))
+                        else:
+                            d["exp"] = 0
+                        return {"found": True, "polls": d["polls"]}
+                return {"found": False}
+            if op == "authorize_settings":
+                # [user] (who signs in; default login_hint), [deny]
+                self.authorize_user = req.get("user")
+                self.authorize_deny = bool(req.get("deny", False))
+                return {}
         raise ValueError("unknown op %r" % op)
 
 
@@ -436,10 +695,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             sys.stderr.write("mock_idp: %s %s\n" % (self.address_string(), fmt % args))
 
-    def _send(self, status, body, ctype="application/json"):
+    def _send(self, status, body, ctype="application/json", headers=None):
+        if isinstance(body, dict) and "_headers" in body:
+            body = dict(body)
+            headers = dict(headers or {}, **body.pop("_headers"))
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
         self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -465,6 +729,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, self.server.idp.introspect(self._bearer() or q.get("token", "")))
         if url.path == "/_health":
             return self._send(200, {"ok": True})
+        if url.path == "/authorize" or url.path.endswith("/oauth2/v2.0/authorize"):
+            status, location, body = self.server.idp.authorize(url.query)
+            if location:
+                return self._send(302, b"", "text/plain", {"Location": location})
+            return self._send(status, body)
         self._send(404, {"error": "not_found"})
 
     def _introspect_failed(self):
@@ -486,12 +755,17 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._body()
         idp = self.server.idp
         if path == "/token" or path.endswith("/oauth2/v2.0/token"):
-            status, body, delay = idp.token(self._form(raw), self.headers.get("Authorization"))
+            status, body, delay = idp.token(self._form(raw), self.headers.get("Authorization"),
+                                            "http://127.0.0.1:%d%s"
+                                            % (self.server.server_address[1], path))
             if delay:
                 time.sleep(delay)
             if status is None:          # mode "close": drop the connection unanswered
                 self.close_connection = True
                 return
+            return self._send(status, body)
+        if path == "/devicecode" or path.endswith("/oauth2/v2.0/devicecode"):
+            status, body = idp.device_authorize(self._form(raw))
             return self._send(status, body)
         if path == "/introspect":
             if self._introspect_failed():
@@ -602,6 +876,21 @@ class IdpClient:
 
     def reset_stats(self):
         return self.control("reset_stats")
+
+    def set_client_cert(self, client_id, cert, username=None):
+        return self.control("set_client_cert", client_id=client_id, cert=cert,
+                            username=username)
+
+    def device_approve(self, user_code, username):
+        return self.control("device_approve", user_code=user_code, username=username)
+
+    @property
+    def device_code_url(self):
+        return self.base_url + "/devicecode"
+
+    @property
+    def authorize_url(self):
+        return self.base_url + "/authorize"
 
     def token_request(self, form, timeout=30):
         """POST /token like a real client; returns (status, parsed JSON or raw text)."""

@@ -293,6 +293,18 @@ def make_certs(d):
             "wrong_cert": p("wrong.crt"), "wrong_key": p("wrong.key")}
 
 
+def make_client_cert(d, name="app"):
+    """An app registration's certificate for client assertions (RSA 2048, self-signed, like the
+    ones admins upload to Entra ID), made with the openssl CLI. Returns (cert, key) paths."""
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+         "-out", cert, "-days", "30", "-subj", "/O=xoauthd tests/CN=" + name + " app"])
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
+    return cert, key
+
+
 # ----- Dovecot -------------------------------------------------------------------------------
 
 _DOVECOT_CONF = """\

@@ -13,19 +13,21 @@
 #include <uv.h>
 
 #include "check.h"
+#include "testcert.h"
 #include "tmpdir.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
 #include "token.h"
 #include "token_store.h"
+#include "localauth.h"
 
 
 /* ---------------------------------------------------------------- mock token endpoint */
 
 enum srv_mode { SRV_OK, SRV_500, SRV_HANG, SRV_INVALID_GRANT, SRV_429, SRV_HUGE };
 
-#define SRV_MAX_VALID 16
+#define SRV_MAX_VALID 128
 
 struct srv_conn;
 
@@ -39,6 +41,8 @@ struct srv {
     int seq;
     char valid[SRV_MAX_VALID][128]; /* refresh tokens the endpoint accepts */
     char last_grant[64], last_client_id[64], last_secret[64], last_rt[128], last_scope[128];
+    char last_assertion_type[96], last_assertion[4096], last_username[64], last_password[64];
+    int retry_after; /* seconds for the Retry-After of a 429 */
     char last_path[128];
     struct srv_conn *conns;
 };
@@ -109,10 +113,13 @@ static void srv_reply(struct srv_conn *c, int status, const char *json)
 {
     size_t cap = strlen(json) + 256;
     struct srv_write *w = malloc(sizeof *w + cap);
+    char ra[48] = "";
+    if (status == 429)
+        snprintf(ra, sizeof ra, "Retry-After: %d\r\n", srv.retry_after);
     int n = snprintf(w->data, cap,
                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n%s"
                      "Content-Length: %zu\r\n\r\n%s",
-                     status, status == 429 ? "Retry-After: 7\r\n" : "", strlen(json), json);
+                     status, ra, strlen(json), json);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, srv_write_cb) != 0)
         free(w);
@@ -167,6 +174,11 @@ static void srv_handle(struct srv_conn *c, const char *path, const char *body)
     srv_form_get(body, "client_secret", srv.last_secret, sizeof srv.last_secret);
     srv_form_get(body, "refresh_token", srv.last_rt, sizeof srv.last_rt);
     srv_form_get(body, "scope", srv.last_scope, sizeof srv.last_scope);
+    srv_form_get(body, "client_assertion_type", srv.last_assertion_type,
+                 sizeof srv.last_assertion_type);
+    srv_form_get(body, "client_assertion", srv.last_assertion, sizeof srv.last_assertion);
+    srv_form_get(body, "username", srv.last_username, sizeof srv.last_username);
+    srv_form_get(body, "password", srv.last_password, sizeof srv.last_password);
 
     switch (srv.mode) {
     case SRV_HANG:
@@ -195,6 +207,36 @@ static void srv_handle(struct srv_conn *c, const char *path, const char *body)
         return;
     case SRV_OK:
         break;
+    }
+    if (strcmp(srv.last_grant, "client_credentials") == 0) {
+        int jwt = strcmp(srv.last_assertion_type,
+                         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") == 0 &&
+                  strchr(srv.last_assertion, '.') != NULL;
+        if (strcmp(srv.last_client_id, "app-1") != 0 ||
+            (!jwt && strcmp(srv.last_secret, "app-secret") != 0)) {
+            srv_reply(c, 401, "{\"error\":\"invalid_client\"}");
+            return;
+        }
+        srv.seq++;
+        snprintf(json, sizeof json, "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
+                                    "\"access_token\":\"CC~%04d\"}", srv.seq);
+        srv_reply(c, 200, json);
+        return;
+    }
+    if (strcmp(srv.last_grant, "password") == 0) {
+        if (strcmp(srv.last_username, "ropc@example.com") != 0 ||
+            strcmp(srv.last_password, "mailbox pw") != 0) {
+            srv_reply(c, 400, "{\"error\":\"invalid_grant\",\"error_description\":"
+                              "\"AADSTS50126: Error validating credentials\"}");
+            return;
+        }
+        srv.seq++;
+        /* A refresh token comes back (offline_access) and must be ignored. */
+        snprintf(json, sizeof json, "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
+                                    "\"access_token\":\"PW~%04d\",\"refresh_token\":"
+                                    "\"RT~ropc\"}", srv.seq);
+        srv_reply(c, 200, json);
+        return;
     }
     if (strcmp(srv.last_grant, "refresh_token") != 0) {
         srv_reply(c, 400, "{\"error\":\"unsupported_grant_type\"}");
@@ -401,10 +443,12 @@ static void acct_init(struct config_account *a, const char *name, const char *se
         srv_valid_add(seed);
 }
 
+static const struct token_store_key file_key = {.kind = TOKEN_KEY_FILE};
+
 static char *stored(const char *dir, const char *account)
 {
     char *out = NULL;
-    if (token_store_load(dir, account, &out) != 1)
+    if (token_store_load(dir, account, &file_key, &out, NULL) != TOKEN_STORE_FOUND)
         return NULL;
     return out;
 }
@@ -521,12 +565,14 @@ static void test_force_refresh(struct token_manager *tm)
     free(after);
 }
 
+static struct result short_r;
+
 static void short_timer_cb(uv_timer_t *t)
 {
     struct token_manager *tm = t->data;
-    static struct result r;
-    /* 1.2 s after the token came with expires_in = 2 and margin 1: must refresh. */
-    CHECK(token_get(tm, &a_short, 0, NULL, result_cb, &r) != NULL);
+    /* 1.2 s after the token came with expires_in = 2 and margin 1: within the margin, so a
+     * refresh starts in the background and the still valid token is handed out at once. */
+    CHECK(token_get(tm, &a_short, 0, NULL, result_cb, &short_r) == NULL);
 }
 
 static void test_expiry(struct token_manager *tm)
@@ -550,6 +596,13 @@ static void test_expiry(struct token_manager *tm)
     timer.data = tm;
     uv_timer_start(&timer, short_timer_cb, 1200, 0);
     CHECK(wait_for(&total_calls, calls0 + 1));
+    CHECK(short_r.called == 1 && short_r.st == TOKEN_OK && strcmp(short_r.tok, r1.tok) == 0);
+    CHECK(wait_for(&srv.requests, req0 + 2));
+    run_for(50);
+    /* The background refresh replaced the cached token. */
+    struct result r3 = {0};
+    CHECK(token_get(tm, &a_short, 0, NULL, result_cb, &r3) == NULL);
+    CHECK(r3.called == 1 && r3.st == TOKEN_OK && strcmp(r3.tok, r1.tok) != 0);
     CHECK(srv.requests == req0 + 2);
     uv_close((uv_handle_t *)&timer, NULL);
 }
@@ -630,7 +683,7 @@ static void test_invalid_grant(void)
     CHECK(srv.requests == req0 + 1);
 
     /* `xoauthd auth revoked` stored a new token: the next get uses it at once. */
-    CHECK(token_store_save_sync(state_dir, "revoked", "SIGNIN~revoked") == 0);
+    CHECK(token_store_save_sync(state_dir, "revoked", &file_key, "SIGNIN~revoked", NULL) == 0);
     srv_valid_add("SIGNIN~revoked");
     run_for(1100);
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r4) != NULL);
@@ -699,12 +752,16 @@ static void test_static_and_unsupported(void)
     CHECK(token_get(tm, &b, 0, NULL, result_cb, &r) == NULL);
     CHECK(r.called == 3 && r.st == TOKEN_MISCONFIGURED);
 
+    /* Incomplete accounts fail at once, without a request. */
     acct_init(&c, "app", NULL);
     c.flow = CONFIG_FLOW_CLIENT_CREDENTIALS;
+    c.client_secret = NULL;
     CHECK(token_get(tm, &c, 0, NULL, result_cb, &r) == NULL);
     CHECK(r.called == 4 && r.st == TOKEN_MISCONFIGURED);
-    c.flow = CONFIG_FLOW_DEVICE_CODE;
-    CHECK(token_get(tm, &c, 0, NULL, result_cb, &r) == NULL);
+    struct config_account d;
+    acct_init(&d, "cmd-missing", NULL);
+    d.flow = CONFIG_FLOW_COMMAND;
+    CHECK(token_get(tm, &d, 0, NULL, result_cb, &r) == NULL);
     CHECK(r.called == 5 && r.st == TOKEN_MISCONFIGURED);
     CHECK(srv.requests == req0);
     token_manager_free(tm);
@@ -886,6 +943,359 @@ static void test_free_in_callback(void)
     CHECK(f2.called == 0); /* the manager is gone: later waiters are dropped */
 }
 
+
+static int file_exists(const char *dir, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+static void test_client_credentials(void)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a, b;
+    struct result r1 = {0}, r2 = {0}, r3 = {0};
+    char cert[400], key[400];
+    int req0 = srv.requests;
+
+    acct_init(&a, "app", NULL);
+    a.flow = CONFIG_FLOW_CLIENT_CREDENTIALS;
+    a.client_id = (char *)"app-1";
+    a.client_secret = (char *)"app-secret";
+    a.scope = (char *)"https://outlook.office365.com/.default";
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r1) != NULL);
+    CHECK(wait_for(&r1.called, 1));
+    CHECK(r1.st == TOKEN_OK && strncmp(r1.tok, "CC~", 3) == 0);
+    CHECK(strcmp(srv.last_grant, "client_credentials") == 0);
+    CHECK(strcmp(srv.last_secret, "app-secret") == 0 && srv.last_assertion[0] == '\0');
+    CHECK(strcmp(srv.last_scope, "https://outlook.office365.com/.default") == 0);
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r2) == NULL); /* cached */
+    CHECK(r2.st == TOKEN_OK && strcmp(r2.tok, r1.tok) == 0);
+    CHECK(srv.requests == req0 + 1);
+    CHECK(!file_exists(state_dir, "app.refresh")); /* nothing to store */
+
+    /* With a certificate: a signed assertion instead of the secret. */
+    snprintf(cert, sizeof cert, "%s/app.crt", base);
+    snprintf(key, sizeof key, "%s/app.key", base);
+    EVP_PKEY *pk = testcert_make(cert, key, "RSA");
+    CHECK(pk != NULL);
+    EVP_PKEY_free(pk);
+    acct_init(&b, "app-cert", NULL);
+    b.flow = CONFIG_FLOW_CLIENT_CREDENTIALS;
+    b.client_id = (char *)"app-1";
+    b.client_secret = NULL;
+    b.client_certificate = cert;
+    b.client_key = key;
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r3) != NULL);
+    CHECK(wait_for(&r3.called, 1));
+    CHECK(r3.st == TOKEN_OK && strncmp(r3.tok, "CC~", 3) == 0);
+    CHECK(srv.last_secret[0] == '\0');
+    CHECK(strcmp(srv.last_assertion_type,
+                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") == 0);
+    CHECK(strncmp(srv.last_assertion, "eyJ", 3) == 0);
+
+    /* A certificate that cannot be loaded is a configuration error, without a request. */
+    struct config_account c;
+    struct result r4 = {0};
+    acct_init(&c, "app-badcert", NULL);
+    c.flow = CONFIG_FLOW_CLIENT_CREDENTIALS;
+    c.client_id = (char *)"app-1";
+    c.client_certificate = (char *)"/nonexistent.crt";
+    c.client_key = key;
+    int req1 = srv.requests;
+    CHECK(token_get(tm, &c, 0, NULL, result_cb, &r4) == NULL);
+    CHECK(r4.st == TOKEN_MISCONFIGURED && srv.requests == req1);
+    token_manager_free(tm);
+}
+
+static void test_password_grant(void)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a, b;
+    struct result r1 = {0}, r2 = {0}, r3 = {0};
+    int req0 = srv.requests;
+
+    acct_init(&a, "ropc", NULL);
+    a.flow = CONFIG_FLOW_PASSWORD;
+    a.username = (char *)"ropc@example.com";
+    a.upstream_password = (char *)"mailbox pw";
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r1) != NULL);
+    CHECK(wait_for(&r1.called, 1));
+    CHECK(r1.st == TOKEN_OK && strncmp(r1.tok, "PW~", 3) == 0);
+    CHECK(strcmp(srv.last_grant, "password") == 0);
+    CHECK(strcmp(srv.last_username, "ropc@example.com") == 0);
+    run_for(50);
+    CHECK(!file_exists(state_dir, "ropc.refresh")); /* the refresh token it got is ignored */
+
+    /* A rejected password: one request, then no more (not even forced) until a restart. */
+    acct_init(&b, "ropc-bad", NULL);
+    b.flow = CONFIG_FLOW_PASSWORD;
+    b.username = (char *)"ropc@example.com";
+    b.upstream_password = (char *)"wrong";
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r2) != NULL);
+    CHECK(wait_for(&r2.called, 1));
+    CHECK(r2.st == TOKEN_NEEDS_SIGNIN);
+    CHECK(token_get(tm, &b, TOKEN_FORCE_REFRESH, NULL, result_cb, &r3) == NULL);
+    CHECK(r3.st == TOKEN_NEEDS_SIGNIN);
+    CHECK(srv.requests == req0 + 2);
+    token_manager_free(tm);
+}
+
+static void test_command(void)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a, b, c, d, e, f;
+    struct result r[8];
+    uint64_t t0;
+    int req0 = srv.requests;
+
+    memset(r, 0, sizeof r);
+    acct_init(&a, "cmd", NULL);
+    a.flow = CONFIG_FLOW_COMMAND;
+    a.username = (char *)"cmd@example.com";
+    a.token_command = (char *)"printf 'CMD~%s\\n' \"$XOAUTHD_ACCOUNT\"; echo chatter >&2";
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[0]) != NULL);
+    CHECK(wait_for(&r[0].called, 1));
+    CHECK(r[0].st == TOKEN_OK && strcmp(r[0].tok, "CMD~cmd") == 0);
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[1]) == NULL); /* cached */
+    CHECK(r[1].st == TOKEN_OK);
+
+    /* JSON output with a lifetime. */
+    acct_init(&b, "cmd-json", NULL);
+    b.flow = CONFIG_FLOW_COMMAND;
+    b.token_command = (char *)"echo '{\"access_token\":\"CMD~json\",\"expires_in\":600}'";
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[2]) != NULL);
+    CHECK(wait_for(&r[2].called, 1));
+    CHECK(r[2].st == TOKEN_OK && strcmp(r[2].tok, "CMD~json") == 0);
+
+    /* Failing, missing, silent and garbage commands. */
+    acct_init(&c, "cmd-fail", NULL);
+    c.flow = CONFIG_FLOW_COMMAND;
+    c.token_command = (char *)"echo 'vault is sealed' >&2; exit 3";
+    CHECK(token_get(tm, &c, 0, NULL, result_cb, &r[3]) != NULL);
+    CHECK(wait_for(&r[3].called, 1));
+    CHECK(r[3].st == TOKEN_TEMPFAIL);
+    acct_init(&d, "cmd-missing2", NULL);
+    d.flow = CONFIG_FLOW_COMMAND;
+    d.token_command = (char *)"/nonexistent/token-helper";
+    CHECK(token_get(tm, &d, 0, NULL, result_cb, &r[4]) != NULL);
+    CHECK(wait_for(&r[4].called, 1));
+    CHECK(r[4].st == TOKEN_MISCONFIGURED);
+    acct_init(&e, "cmd-garbage", NULL);
+    e.flow = CONFIG_FLOW_COMMAND;
+    e.token_command = (char *)"echo 'two words'";
+    CHECK(token_get(tm, &e, 0, NULL, result_cb, &r[5]) != NULL);
+    CHECK(wait_for(&r[5].called, 1));
+    CHECK(r[5].st == TOKEN_TEMPFAIL);
+
+    /* A hanging command is killed at token_timeout (1 s here), with its children. */
+    acct_init(&f, "cmd-hang", NULL);
+    f.flow = CONFIG_FLOW_COMMAND;
+    f.token_command = (char *)"sleep 30; echo late";
+    uv_update_time(&loop);
+    t0 = uv_now(&loop);
+    CHECK(token_get(tm, &f, 0, NULL, result_cb, &r[6]) != NULL);
+    CHECK(wait_for(&r[6].called, 1));
+    uv_update_time(&loop);
+    CHECK(r[6].st == TOKEN_TEMPFAIL);
+    CHECK(uv_now(&loop) - t0 >= 900 && uv_now(&loop) - t0 < 5000);
+    CHECK(srv.requests == req0);
+
+    /* Freed while a command runs: no callback, and the loop still closes cleanly. */
+    struct config_account g;
+    acct_init(&g, "cmd-inflight", NULL);
+    g.flow = CONFIG_FLOW_COMMAND;
+    g.token_command = (char *)"sleep 30";
+    CHECK(token_get(tm, &g, 0, NULL, result_cb, &r[7]) != NULL);
+    run_for(100);
+    token_manager_free(tm);
+    run_for(300);
+    CHECK(r[7].called == 0);
+}
+
+static void test_unlock(void)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a;
+    struct result r1 = {0}, r2 = {0}, r3 = {0};
+    char *hash = localauth_hash("local pw", 8);
+    struct token_store_key k;
+    int req0 = srv.requests;
+
+    CHECK(hash != NULL);
+    acct_init(&a, "locked", "SEED~locked");
+    a.local_user = (char *)"locked";
+    a.local_password = hash;
+    /* Nobody logged in with the password yet: the store cannot be opened. */
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r1) == NULL);
+    CHECK(r1.st == TOKEN_TEMPFAIL);
+    CHECK(srv.requests == req0);
+    /* After a verified login: the key is derived on the pool, the get waits for it. */
+    token_unlock(tm, &a, "local pw", 8);
+    token_unlock(tm, &a, "local pw", 8); /* a second call is free */
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r2) != NULL);
+    CHECK(wait_for(&r2.called, 1));
+    CHECK(r2.st == TOKEN_OK && srv.requests == req0 + 1);
+    /* The rotated token is encrypted under the password: the key file does not open it. */
+    CHECK(token_store_key_derive("locked", hash, "local pw", 8, &k) == 0);
+    char *out = NULL;
+    CHECK(token_store_load(state_dir, "locked", &k, &out, NULL) == TOKEN_STORE_FOUND);
+    CHECK(out != NULL && strncmp(out, "RT~", 3) == 0);
+    free(out);
+    out = NULL;
+    CHECK(token_store_load(state_dir, "locked", &file_key, &out, NULL) == TOKEN_STORE_UNUSABLE);
+    token_manager_free(tm);
+
+    /* A restarted manager (daemon) needs the password again, then reads the stored token. */
+    tm = token_manager_new(&loop, http, &cfg);
+    token_unlock(tm, &a, "local pw", 8);
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r3) != NULL);
+    CHECK(wait_for(&r3.called, 1));
+    CHECK(r3.st == TOKEN_OK && strcmp(srv.last_rt, "SEED~locked") != 0);
+    CHECK(strncmp(srv.last_rt, "RT~", 3) == 0);
+    token_manager_free(tm);
+    free(hash);
+}
+
+static void test_unusable_and_plain(void)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a, b;
+    struct result r1 = {0}, r2 = {0};
+    char path[600];
+    int req0 = srv.requests;
+
+    /* A damaged file: reported, never overwritten, the seed is not used, no request. */
+    acct_init(&a, "damaged", "SEED~damaged");
+    snprintf(path, sizeof path, "%s/damaged.refresh", state_dir);
+    FILE *f = fopen(path, "w");
+    fputs(TOKEN_STORE_MAGIC "\nkdf=keyfile\nAAAA", f);
+    fclose(f);
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r1) != NULL);
+    CHECK(wait_for(&r1.called, 1));
+    CHECK(r1.st == TOKEN_NEEDS_SIGNIN && srv.requests == req0);
+    f = fopen(path, "r");
+    char buf[256] = "";
+    CHECK(f != NULL && fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    CHECK(strcmp(buf, TOKEN_STORE_MAGIC "\nkdf=keyfile\nAAAA") == 0);
+
+    /* An old plain file is used, and written again encrypted. */
+    acct_init(&b, "plain", NULL);
+    srv_valid_add("PLAIN~token");
+    snprintf(path, sizeof path, "%s/plain.refresh", state_dir);
+    f = fopen(path, "w");
+    fputs(TOKEN_STORE_MAGIC_PLAIN "\nPLAIN~token\n", f);
+    fclose(f);
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r2) != NULL);
+    CHECK(wait_for(&r2.called, 1));
+    CHECK(r2.st == TOKEN_OK && strcmp(srv.last_rt, "PLAIN~token") == 0);
+    struct token_store_info info;
+    CHECK(token_store_peek(state_dir, "plain", &info) == 2);
+    token_manager_free(tm);
+}
+
+static void test_backoff(void)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a, b;
+    struct result r[6];
+    int req0 = srv.requests;
+
+    memset(r, 0, sizeof r);
+    /* 429 with Retry-After: 1: the next attempt waits exactly that long, not the 5 s default. */
+    acct_init(&a, "ratelimited", "SEED~ratelimited");
+    srv.mode = SRV_429;
+    srv.retry_after = 1;
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[0]) != NULL);
+    CHECK(wait_for(&r[0].called, 1));
+    CHECK(r[0].st == TOKEN_TEMPFAIL && srv.requests == req0 + 1);
+    run_for(500);
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[1]) == NULL); /* still in the window */
+    CHECK(r[1].st == TOKEN_TEMPFAIL && srv.requests == req0 + 1);
+    run_for(700);
+    srv.mode = SRV_OK;
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[2]) != NULL);
+    CHECK(wait_for(&r[2].called, 1));
+    CHECK(r[2].st == TOKEN_OK && srv.requests == req0 + 2);
+
+    /* 500s in a row: 5 s, then 10 s between attempts. */
+    acct_init(&b, "flaky", "SEED~flaky");
+    srv.mode = SRV_500;
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[3]) != NULL);
+    CHECK(wait_for(&r[3].called, 1));
+    CHECK(srv.requests == req0 + 3);
+    run_for(5100);
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[4]) != NULL);
+    CHECK(wait_for(&r[4].called, 1));
+    CHECK(r[4].st == TOKEN_TEMPFAIL && srv.requests == req0 + 4);
+    run_for(5100);
+    CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[5]) == NULL); /* 10 s window now */
+    CHECK(r[5].st == TOKEN_TEMPFAIL && srv.requests == req0 + 4);
+    srv.mode = SRV_OK;
+    token_manager_free(tm);
+}
+
+static void test_reload_rekey(void)
+{
+    struct config c1 = cfg, c2 = cfg;
+    struct config_account a1[1], a2[1];
+    struct result r[4];
+    char *h1 = localauth_hash("old pw", 6), *h2 = localauth_hash("new pw", 6);
+    struct token_store_key k1, k2;
+    char *out = NULL;
+
+    memset(r, 0, sizeof r);
+    CHECK(h1 != NULL && h2 != NULL);
+    acct_init(&a1[0], "rekey", "SEED~rekey");
+    a1[0].local_user = (char *)"rekey";
+    a1[0].local_password = h1;
+    a2[0] = a1[0];
+    a2[0].local_password = h2;
+    c1.accounts = a1;
+    c1.n_accounts = 1;
+    c2.accounts = a2;
+    c2.n_accounts = 1;
+    struct token_manager *tm = token_manager_new(&loop, http, &c1);
+    token_unlock(tm, &a1[0], "old pw", 6);
+    CHECK(token_get(tm, &a1[0], 0, NULL, result_cb, &r[0]) != NULL);
+    CHECK(wait_for(&r[0].called, 1));
+    CHECK(r[0].st == TOKEN_OK);
+    CHECK(token_store_key_derive("rekey", h1, "old pw", 6, &k1) == 0);
+    CHECK(token_store_load(state_dir, "rekey", &k1, &out, NULL) == TOKEN_STORE_FOUND);
+    free(out);
+    out = NULL;
+
+    /* A reload changed the local password: the old key is forgotten, the cached token stays. */
+    token_manager_set_config(tm, &c2);
+    CHECK(token_get(tm, &a2[0], 0, NULL, result_cb, &r[1]) == NULL);
+    CHECK(r[1].st == TOKEN_OK);
+    /* A refresh now needs the new key first (a rotated token must be saveable). */
+    CHECK(token_get(tm, &a2[0], TOKEN_FORCE_REFRESH, NULL, result_cb, &r[2]) == NULL);
+    CHECK(r[2].st == TOKEN_TEMPFAIL);
+    token_unlock(tm, &a2[0], "new pw", 6);
+    CHECK(token_get(tm, &a2[0], TOKEN_FORCE_REFRESH, NULL, result_cb, &r[3]) != NULL);
+    CHECK(wait_for(&r[3].called, 1));
+    CHECK(r[3].st == TOKEN_OK);
+    /* Saved under the new password; the file under the old one was kept aside. */
+    CHECK(token_store_key_derive("rekey", h2, "new pw", 6, &k2) == 0);
+    CHECK(token_store_load(state_dir, "rekey", &k2, &out, NULL) == TOKEN_STORE_FOUND);
+    CHECK(out != NULL && strcmp(out, srv.last_rt) != 0 && strncmp(out, "RT~", 3) == 0);
+    free(out);
+    int aside = 0;
+    DIR *d = opendir(state_dir);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL)
+        aside += strncmp(de->d_name, "rekey.refresh.corrupt-", 22) == 0;
+    if (d != NULL)
+        closedir(d);
+    CHECK(aside == 1);
+    token_manager_free(tm);
+    free(h1);
+    free(h2);
+}
+
 /* ---------------------------------------------------------------- main */
 
 
@@ -903,7 +1313,12 @@ static int check_log_clean(const char *logpath, int saved_stderr)
         }
         if (strstr(line, "AT~") != NULL || strstr(line, "RT~") != NULL ||
             strstr(line, "SEED~") != NULL || strstr(line, "SIGNIN~") != NULL ||
-            strstr(line, "s3cr3t") != NULL)
+            strstr(line, "s3cr3t") != NULL || strstr(line, "CC~") != NULL ||
+            strstr(line, "PW~") != NULL || strstr(line, "CMD~") != NULL ||
+            strstr(line, "PLAIN~") != NULL || strstr(line, "app-secret") != NULL ||
+            strstr(line, "mailbox pw") != NULL || strstr(line, "local pw") != NULL ||
+            strstr(line, "old pw") != NULL || strstr(line, "new pw") != NULL ||
+            strstr(line, "eyJ") != NULL)
             clean = 0;
     }
     fclose(f);
@@ -974,6 +1389,13 @@ int main(void)
     test_save_failure();
     test_free_in_flight();
     test_free_in_callback();
+    test_client_credentials();
+    test_password_grant();
+    test_command();
+    test_unlock();
+    test_unusable_and_plain();
+    test_reload_rekey();
+    test_backoff();
 
     http_close(http);
     srv_close();

@@ -1,0 +1,657 @@
+#include "ews.h"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "body_stream.h"
+#include "log.h"
+
+#define EWS_DEFAULT_TIMEOUT_MS 30000u
+#define EWS_MAX_RESPONSE ((size_t)1 << 20)
+#define EWS_MAX_MIME_RESPONSE ((size_t)200 << 20) /* GetItem of a large message, in base64 */
+
+#define EWS_NS_SOAP "http://schemas.xmlsoap.org/soap/envelope/"
+#define EWS_NS_T "http://schemas.microsoft.com/exchange/services/2006/types"
+#define EWS_NS_M "http://schemas.microsoft.com/exchange/services/2006/messages"
+
+struct ews_call {
+    struct http_request *req;
+    enum ews_op op;
+    char *head, *tail;
+    struct body_stream body;
+    char sid[32];
+    ews_cb cb;
+    void *arg;
+};
+
+/* ---- building ----------------------------------------------------------------------------- */
+
+struct ews_buf {
+    char *p;
+    size_t len, cap;
+    int err;
+};
+
+static void eb_add(struct ews_buf *b, const char *s, size_t n)
+{
+    if (b->err)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->err = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void eb_str(struct ews_buf *b, const char *s) { eb_add(b, s, strlen(s)); }
+
+/* Appends an escaped value; a value XML cannot carry fails the whole request. */
+static void eb_esc(struct ews_buf *b, const char *s)
+{
+    char *e = ews_xml_escape(s != NULL ? s : "");
+    if (e == NULL) {
+        b->err = 1;
+        return;
+    }
+    eb_str(b, e);
+    free(e);
+}
+
+char *ews_xml_escape(const char *s)
+{
+    size_t len = strlen(s);
+    char *out = malloc(len * 6 + 1);
+    size_t o = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *rep = NULL;
+        switch (c) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&apos;"; break;
+        default:
+            /* XML 1.0 2.2: no C0 controls but TAB, LF, CR, even as references. */
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+                free(out);
+                return NULL;
+            }
+            break;
+        }
+        if (rep != NULL) {
+            size_t n = strlen(rep);
+            memcpy(out + o, rep, n);
+            o += n;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void eb_folder(struct ews_buf *b, const struct ews_folder *f)
+{
+    if (f->distinguished) {
+        eb_str(b, "<t:DistinguishedFolderId Id=\"");
+        eb_esc(b, f->id);
+        eb_str(b, "\"/>");
+    } else {
+        eb_str(b, "<t:FolderId Id=\"");
+        eb_esc(b, f->id);
+        if (f->change_key != NULL) {
+            eb_str(b, "\" ChangeKey=\"");
+            eb_esc(b, f->change_key);
+        }
+        eb_str(b, "\"/>");
+    }
+}
+
+static void eb_item_id(struct ews_buf *b, const struct ews_params *p)
+{
+    eb_str(b, "<t:ItemId Id=\"");
+    eb_esc(b, p->item_id);
+    if (p->change_key != NULL) {
+        eb_str(b, "\" ChangeKey=\"");
+        eb_esc(b, p->change_key);
+    }
+    eb_str(b, "\"/>");
+}
+
+int ews_build_request(enum ews_op op, const struct ews_target *t, const struct ews_params *p,
+                      char **head, char **tail)
+{
+    struct ews_buf b = {0}, tb = {0};
+    static const struct ews_params none;
+    if (p == NULL)
+        p = &none;
+    *head = *tail = NULL;
+    eb_str(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+               "<soap:Envelope xmlns:soap=\"" EWS_NS_SOAP "\" xmlns:t=\"" EWS_NS_T
+               "\" xmlns:m=\"" EWS_NS_M "\">\n<soap:Header>\n<t:RequestServerVersion Version=\"");
+    eb_esc(&b, t->version != NULL ? t->version : EWS_DEFAULT_VERSION);
+    eb_str(&b, "\"/>\n");
+    if (t->impersonate != NULL) {
+        eb_str(&b, "<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>");
+        eb_esc(&b, t->impersonate);
+        eb_str(&b, "</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>\n");
+    }
+    eb_str(&b, "</soap:Header>\n<soap:Body>\n");
+    int needs_item = op != EWS_OP_SEND && op != EWS_OP_SAVE && op != EWS_OP_DELETE_FOLDER;
+    if (needs_item && (p->item_id == NULL || p->item_id[0] == '\0'))
+        goto fail;
+    switch (op) {
+    case EWS_OP_SEND:
+    case EWS_OP_SAVE:
+        if (op == EWS_OP_SEND) {
+            eb_str(&b, "<m:CreateItem MessageDisposition=\"SendAndSaveCopy\">"
+                       "<m:SavedItemFolderId><t:DistinguishedFolderId Id=\"sentitems\"/>"
+                       "</m:SavedItemFolderId>");
+        } else {
+            if (p->folder.id == NULL)
+                goto fail;
+            eb_str(&b, "<m:CreateItem MessageDisposition=\"SaveOnly\"><m:SavedItemFolderId>");
+            eb_folder(&b, &p->folder);
+            eb_str(&b, "</m:SavedItemFolderId>");
+        }
+        eb_str(&b, "<m:Items><t:Message><t:MimeContent CharacterSet=\"UTF-8\">");
+        eb_str(&tb, "</t:MimeContent>");
+        if (op == EWS_OP_SAVE) {
+            /* PR_MESSAGE_FLAGS (0x0E07) = MSGFLAG_READ: without it Exchange files a MIME upload
+             * as an unsent draft; an append is a received message. */
+            eb_str(&tb, "<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag=\"3591\" "
+                        "PropertyType=\"Integer\"/><t:Value>1</t:Value></t:ExtendedProperty>");
+        }
+        eb_str(&tb, "</t:Message></m:Items></m:CreateItem>\n");
+        break;
+    case EWS_OP_GET_MIME:
+        eb_str(&b, "<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape>"
+                   "<t:IncludeMimeContent>true</t:IncludeMimeContent></m:ItemShape><m:ItemIds>");
+        eb_item_id(&b, p);
+        eb_str(&b, "</m:ItemIds></m:GetItem>\n");
+        break;
+    case EWS_OP_COPY:
+        if (p->folder.id == NULL)
+            goto fail;
+        eb_str(&b, "<m:CopyItem><m:ToFolderId>");
+        eb_folder(&b, &p->folder);
+        eb_str(&b, "</m:ToFolderId><m:ItemIds>");
+        eb_item_id(&b, p);
+        eb_str(&b, "</m:ItemIds></m:CopyItem>\n");
+        break;
+    case EWS_OP_DELETE_ITEM:
+        eb_str(&b, "<m:DeleteItem DeleteType=\"HardDelete\"><m:ItemIds>");
+        eb_item_id(&b, p);
+        eb_str(&b, "</m:ItemIds></m:DeleteItem>\n");
+        break;
+    case EWS_OP_DELETE_FOLDER:
+        if (p->folder.id == NULL)
+            goto fail;
+        eb_str(&b, "<m:DeleteFolder DeleteType=\"HardDelete\"><m:FolderIds>");
+        eb_folder(&b, &p->folder);
+        eb_str(&b, "</m:FolderIds></m:DeleteFolder>\n");
+        break;
+    case EWS_OP_SET_READ:
+        eb_str(&b, "<m:UpdateItem ConflictResolution=\"AlwaysOverwrite\" "
+                   "MessageDisposition=\"SaveOnly\"><m:ItemChanges><t:ItemChange>");
+        eb_item_id(&b, p);
+        eb_str(&b, "<t:Updates><t:SetItemField><t:FieldURI FieldURI=\"message:IsRead\"/>"
+                   "<t:Message><t:IsRead>");
+        eb_str(&b, p->is_read ? "true" : "false");
+        eb_str(&b, "</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange>"
+                   "</m:ItemChanges></m:UpdateItem>\n");
+        break;
+    }
+    eb_str(op == EWS_OP_SEND || op == EWS_OP_SAVE ? &tb : &b,
+           "</soap:Body>\n</soap:Envelope>\n");
+    if (tb.p == NULL)
+        eb_str(&tb, "");
+    if (b.err || tb.err)
+        goto fail;
+    *head = b.p;
+    *tail = tb.p;
+    return 0;
+fail:
+    free(b.p);
+    free(tb.p);
+    return -1;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+static int ews_name_is(const xmlNode *n, const char *name)
+{
+    return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
+/* First element called name under n, in document order. */
+static xmlNode *ews_find(xmlNode *n, const char *name)
+{
+    for (xmlNode *c = n; c != NULL; c = c->next) {
+        if (ews_name_is(c, name))
+            return c;
+        xmlNode *f = ews_find(c->children, name);
+        if (f != NULL)
+            return f;
+    }
+    return NULL;
+}
+
+static void ews_text(xmlNode *n, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    if (n == NULL)
+        return;
+    xmlChar *t = xmlNodeGetContent(n);
+    if (t != NULL) {
+        snprintf(out, outsz, "%s", (const char *)t);
+        xmlFree(t);
+    }
+}
+
+static void ews_attr(xmlNode *n, const char *name, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    if (n == NULL)
+        return;
+    xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
+    if (v != NULL) {
+        snprintf(out, outsz, "%s", (const char *)v);
+        xmlFree(v);
+    }
+}
+
+/* The first element that carries a ResponseClass attribute: the ...ResponseMessage. */
+static xmlNode *ews_find_response_message(xmlNode *n)
+{
+    for (xmlNode *c = n; c != NULL; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE && xmlHasProp(c, (const xmlChar *)"ResponseClass"))
+            return c;
+        xmlNode *f = ews_find_response_message(c->children);
+        if (f != NULL)
+            return f;
+    }
+    return NULL;
+}
+
+static void ews_decode_mime(xmlNode *n, struct ews_result *r)
+{
+    xmlChar *t = xmlNodeGetContent(n);
+    if (t == NULL)
+        return;
+    size_t len = strlen((const char *)t);
+    r->mime = malloc(len / 4 * 3 + 4);
+    if (r->mime != NULL) {
+        /* EVP_Decode* skips the line breaks Exchange may put into long base64 text. */
+        EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+        int n1 = 0, n2 = 0;
+        if (ctx != NULL) {
+            EVP_DecodeInit(ctx);
+            if (EVP_DecodeUpdate(ctx, r->mime, &n1, t, (int)len) < 0 ||
+                EVP_DecodeFinal(ctx, r->mime + n1, &n2) < 0) {
+                free(r->mime);
+                r->mime = NULL;
+            } else {
+                r->mime_len = (size_t)n1 + (size_t)n2;
+            }
+            EVP_ENCODE_CTX_free(ctx);
+        } else {
+            free(r->mime);
+            r->mime = NULL;
+        }
+    }
+    xmlFree(t);
+}
+
+void ews_result_clear(struct ews_result *r)
+{
+    free(r->mime);
+    memset(r, 0, sizeof *r);
+    r->retry_after = -1;
+    r->backoff_ms = -1;
+}
+
+int ews_parse_response(const char *body, size_t len, struct ews_result *r)
+{
+    /* No NOENT (entities stay unexpanded), no DTD loading, no network: a hostile or broken
+     * server cannot make the parser fetch or amplify anything. HUGE only for the MIME of
+     * large messages, which is one long text node. */
+    int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+    if (len > 8u << 20)
+        opts |= XML_PARSE_HUGE;
+    if (len > INT32_MAX)
+        return -1;
+    xmlDoc *doc = xmlReadMemory(body, (int)len, "ews-response.xml", NULL, opts);
+    if (doc == NULL)
+        return -1;
+    int rc = -1;
+    xmlNode *root = xmlDocGetRootElement(doc);
+    xmlNode *soap_body = root != NULL ? ews_find(root, "Body") : NULL;
+    if (soap_body == NULL)
+        goto done;
+    xmlNode *fault = ews_find(soap_body->children, "Fault");
+    if (fault != NULL) {
+        r->outcome = EWS_OUT_FAULT;
+        ews_text(ews_find(fault->children, "faultstring"), r->message_text,
+                 sizeof r->message_text);
+        /* Exchange names the error in detail/ResponseCode (ErrorSchemaValidation, ...). */
+        ews_text(ews_find(fault->children, "ResponseCode"), r->response_code,
+                 sizeof r->response_code);
+        rc = 0;
+        goto done;
+    }
+    xmlNode *rm = ews_find_response_message(soap_body->children);
+    if (rm == NULL)
+        goto done;
+    ews_attr(rm, "ResponseClass", r->response_class, sizeof r->response_class);
+    ews_text(ews_find(rm->children, "ResponseCode"), r->response_code, sizeof r->response_code);
+    ews_text(ews_find(rm->children, "MessageText"), r->message_text, sizeof r->message_text);
+    xmlNode *mx = ews_find(rm->children, "MessageXml");
+    for (xmlNode *v = mx != NULL ? mx->children : NULL; v != NULL; v = v->next) {
+        char name[64], val[32];
+        if (!ews_name_is(v, "Value"))
+            continue;
+        ews_attr(v, "Name", name, sizeof name);
+        if (strcmp(name, "BackOffMilliseconds") == 0) {
+            ews_text(v, val, sizeof val);
+            r->backoff_ms = strtol(val, NULL, 10);
+        }
+    }
+    xmlNode *id = ews_find(rm->children, "ItemId");
+    ews_attr(id, "Id", r->item_id, sizeof r->item_id);
+    ews_attr(id, "ChangeKey", r->change_key, sizeof r->change_key);
+    xmlNode *mime = ews_find(rm->children, "MimeContent");
+    if (mime != NULL)
+        ews_decode_mime(mime, r);
+    if (strcmp(r->response_class, "Success") == 0 ||
+        (strcmp(r->response_class, "Warning") == 0 && strcmp(r->response_code, "NoError") == 0))
+        r->outcome = EWS_OUT_OK;
+    else
+        r->outcome = EWS_OUT_ERROR;
+    rc = 0;
+done:
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+/* ---- classification ----------------------------------------------------------------------- */
+
+#define R_BUSY "451 4.4.5 The mail provider is busy, try again later"
+#define R_TEMP "451 4.3.0 Temporary failure at the mail provider, try again later"
+#define R_UNREACH "451 4.4.1 Cannot reach the mail provider, try again later"
+#define R_AUTH "451 4.7.0 The mail provider refused xoauthd's credentials, try again later"
+#define R_SENDAS "550 5.7.60 The mailbox is not allowed to send as this sender"
+#define R_SIZE "552 5.3.4 Message too big for the mail provider"
+#define R_RCPT "550 5.1.1 Recipient address rejected by the mail provider"
+#define R_SCHEMA "554 5.6.0 The mail provider could not process the message"
+
+static const struct {
+    const char *code;
+    const char *reply;
+} submit_code_table[] = {
+    {"ErrorSendAsDenied", R_SENDAS},
+    {"ErrorMessageSizeExceeded", R_SIZE},
+    {"ErrorInvalidRecipients", R_RCPT},
+    {"ErrorMailRecipientNotFound", R_RCPT},
+    {"ErrorServerBusy", R_BUSY},
+    {"ErrorTooManyObjectsOpened", R_BUSY},
+    {"ErrorExceededConnectionCount", R_BUSY},
+    {"ErrorInsufficientResources", R_BUSY},
+    {"ErrorTimeoutExpired", R_TEMP},
+    {"ErrorInternalServerTransientError", R_TEMP},
+    {"ErrorMailboxStoreUnavailable", R_TEMP},
+    {"ErrorMailboxMoveInProgress", R_TEMP},
+    {"ErrorConnectionFailed", R_TEMP},
+    {"ErrorBatchProcessingStopped", R_TEMP},
+    {"ErrorQuotaExceeded", "452 4.2.2 The sending mailbox is over its quota"},
+    {"ErrorAccessDenied", R_AUTH},
+    {"ErrorImpersonateUserDenied", R_AUTH},
+    {"ErrorImpersonationDenied", R_AUTH},
+    {"ErrorNonExistentMailbox", R_AUTH},
+    {"ErrorInvalidUser", R_AUTH},
+    {"MailboxNotEnabledForRESTAPI", R_AUTH},
+    {"ErrorSchemaValidation", R_SCHEMA},
+    {"ErrorInvalidRequest", R_SCHEMA},
+    {"ErrorInvalidServerVersion", R_SCHEMA},
+    {"ErrorMimeContentConversionFailed", R_SCHEMA},
+    {"ErrorMimeContentInvalid", R_SCHEMA},
+    {"ErrorMimeContentInvalidBase64String", R_SCHEMA},
+    /* Graph's own names for the same things */
+    {"ErrorMessageSubmissionBlocked", R_AUTH},
+    {"RequestBodyTooLarge", R_SIZE},
+    {"ErrorRecipientNotFound", R_RCPT},
+};
+
+static const struct {
+    const char *code;
+    const char *hint;
+} submit_hint_table[] = {
+    {"ErrorSendAsDenied", "the From address is not the mailbox: grant Send As, or set "
+                          "header_from = account"},
+    {"ErrorImpersonateUserDenied", "the app may not impersonate this mailbox: grant the "
+                                   "ApplicationImpersonation role (on-premises) or "
+                                   "full_access_as_app"},
+    {"ErrorAccessDenied", "missing permission: EWS.AccessAsUser.All / full_access_as_app, or "
+                          "Graph Mail.Send"},
+    {"ErrorNonExistentMailbox", "the username is not a mailbox on this server"},
+    {"ErrorInvalidServerVersion", "set ews_version to a RequestServerVersion the server knows"},
+    {"ErrorSchemaValidation", "xoauthd sent a request the server refused: report a bug"},
+    {"ErrorQuotaExceeded", "the sending mailbox is full (the copy in Sent Items)"},
+};
+
+const char *submit_code_reply(const char *code)
+{
+    for (size_t i = 0; i < sizeof submit_code_table / sizeof submit_code_table[0]; i++)
+        if (strcmp(code, submit_code_table[i].code) == 0)
+            return submit_code_table[i].reply;
+    return NULL;
+}
+
+static const char *submit_code_hint(const char *code)
+{
+    for (size_t i = 0; i < sizeof submit_hint_table / sizeof submit_hint_table[0]; i++)
+        if (strcmp(code, submit_hint_table[i].code) == 0)
+            return submit_hint_table[i].hint;
+    return NULL;
+}
+
+void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->wait_ms = -1;
+    v->kind = SUBMIT_V_FAIL;
+    switch (r->outcome) {
+    case EWS_OUT_OK:
+        v->kind = SUBMIT_V_OK;
+        v->reply = "250 2.0.0 Ok: the mail provider accepted the message";
+        return;
+    case EWS_OUT_TRANSPORT:
+        /* The message may or may not have arrived; 451 risks a duplicate, never a loss. */
+        v->reply = R_UNREACH;
+        v->hint = r->timed_out ? "the request timed out" : "check ews_url and the network";
+        return;
+    case EWS_OUT_FAULT:
+        v->reply = R_SCHEMA;
+        v->hint = "SOAP fault: see fault=; check ews_version";
+        return;
+    case EWS_OUT_ERROR:
+        if (strcmp(r->response_code, "ErrorServerBusy") == 0) {
+            v->kind = SUBMIT_V_BUSY;
+            v->wait_ms = r->backoff_ms;
+            v->reply = R_BUSY;
+            return;
+        }
+        v->reply = submit_code_reply(r->response_code);
+        v->hint = submit_code_hint(r->response_code);
+        if (v->reply == NULL) {
+            /* Unknown: temporary, so that nothing is lost; the log names the code. */
+            v->reply = R_TEMP;
+            v->hint = "unknown EWS response code";
+        }
+        return;
+    case EWS_OUT_HTTP:
+        break;
+    }
+    switch (r->http_status) {
+    case 401:
+        v->kind = SUBMIT_V_REAUTH;
+        v->reply = R_AUTH;
+        v->hint = "the token was refused: check the scope (EWS.AccessAsUser.All delegated, "
+                  "https://outlook.office365.com/.default app-only) and the account's flow";
+        return;
+    case 403:
+        v->reply = R_AUTH;
+        v->hint = "forbidden: the app lacks EWS access (Exchange Online allow-list, "
+                  "full_access_as_app)";
+        return;
+    case 413:
+        v->reply = R_SIZE;
+        return;
+    case 429:
+    case 503:
+    case 504:
+        v->kind = SUBMIT_V_BUSY;
+        v->wait_ms = r->retry_after >= 0 ? r->retry_after * 1000 : -1;
+        v->reply = R_BUSY;
+        return;
+    case 400:
+        v->reply = R_SCHEMA; /* the server could not read our request */
+        v->hint = "HTTP 400: check ews_url and ews_version";
+        return;
+    default:
+        /* 2xx without a readable answer (the message may have gone: a duplicate beats a
+         * loss), redirects (a login page), 404, 5xx: temporary, with what to check. */
+        v->reply = R_TEMP;
+        v->hint = r->http_status >= 500 ? NULL : "unexpected HTTP status: check ews_url";
+        return;
+    }
+}
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+static void ews_call_free(struct ews_call *c)
+{
+    free(c->head);
+    free(c->tail);
+    free(c);
+}
+
+static void ews_done_cb(void *arg, const struct http_response *resp)
+{
+    struct ews_call *c = arg;
+    struct ews_result r;
+    memset(&r, 0, sizeof r);
+    r.retry_after = -1;
+    r.backoff_ms = -1;
+    c->req = NULL;
+    r.http_status = resp->status;
+    r.retry_after = resp->retry_after;
+    if (resp->status == 0) {
+        r.outcome = EWS_OUT_TRANSPORT;
+        r.timed_out = resp->timed_out;
+        snprintf(r.message_text, sizeof r.message_text, "%s",
+                 resp->error != NULL ? resp->error : "no response");
+    } else if (resp->status == 401 || resp->status == 429 || resp->status == 503 ||
+               resp->body_len == 0 || ews_parse_response(resp->body, resp->body_len, &r) != 0) {
+        /* Some statuses mean the same whatever the body says (an IIS error page, mostly). */
+        ews_result_clear(&r);
+        r.http_status = resp->status;
+        r.retry_after = resp->retry_after;
+        r.outcome = EWS_OUT_HTTP;
+    } else if (resp->status != 200 && r.outcome == EWS_OUT_OK) {
+        r.outcome = EWS_OUT_HTTP; /* a success body with an error status is not a success */
+    }
+    c->cb(c->arg, &r);
+    ews_result_clear(&r);
+    ews_call_free(c);
+}
+
+struct ews_call *ews_start(struct http *http, const struct ews_target *t, enum ews_op op,
+                           const struct ews_params *p, const struct capture_source *msg,
+                           const char *sid, ews_cb cb, void *arg)
+{
+    int with_mime = op == EWS_OP_SEND || op == EWS_OP_SAVE;
+    if (with_mime && msg == NULL)
+        return NULL;
+    struct ews_call *c = calloc(1, sizeof *c);
+    char *auth = NULL;
+    if (c == NULL)
+        return NULL;
+    c->op = op;
+    c->cb = cb;
+    c->arg = arg;
+    snprintf(c->sid, sizeof c->sid, "%s", sid != NULL ? sid : "-");
+    if (ews_build_request(op, t, p, &c->head, &c->tail) != 0) {
+        log_error(c->sid, "event=ews_request_invalid note=\"a value cannot be written as XML\"");
+        goto fail;
+    }
+    size_t alen = strlen(t->token) + 8;
+    auth = malloc(alen);
+    if (auth == NULL)
+        goto fail;
+    snprintf(auth, alen, "Bearer %s", t->token);
+    struct http_header hdrs[4];
+    size_t nh = 0;
+    hdrs[nh++] = (struct http_header){"Authorization", auth};
+    if (t->mailbox != NULL)
+        hdrs[nh++] = (struct http_header){"X-AnchorMailbox", t->mailbox};
+    hdrs[nh++] = (struct http_header){"Accept", "text/xml"};
+    struct http_opts o = {0};
+    o.method = "POST";
+    o.url = t->url;
+    o.headers = hdrs;
+    o.n_headers = nh;
+    o.content_type = "text/xml; charset=utf-8";
+    o.ca_file = t->ca_file;
+    o.tls_no_verify = t->tls_no_verify;
+    o.timeout_ms = t->timeout_ms != 0 ? t->timeout_ms : EWS_DEFAULT_TIMEOUT_MS;
+    o.max_response = op == EWS_OP_GET_MIME ? EWS_MAX_MIME_RESPONSE : EWS_MAX_RESPONSE;
+    if (with_mime) {
+        body_stream_init(&c->body, c->head, strlen(c->head), *msg, c->tail, strlen(c->tail));
+        o.body_read = body_stream_read;
+        o.body_arg = &c->body;
+        o.body_size = body_stream_size(&c->body);
+    } else {
+        o.body = c->head;
+        o.body_len = strlen(c->head);
+    }
+    xmlInitParser(); /* idempotent; first call on the loop thread, before any parse */
+    c->req = http_request_start(http, &o, ews_done_cb, c);
+    OPENSSL_cleanse(auth, alen);
+    free(auth);
+    auth = NULL;
+    if (c->req == NULL)
+        goto fail;
+    return c;
+fail:
+    free(auth);
+    ews_call_free(c);
+    return NULL;
+}
+
+void ews_cancel(struct ews_call *c)
+{
+    if (c == NULL)
+        return;
+    http_request_cancel(c->req);
+    ews_call_free(c);
+}

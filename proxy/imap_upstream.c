@@ -1,0 +1,404 @@
+/* imap_upstream: the IMAP client towards the provider, see imap_upstream.h. */
+#include "imap_upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap_parse.h"
+#include "line.h"
+#include "log.h"
+#include "server.h"
+
+#define IU_LINE_MAX (32 * 1024) /* a response line; capability lists are a few hundred bytes */
+#define IU_CAPS_MAX 4096
+#define IU_CONNECT_TIMEOUT_MS (30 * 1000)
+#define IU_REPLY_TIMEOUT_MS (2 * 60 * 1000)
+
+enum iu_state {
+    IU_S_NEW,
+    IU_S_TOKEN,        /* waiting for a refreshed token */
+    IU_S_CONNECT,      /* token, resolve, connect, implicit TLS */
+    IU_S_GREETING,
+    IU_S_CAPABILITY,   /* CAPABILITY sent before login */
+    IU_S_STARTTLS,
+    IU_S_STARTTLS_TLS,
+    IU_S_AUTH,         /* AUTHENTICATE without initial response, "+" expected */
+    IU_S_AUTH_RESP,    /* response sent, tagged result (or an error challenge) expected */
+    IU_S_AUTH_ERRCHAL, /* error challenge answered, the tagged NO expected */
+    IU_S_POSTCAP,      /* logged in, CAPABILITY sent because the OK carried none */
+    IU_S_READY,
+    IU_S_DEAD
+};
+
+static const char *const iu_state_names[] = {
+    "new", "token", "connect", "greeting", "capability", "starttls", "starttls-tls", "auth",
+    "auth-resp", "auth-errchal", "postcap", "ready", "dead"};
+
+struct imap_upstream {
+    struct upstream_base base; /* first: upstream_release() frees through it */
+    enum iu_state state;
+    unsigned tag_seq;
+    char tag[16];              /* of the command in flight */
+    char caps[IU_CAPS_MAX];    /* the server's latest capability list */
+    int have_caps;
+    char client_caps[IU_CAPS_MAX];
+    char ok_text[512];
+};
+
+static void iu_token_ready(struct upstream_base *b);
+static void iu_finished(struct upstream_base *b, enum upstream_failure f);
+static void iu_connected(struct upstream_base *b);
+static void iu_starttls_done(struct upstream_base *b);
+static void iu_readable(struct upstream_base *b);
+static void iu_lost(struct upstream_base *b, const char *why);
+static void iu_send_auth(struct imap_upstream *up);
+
+static const struct upstream_ops iu_ops = {iu_token_ready, iu_finished, iu_connected,
+                                           iu_starttls_done, iu_readable, iu_lost, NULL};
+
+static void iu_enter_state(struct imap_upstream *up, enum iu_state st)
+{
+    if (up->state == st)
+        return;
+    upstream_log_state(&up->base, iu_state_names[up->state], iu_state_names[st]);
+    up->state = st;
+}
+
+struct imap_upstream *imap_upstream_new(struct server *srv, const struct config_account *acct,
+                                        const char *sid, void *arg)
+{
+    struct imap_upstream *up = calloc(1, sizeof *up);
+    if (up == NULL)
+        return NULL;
+    upstream_base_init(&up->base, srv, acct, &acct->provider->imap, "imap", sid, &iu_ops, arg,
+                       IU_CONNECT_TIMEOUT_MS, IU_REPLY_TIMEOUT_MS);
+    up->state = IU_S_NEW;
+    return up;
+}
+
+void imap_upstream_login(struct imap_upstream *up, upstream_login_cb cb)
+{
+    iu_enter_state(up, IU_S_CONNECT);
+    upstream_begin_login(&up->base, cb);
+}
+
+const char *imap_upstream_capability(const struct imap_upstream *up) { return up->client_caps; }
+
+const char *imap_upstream_ok_text(const struct imap_upstream *up) { return up->ok_text; }
+
+struct conn *imap_upstream_take_conn(struct imap_upstream *up)
+{
+    return upstream_take_conn(&up->base);
+}
+
+void imap_upstream_free(struct imap_upstream *up)
+{
+    if (up == NULL)
+        return;
+    upstream_detach(&up->base);
+    upstream_close_conn(&up->base, 0);
+    upstream_destroy(&up->base);
+}
+
+/* Sends "TAG command" with a fresh tag. */
+static void iu_command(struct imap_upstream *up, const char *command)
+{
+    snprintf(up->tag, sizeof up->tag, "x%u", ++up->tag_seq);
+    char line[128];
+    int n = snprintf(line, sizeof line, "%s %s\r\n", up->tag, command);
+    conn_write(up->base.conn, line, (size_t)n);
+}
+
+static void iu_token_ready(struct upstream_base *b)
+{
+    iu_send_auth((struct imap_upstream *)b);
+}
+
+static void iu_finished(struct upstream_base *b, enum upstream_failure f)
+{
+    iu_enter_state((struct imap_upstream *)b, f == UPSTREAM_OK ? IU_S_READY : IU_S_DEAD);
+}
+
+static void iu_connected(struct upstream_base *b)
+{
+    iu_enter_state((struct imap_upstream *)b, IU_S_GREETING);
+}
+
+static void iu_starttls_done(struct upstream_base *b)
+{
+    struct imap_upstream *up = (struct imap_upstream *)b;
+    /* RFC 9051 section 6.2.1: "the client MUST discard cached information about server
+     * capabilities" once TLS is up; ask again. */
+    up->have_caps = 0;
+    iu_enter_state(up, IU_S_CAPABILITY);
+    iu_command(up, "CAPABILITY");
+}
+
+static void iu_lost(struct upstream_base *b, const char *why)
+{
+    struct imap_upstream *up = (struct imap_upstream *)b;
+    upstream_lost_during_login(b, why, iu_state_names[up->state]);
+}
+
+static void iu_remember_caps(struct imap_upstream *up, const char *caps, size_t len)
+{
+    if (len >= sizeof up->caps)
+        len = sizeof up->caps - 1;
+    memcpy(up->caps, caps, len);
+    up->caps[len] = '\0';
+    up->have_caps = 1;
+}
+
+static const char *iu_quote(const char *line, size_t len, char *out, size_t outsz)
+{
+    return log_quote(out, outsz, line, len);
+}
+
+/* What to do once the pre-login capabilities are known. */
+static void iu_after_caps(struct imap_upstream *up)
+{
+    const char *caps = up->caps;
+    size_t clen = strlen(caps);
+    if (up->base.ep->tls == CONFIG_TLS_STARTTLS && !conn_is_tls(up->base.conn)) {
+        if (!imap_capability_has(caps, clen, "STARTTLS")) {
+            upstream_login_done(&up->base, UPSTREAM_FAIL_TLS, "server does not offer STARTTLS "
+                                "(refusing to send a token in clear)");
+            return;
+        }
+        iu_enter_state(up, IU_S_STARTTLS);
+        iu_command(up, "STARTTLS");
+        return;
+    }
+    int x = imap_capability_has(caps, clen, "AUTH=XOAUTH2");
+    int ob = imap_capability_has(caps, clen, "AUTH=OAUTHBEARER");
+    if (!x && !ob) {
+        upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL,
+                            "server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER");
+        return;
+    }
+    if (up->base.acct->mechanism == CONFIG_MECH_OAUTHBEARER && !ob)
+        log_warn(up->base.sid, "event=upstream_mechanism protocol=imap account=%s note=\"server "
+                 "does not advertise OAUTHBEARER; trying it anyway\"", up->base.acct->name);
+    iu_send_auth(up);
+}
+
+static void iu_send_auth(struct imap_upstream *up)
+{
+    char prefix[80];
+    snprintf(up->tag, sizeof up->tag, "x%u", ++up->tag_seq);
+    int sasl_ir = imap_capability_has(up->caps, strlen(up->caps), "SASL-IR");
+    /* The pre-login list must not reach the client: only a list sent with or after the login
+     * (an untagged CAPABILITY, as Gmail sends, or the OK's code) counts from here on. */
+    up->have_caps = 0;
+    if (sasl_ir) {
+        /* RFC 4959: the initial response rides on the command line, one round trip less. */
+        snprintf(prefix, sizeof prefix, "%s AUTHENTICATE %s ", up->tag,
+                 upstream_mechanism(&up->base));
+        iu_enter_state(up, IU_S_AUTH_RESP);
+        upstream_send_sasl(&up->base, prefix);
+        return;
+    }
+    snprintf(prefix, sizeof prefix, "%s AUTHENTICATE %s\r\n", up->tag,
+             upstream_mechanism(&up->base));
+    iu_enter_state(up, IU_S_AUTH);
+    conn_write(up->base.conn, prefix, strlen(prefix));
+}
+
+static void iu_logged_in(struct imap_upstream *up)
+{
+    imap_capability_filter(up->caps, strlen(up->caps), up->client_caps, sizeof up->client_caps);
+    log_info(up->base.sid, "event=upstream_login protocol=imap account=%s server=%s:%u "
+             "mechanism=%s", up->base.acct->name, up->base.ep->host,
+             (unsigned)up->base.ep->port, upstream_mechanism(&up->base));
+    conn_set_timeout(up->base.conn, 0);
+    upstream_login_done(&up->base, UPSTREAM_OK, "ok");
+}
+
+/* The tagged result of AUTHENTICATE. text starts after "OK " / "NO " / "BAD ". */
+static void iu_auth_result(struct imap_upstream *up, const char *status, const char *text,
+                           size_t tlen, const char *line, size_t len)
+{
+    char why[300];
+    if (strcasecmp(status, "OK") == 0) {
+        const char *arg;
+        size_t alen;
+        if (imap_response_code(text, tlen, "CAPABILITY", &arg, &alen)) {
+            iu_remember_caps(up, arg, alen);
+            const char *close = memchr(text, ']', tlen);
+            size_t skip = (size_t)(close - text) + 1;
+            while (skip < tlen && text[skip] == ' ')
+                skip++;
+            text += skip;
+            tlen -= skip;
+        }
+        snprintf(up->ok_text, sizeof up->ok_text, "%.*s", (int)(tlen < 400 ? tlen : 400), text);
+        if (!up->have_caps) {
+            iu_enter_state(up, IU_S_POSTCAP);
+            iu_command(up, "CAPABILITY");
+            return;
+        }
+        iu_logged_in(up);
+        return;
+    }
+    iu_quote(line, len, why, sizeof why);
+    if (strcasecmp(status, "BAD") == 0) {
+        upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "AUTHENTICATE %s refused: %s",
+                            upstream_mechanism(&up->base), why);
+        return;
+    }
+    const char *arg;
+    size_t alen;
+    if (imap_response_code(text, tlen, "UNAVAILABLE", &arg, &alen) ||
+        imap_response_code(text, tlen, "SERVERBUG", &arg, &alen)) {
+        /* RFC 5530: a temporary failure that is not about the credentials. */
+        upstream_login_done(&up->base, UPSTREAM_FAIL_AUTH, "temporary authentication failure: %s",
+                            why);
+        return;
+    }
+    iu_enter_state(up, IU_S_TOKEN);
+    upstream_token_rejected(&up->base, why);
+}
+
+/* One response line from the server (CRLF stripped). */
+static void iu_handle_line(struct imap_upstream *up, const char *line, size_t len)
+{
+    char why[300];
+    const char *arg;
+    size_t alen;
+    if (len >= 1 && line[0] == '+') {
+        const char *b64 = len > 2 ? line + 2 : line + len;
+        size_t blen = len > 2 ? len - 2 : 0;
+        if (up->state == IU_S_AUTH) {
+            iu_enter_state(up, IU_S_AUTH_RESP);
+            upstream_send_sasl(&up->base, "");
+        } else if (up->state == IU_S_AUTH_RESP) {
+            /* Gmail's error challenge: a base64 JSON status; the client must answer before the
+             * server sends its tagged NO. */
+            const char *answer = upstream_error_challenge(&up->base, b64, blen);
+            char ans[16];
+            int n = snprintf(ans, sizeof ans, "%s\r\n", answer);
+            iu_enter_state(up, IU_S_AUTH_ERRCHAL);
+            conn_write(up->base.conn, ans, (size_t)n);
+        } else {
+            upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected continuation: %s",
+                                iu_quote(line, len, why, sizeof why));
+        }
+        return;
+    }
+    if (len >= 2 && line[0] == '*' && line[1] == ' ') {
+        const char *t = line + 2;
+        size_t tl = len - 2;
+        if (up->state == IU_S_GREETING) {
+            if (tl >= 3 && strncasecmp(t, "OK ", 3) == 0) {
+                if (imap_response_code(t + 3, tl - 3, "CAPABILITY", &arg, &alen)) {
+                    iu_remember_caps(up, arg, alen);
+                    iu_after_caps(up);
+                } else {
+                    iu_enter_state(up, IU_S_CAPABILITY);
+                    iu_command(up, "CAPABILITY");
+                }
+                return;
+            }
+            /* PREAUTH would skip our login, BYE refuses us: neither gives a mailbox the token
+             * opened. */
+            upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "greeting: %s",
+                                iu_quote(line, len, why, sizeof why));
+            return;
+        }
+        if (tl >= 11 && strncasecmp(t, "CAPABILITY ", 11) == 0) {
+            iu_remember_caps(up, t + 11, tl - 11);
+            return;
+        }
+        if (tl >= 4 && strncasecmp(t, "BYE ", 4) == 0) {
+            upstream_login_done(&up->base, UPSTREAM_FAIL_CONNECT, "server said: %s",
+                                iu_quote(line, len, why, sizeof why));
+            return;
+        }
+        return; /* other untagged data during login (ALERTs, ENABLED...) is not ours */
+    }
+    size_t taglen = strlen(up->tag);
+    if (taglen == 0 || len <= taglen + 1 || memcmp(line, up->tag, taglen) != 0 ||
+        line[taglen] != ' ') {
+        upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected response: %s",
+                            iu_quote(line, len, why, sizeof why));
+        return;
+    }
+    const char *st = line + taglen + 1;
+    size_t rest = len - taglen - 1;
+    char status[4] = "";
+    size_t sl = 0;
+    while (sl < rest && sl < 3 && st[sl] != ' ') {
+        status[sl] = st[sl];
+        sl++;
+    }
+    status[sl] = '\0';
+    const char *text = st + sl;
+    size_t tlen = rest - sl;
+    if (tlen > 0 && text[0] == ' ') {
+        text++;
+        tlen--;
+    }
+    int ok = strcasecmp(status, "OK") == 0;
+    switch (up->state) {
+    case IU_S_CAPABILITY:
+        if (!ok || !up->have_caps) {
+            upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "CAPABILITY failed: %s",
+                                iu_quote(line, len, why, sizeof why));
+            return;
+        }
+        iu_after_caps(up);
+        return;
+    case IU_S_STARTTLS:
+        if (!ok) {
+            upstream_login_done(&up->base, UPSTREAM_FAIL_TLS, "STARTTLS refused: %s",
+                                iu_quote(line, len, why, sizeof why));
+            return;
+        }
+        iu_enter_state(up, IU_S_STARTTLS_TLS);
+        upstream_starttls(&up->base);
+        return;
+    case IU_S_AUTH:
+    case IU_S_AUTH_RESP:
+    case IU_S_AUTH_ERRCHAL:
+        iu_auth_result(up, status, text, tlen, line, len);
+        return;
+    case IU_S_POSTCAP:
+        if (!ok || !up->have_caps) {
+            upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL,
+                                "CAPABILITY after login failed: %s",
+                                iu_quote(line, len, why, sizeof why));
+            return;
+        }
+        iu_logged_in(up);
+        return;
+    default:
+        upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected response in state "
+                            "%s: %s", iu_state_names[up->state],
+                            iu_quote(line, len, why, sizeof why));
+        return;
+    }
+}
+
+static void iu_readable(struct upstream_base *b)
+{
+    struct imap_upstream *up = (struct imap_upstream *)b;
+    struct conn *c;
+    /* Once logged in the rest of the input belongs to the relay. */
+    while ((c = b->conn) != NULL && c->in_len > 0 && up->state != IU_S_READY &&
+           up->state != IU_S_DEAD && !b->detached && !b->handshaking) {
+        size_t len, used;
+        enum line_result r = line_next(c->in, c->in_len, IU_LINE_MAX, &len, &used);
+        if (r == LINE_AGAIN)
+            return;
+        if (r == LINE_TOO_LONG) {
+            upstream_login_done(b, UPSTREAM_FAIL_PROTOCOL, "response line too long");
+            return;
+        }
+        char line[IU_LINE_MAX];
+        memcpy(line, c->in, len);
+        conn_consume(c, used);
+        iu_handle_line(up, line, len);
+    }
+}

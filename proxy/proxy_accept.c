@@ -1,0 +1,192 @@
+#include "proxy_accept.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "proxy_protocol.h"
+
+struct proxy_pending {
+    struct proxy_pending *prev, *next; /* the listener's list */
+    struct listener *l;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;
+    int closing;
+    size_t len;
+    char peer[64];
+    char buf[PROXY_PROTO_V2_MAX];
+};
+
+static int proxy_trusted(const struct listener *l, const struct sockaddr_storage *ss)
+{
+    return listener_addr_in_networks(l->cfg->proxy_trusted, l->cfg->n_proxy_trusted, ss);
+}
+
+static void proxy_closed_cb(uv_handle_t *h)
+{
+    struct proxy_pending *p = h->data;
+    if (--p->open_handles > 0)
+        return;
+    struct listener *l = p->l;
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        l->pending = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    free(p);
+    listener_session_closed(l);
+}
+
+static void proxy_close(struct proxy_pending *p)
+{
+    if (p->closing)
+        return;
+    p->closing = 1;
+    uv_close((uv_handle_t *)&p->tcp, proxy_closed_cb);
+    uv_close((uv_handle_t *)&p->timer, proxy_closed_cb);
+}
+
+static void proxy_timeout_cb(uv_timer_t *t)
+{
+    struct proxy_pending *p = t->data;
+    log_warn(NULL, "event=proxy_header_timeout listener=%s peer=%s received=%zu", p->l->cfg->name,
+             p->peer, p->len);
+    proxy_close(p);
+}
+
+static void proxy_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct proxy_pending *p = h->data;
+    (void)suggested;
+    size_t want = proxy_proto_want(p->buf, p->len);
+    if (want > sizeof p->buf - p->len)
+        want = sizeof p->buf - p->len;
+    *buf = uv_buf_init(p->buf + p->len, (unsigned)want);
+}
+
+/* The header is complete: the socket goes to a protocol session. */
+static void proxy_hand_off(struct proxy_pending *p, const struct proxy_proto_info *info)
+{
+    struct listener *l = p->l;
+    uv_os_fd_t fd;
+    if (l->closing || uv_fileno((uv_handle_t *)&p->tcp, &fd) != 0) {
+        proxy_close(p);
+        return;
+    }
+    /* A second descriptor for the same socket: this handle closes its own. */
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0) {
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"dup: %s\"", l->cfg->name,
+                 strerror(errno));
+        proxy_close(p);
+        return;
+    }
+    char src[64] = "-";
+    if (!info->local) {
+        if (info->src.ss_family == AF_INET)
+            uv_ip4_name((const struct sockaddr_in *)&info->src, src, sizeof src);
+        else
+            uv_ip6_name((const struct sockaddr_in6 *)&info->src, src, sizeof src);
+    }
+    log_debug(NULL, "event=proxy_header listener=%s proxy=%s version=%d client=%s", l->cfg->name,
+              p->peer, info->version, info->local ? "(local)" : src);
+    l->handoff = 1;
+    l->handoff_fd = dupfd;
+    l->handoff_has_peer = !info->local;
+    if (!info->local)
+        l->handoff_peer = info->src;
+    listener_start_session(l, (uv_stream_t *)&l->tcp);
+    if (l->handoff) {
+        /* The session was not created (out of memory): the descriptor is still ours. */
+        l->handoff = 0;
+        close(dupfd);
+    }
+    proxy_close(p);
+}
+
+static void proxy_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct proxy_pending *p = s->data;
+    (void)buf;
+    if (p->closing)
+        return;
+    if (nread < 0) {
+        log_info(NULL, "event=proxy_header_incomplete listener=%s peer=%s received=%zu "
+                 "reason=\"%s\"", p->l->cfg->name, p->peer, p->len, uv_strerror((int)nread));
+        proxy_close(p);
+        return;
+    }
+    p->len += (size_t)nread;
+    struct proxy_proto_info info;
+    switch (proxy_proto_parse(p->buf, p->len, &info)) {
+    case PROXY_PROTO_AGAIN:
+        if (p->len < sizeof p->buf)
+            return;
+        info.why = "header too long";
+        /* fall through */
+    case PROXY_PROTO_INVALID:
+        log_warn(NULL, "event=proxy_header_invalid listener=%s peer=%s reason=\"%s\"",
+                 p->l->cfg->name, p->peer, info.why);
+        proxy_close(p);
+        return;
+    case PROXY_PROTO_OK:
+        uv_read_stop(s);
+        proxy_hand_off(p, &info);
+        return;
+    }
+}
+
+void proxy_accept_start(struct listener *l, uv_stream_t *server)
+{
+    struct proxy_pending *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"out of memory\"", l->cfg->name);
+        return;
+    }
+    p->l = l;
+    uv_tcp_init(server->loop, &p->tcp);
+    uv_timer_init(server->loop, &p->timer);
+    p->tcp.data = p->timer.data = p;
+    p->open_handles = 2;
+    p->next = l->pending;
+    if (l->pending != NULL)
+        l->pending->prev = p;
+    l->pending = p;
+    l->active++; /* the listener lives until this connection is handed off or closed */
+    snprintf(p->peer, sizeof p->peer, "?");
+    if (uv_accept(server, (uv_stream_t *)&p->tcp) != 0) {
+        proxy_close(p);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_tcp_getpeername(&p->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, p->peer, sizeof p->peer);
+        else if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, p->peer, sizeof p->peer);
+    }
+    if (!proxy_trusted(l, &ss)) {
+        log_warn(NULL, "event=refused listener=%s peer=%s reason=\"not in proxy_trusted; this "
+                 "listener expects a PROXY protocol header\"", l->cfg->name, p->peer);
+        proxy_close(p);
+        return;
+    }
+    uv_timer_start(&p->timer, proxy_timeout_cb, PROXY_ACCEPT_TIMEOUT_MS, 0);
+    uv_read_start((uv_stream_t *)&p->tcp, proxy_alloc_cb, proxy_read_cb);
+}
+
+void proxy_accept_close_all(struct listener *l)
+{
+    for (struct proxy_pending *p = l->pending; p != NULL; p = p->next)
+        proxy_close(p);
+}

@@ -1,0 +1,132 @@
+/* relay: the post-login byte pump, see relay.h. */
+#include "relay.h"
+
+#include <stdio.h>
+
+/* A side that is closing gets this long to write its queue; a peer that stopped reading must
+ * not keep the session (and its memory) forever. */
+#define RELAY_FLUSH_TIMEOUT_MS (60 * 1000)
+
+static const char *const relay_side_names[] = {"client", "server"};
+
+static void relay_conn_event_cb(struct conn *c, enum conn_event ev);
+
+static void relay_end(struct relay *r, const char *why)
+{
+    if (r->ending)
+        return;
+    r->ending = 1;
+    for (int i = 0; i < 2; i++) {
+        conn_set_timeout(r->side[i], RELAY_FLUSH_TIMEOUT_MS);
+        conn_close_after_flush(r->side[i], r->close_cb[i]);
+    }
+    r->end_cb(r->arg, why);
+}
+
+/* Moves what side i has buffered to the other side, unless that one is congested. */
+static void relay_pump(struct relay *r, int i)
+{
+    struct conn *from = r->side[i], *to = r->side[!i];
+    if (from->in_len == 0 || to->closing)
+        return;
+    if (to->above_high && !r->ending) {
+        conn_read_stop(from); /* resumed by CONN_EV_DRAINED on `to` */
+        return;
+    }
+    size_t n = from->in_len;
+    if (conn_write(to, from->in, n) != 0) {
+        char why[220];
+        snprintf(why, sizeof why, "%s: %s", relay_side_names[!i], to->error);
+        conn_consume(from, n);
+        relay_end(r, why);
+        return;
+    }
+    r->bytes[i] += n;
+    conn_consume(from, n);
+    if (to->above_high && !r->ending)
+        conn_read_stop(from);
+}
+
+static void relay_conn_event_cb(struct conn *c, enum conn_event ev)
+{
+    struct relay *r = c->data;
+    int i = c == r->side[RELAY_CLIENT] ? RELAY_CLIENT : RELAY_SERVER;
+    char why[220];
+    if (r->ending) {
+        /* Both sides are flushing their queues; a failure or a stuck peer closes at once. */
+        if (ev == CONN_EV_ERROR || ev == CONN_EV_TIMEOUT)
+            conn_close(c, r->close_cb[i]);
+        else if (ev == CONN_EV_READ)
+            conn_consume(c, c->in_len);
+        return;
+    }
+    switch (ev) {
+    case CONN_EV_READ:
+        relay_pump(r, i);
+        return;
+    case CONN_EV_DRAINED:
+        /* Our queue went below the low-water mark: the other side may send again. */
+        conn_read_start(r->side[!i]);
+        if (!r->ending)
+            relay_pump(r, !i);
+        return;
+    case CONN_EV_EOF:
+        /* What it sent before closing still goes through, whatever the backlog. */
+        r->ending = 1;
+        relay_pump(r, i);
+        r->ending = 0;
+        snprintf(why, sizeof why, "%s closed the connection", relay_side_names[i]);
+        relay_end(r, why);
+        return;
+    case CONN_EV_ERROR:
+        snprintf(why, sizeof why, "%s: %s", relay_side_names[i], c->error);
+        conn_close(c, r->close_cb[i]);
+        relay_end(r, why);
+        return;
+    case CONN_EV_TIMEOUT:
+        snprintf(why, sizeof why, "%s idle for %llu s", relay_side_names[i],
+                 (unsigned long long)(c->timeout_ms / 1000));
+        relay_end(r, why);
+        return;
+    case CONN_EV_CONNECTED:
+    case CONN_EV_CONNECT_FAILED:
+    case CONN_EV_TLS_DONE:
+    case CONN_EV_TLS_FAILED:
+        return;
+    }
+}
+
+void relay_start(struct relay *r, struct conn *client, conn_close_cb client_close,
+                 struct conn *server, conn_close_cb server_close, uint64_t client_idle_ms,
+                 relay_end_cb end_cb, void *arg)
+{
+    r->side[RELAY_CLIENT] = client;
+    r->side[RELAY_SERVER] = server;
+    r->close_cb[RELAY_CLIENT] = client_close;
+    r->close_cb[RELAY_SERVER] = server_close;
+    r->bytes[0] = r->bytes[1] = 0;
+    r->end_cb = end_cb;
+    r->arg = arg;
+    r->ending = 0;
+    for (int i = 0; i < 2; i++) {
+        r->side[i]->event_cb = relay_conn_event_cb;
+        r->side[i]->data = r;
+    }
+    conn_set_timeout(server, 0);
+    conn_set_timeout(client, client_idle_ms);
+    relay_pump(r, RELAY_CLIENT);
+    relay_pump(r, RELAY_SERVER);
+    for (int i = 0; i < 2 && !r->ending; i++) {
+        if (!r->side[!i]->above_high)
+            conn_read_start(r->side[i]);
+    }
+}
+
+void relay_stop(struct relay *r, const char *why) { relay_end(r, why); }
+
+void relay_abort(struct relay *r)
+{
+    r->ending = 1;
+    for (int i = 0; i < 2; i++)
+        conn_close(r->side[i], r->close_cb[i]);
+}

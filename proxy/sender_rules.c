@@ -1,0 +1,383 @@
+#include "sender_rules.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- allowed senders and the envelope ------------------------------------------------------ */
+
+int sender_rules_allowed(const struct config_account *acct, const char *path, size_t path_len)
+{
+    if (acct == NULL || acct->n_allowed_senders == 0)
+        return 1;
+    const char *at = path_len > 0 ? memchr(path, '@', path_len) : NULL;
+    for (size_t i = 0; i < acct->n_allowed_senders; i++) {
+        const char *e = acct->allowed_senders[i];
+        size_t elen = strlen(e);
+        if (path_len == 0) {
+            if (strcmp(e, "<>") == 0)
+                return 1;
+            continue;
+        }
+        if (elen > 2 && e[0] == '*' && e[1] == '@') {
+            /* "*@domain": the part after the (last) '@' of the path. */
+            const char *last = at;
+            while (last != NULL) {
+                const char *next = memchr(last + 1, '@', (size_t)(path + path_len - last - 1));
+                if (next == NULL)
+                    break;
+                last = next;
+            }
+            if (last != NULL && (size_t)(path + path_len - last - 1) == elen - 2 &&
+                strncasecmp(last + 1, e + 2, elen - 2) == 0)
+                return 1;
+        } else if (elen == path_len && strncasecmp(e, path, path_len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+long sender_rules_mail_line(const struct config_account *acct, const char *path, size_t path_len,
+                            const char *params, size_t params_len, char *out, size_t outsz)
+{
+    if (acct == NULL || acct->envelope_from != CONFIG_ENVFROM_ACCOUNT || acct->username == NULL)
+        return 0;
+    size_t ulen = strlen(acct->username);
+    if (ulen == path_len && strncasecmp(acct->username, path, path_len) == 0)
+        return 0;
+    int n = snprintf(out, outsz, "MAIL FROM:<%s>%s%.*s", acct->username, params_len ? " " : "",
+                     (int)params_len, params);
+    if (n < 0 || (size_t)n >= outsz)
+        return -1;
+    return n;
+}
+
+/* ---- header rewriting ---------------------------------------------------------------------- */
+
+struct sender_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sender_buf_add(struct sender_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *g = realloc(b->p, cap);
+        if (g == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = g;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sender_buf_str(struct sender_buf *b, const char *s) { sender_buf_add(b, s, strlen(s)); }
+
+static int sender_is_wsp(char c) { return c == ' ' || c == '\t'; }
+
+/* End of the logical header starting at i (one line plus its continuation lines). */
+static size_t sender_header_end(const char *h, size_t len, size_t i)
+{
+    for (;;) {
+        const char *lf = memchr(h + i, '\n', len - i);
+        if (lf == NULL)
+            return len;
+        i = (size_t)(lf - h) + 1;
+        if (i >= len || !sender_is_wsp(h[i]))
+            return i;
+    }
+}
+
+static int sender_header_is(const char *h, size_t start, size_t end, const char *name)
+{
+    size_t n = strlen(name);
+    return end - start > n && strncasecmp(h + start, name, n) == 0 && h[start + n] == ':';
+}
+
+/* The unfolded, trimmed value of the header [start, end) into a NUL-terminated malloc'ed
+ * string. */
+static char *sender_header_value(const char *h, size_t start, size_t end)
+{
+    const char *colon = memchr(h + start, ':', end - start);
+    size_t i = (size_t)(colon - h) + 1;
+    char *v = malloc(end - i + 1);
+    if (v == NULL)
+        return NULL;
+    size_t o = 0;
+    for (; i < end; i++) {
+        if (h[i] == '\r' || h[i] == '\n')
+            continue; /* unfolding (RFC 5322 2.2.3): CRLF before WSP goes, the WSP stays */
+        v[o++] = h[i];
+    }
+    while (o > 0 && sender_is_wsp(v[o - 1]))
+        o--;
+    v[o] = '\0';
+    size_t lead = 0;
+    while (sender_is_wsp(v[lead]))
+        lead++;
+    memmove(v, v + lead, o - lead + 1);
+    return v;
+}
+
+/* Splits a From: value into the address and the display name (or comment):
+ *   Name <addr>     "Name" <addr>     addr     addr (Name)
+ * Writes pointers into v (modified in place). */
+static void sender_parse_mailbox(char *v, char **addr, char **name)
+{
+    *name = NULL;
+    int in_quote = 0;
+    char *lt = NULL;
+    for (char *p = v; *p; p++) {
+        if (*p == '\\' && in_quote && p[1] != '\0') {
+            p++;
+        } else if (*p == '"') {
+            in_quote = !in_quote;
+        } else if (*p == '<' && !in_quote) {
+            lt = p;
+            break;
+        }
+    }
+    if (lt != NULL) {
+        char *gt = strchr(lt, '>');
+        if (gt != NULL)
+            *gt = '\0';
+        *addr = lt + 1;
+        char *e = lt;
+        while (e > v && sender_is_wsp(e[-1]))
+            e--;
+        *e = '\0';
+        if (*v != '\0')
+            *name = v;
+        return;
+    }
+    char *paren = strchr(v, '(');
+    if (paren != NULL) {
+        char *close = strrchr(paren, ')');
+        if (close != NULL)
+            *close = '\0';
+        *name = paren + 1;
+        char *e = paren;
+        while (e > v && sender_is_wsp(e[-1]))
+            e--;
+        *e = '\0';
+    }
+    *addr = v;
+}
+
+char *sender_rules_rewrite_headers(const struct config_account *acct, const char *hdr,
+                                   size_t len, size_t *out_len, char *orig, size_t origsz)
+{
+    *out_len = 0;
+    if (orig != NULL && origsz > 0)
+        orig[0] = '\0';
+    if (acct == NULL || acct->header_from == CONFIG_HDRFROM_KEEP || acct->username == NULL)
+        return NULL;
+    size_t from_start = len, from_end = len;
+    int has_reply_to = 0;
+    for (size_t i = 0; i < len;) {
+        size_t e = sender_header_end(hdr, len, i);
+        if (from_start == len && sender_header_is(hdr, i, e, "From")) {
+            from_start = i;
+            from_end = e;
+        } else if (sender_header_is(hdr, i, e, "Reply-To")) {
+            has_reply_to = 1;
+        }
+        i = e;
+    }
+    struct sender_buf b = {0};
+    char *value = NULL;
+    if (from_start == len) {
+        /* No From: at all (RFC 5322 requires one): give it the mailbox. */
+        sender_buf_add(&b, hdr, len);
+        sender_buf_str(&b, "From: ");
+        sender_buf_str(&b, acct->username);
+        sender_buf_str(&b, "\r\n");
+        goto done;
+    }
+    value = sender_header_value(hdr, from_start, from_end);
+    if (value == NULL) {
+        b.oom = 1;
+        goto done;
+    }
+    if (orig != NULL)
+        snprintf(orig, origsz, "%s", value);
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        b.oom = 1;
+        goto done;
+    }
+    char *addr, *name;
+    sender_parse_mailbox(copy, &addr, &name);
+    if (strcasecmp(addr, acct->username) == 0 &&
+        (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME || name == NULL)) {
+        free(copy);
+        free(value);
+        return NULL; /* already the mailbox */
+    }
+    sender_buf_add(&b, hdr, from_start);
+    sender_buf_str(&b, "From: ");
+    if (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME && name != NULL && *name != '\0') {
+        if (value[0] != '\0' && strchr(value, '<') != NULL) {
+            sender_buf_str(&b, name); /* as written: quotes and encoded words stay valid */
+            sender_buf_str(&b, " <");
+            sender_buf_str(&b, acct->username);
+            sender_buf_str(&b, ">");
+        } else {
+            sender_buf_str(&b, acct->username);
+            sender_buf_str(&b, " (");
+            sender_buf_str(&b, name);
+            sender_buf_str(&b, ")");
+        }
+    } else {
+        sender_buf_str(&b, acct->username);
+    }
+    sender_buf_str(&b, "\r\n");
+    free(copy);
+    /* Answers go to whoever the device claimed to be, unless it already said otherwise. */
+    if (!has_reply_to) {
+        sender_buf_str(&b, "Reply-To: ");
+        sender_buf_str(&b, value);
+        sender_buf_str(&b, "\r\n");
+    }
+    sender_buf_add(&b, hdr + from_end, len - from_end);
+done:
+    free(value);
+    if (b.oom) {
+        free(b.p);
+        *out_len = (size_t)-1;
+        return NULL;
+    }
+    *out_len = b.len;
+    return b.p;
+}
+
+/* ---- the stream filter --------------------------------------------------------------------- */
+
+void sender_filter_init(struct sender_filter *f, const struct config_account *acct)
+{
+    memset(f, 0, sizeof *f);
+    f->acct = acct;
+    f->state = acct != NULL && acct->header_from != CONFIG_HDRFROM_KEEP ? SENDER_FILTER_HEADERS
+                                                                        : SENDER_FILTER_OFF;
+}
+
+void sender_filter_reset(struct sender_filter *f)
+{
+    free(f->hdr);
+    free(f->out);
+    memset(f, 0, sizeof *f);
+}
+
+/* Where the header block ends in f->hdr: the offset of the line that ends it (an empty line,
+ * or "." - the end of data, or a dot-stuffed line, which no header starts with), or -1 when
+ * not seen yet. Only whole lines are judged. */
+static long sender_filter_find_end(struct sender_filter *f)
+{
+    size_t i = f->scanned;
+    while (i < f->hdr_len) {
+        char c = f->hdr[i];
+        if (c == '\r' || c == '\n' || c == '.')
+            return (long)i;
+        const char *lf = memchr(f->hdr + i, '\n', f->hdr_len - i);
+        if (lf == NULL)
+            break;
+        i = (size_t)(lf - f->hdr) + 1;
+        f->scanned = i;
+    }
+    return -1;
+}
+
+static int sender_filter_emit(struct sender_filter *f, size_t end, const char **out,
+                              size_t *out_len);
+
+int sender_filter_finish(struct sender_filter *f, const char **out, size_t *out_len)
+{
+    *out = "";
+    *out_len = 0;
+    if (f->state != SENDER_FILTER_HEADERS)
+        return 0;
+    f->state = SENDER_FILTER_BODY;
+    if (f->hdr_len == 0)
+        return 0;
+    return sender_filter_emit(f, f->hdr_len, out, out_len);
+}
+
+int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, const char **out,
+                       size_t *out_len)
+{
+    if (f->state != SENDER_FILTER_HEADERS) {
+        *out = in;
+        *out_len = len;
+        return 0;
+    }
+    if (f->hdr_len + len > f->hdr_cap) {
+        size_t cap = f->hdr_cap ? f->hdr_cap : 4096;
+        while (cap < f->hdr_len + len)
+            cap *= 2;
+        char *g = realloc(f->hdr, cap);
+        if (g == NULL)
+            return -1;
+        f->hdr = g;
+        f->hdr_cap = cap;
+    }
+    memcpy(f->hdr + f->hdr_len, in, len);
+    f->hdr_len += len;
+    long end = sender_filter_find_end(f);
+    if (end < 0) {
+        if (f->scanned <= SENDER_FILTER_MAX_HEADER) {
+            *out = in; /* never NULL: callers may memcpy(dst, *out, 0) */
+            *out_len = 0;
+            return 0;
+        }
+        /* Too big to hold: let it through as it is. */
+        f->gave_up = 1;
+        f->state = SENDER_FILTER_BODY;
+        *out = f->hdr;
+        *out_len = f->hdr_len;
+        return 0;
+    }
+    f->state = SENDER_FILTER_BODY;
+    return sender_filter_emit(f, (size_t)end, out, out_len);
+}
+
+/* The header block is f->hdr[0, end): rewrite it and put what follows behind. */
+static int sender_filter_emit(struct sender_filter *f, size_t end, const char **out,
+                              size_t *out_len)
+{
+    size_t new_len;
+    char *rw = sender_rules_rewrite_headers(f->acct, f->hdr, end, &new_len,
+                                            f->original_from, sizeof f->original_from);
+    if (rw == NULL) {
+        if (new_len == (size_t)-1)
+            return -1;
+        *out = f->hdr;
+        *out_len = f->hdr_len;
+        return 0;
+    }
+    size_t rest = f->hdr_len - (size_t)end;
+    free(f->out);
+    f->out = malloc(new_len + rest + 1);
+    if (f->out == NULL) {
+        free(rw);
+        return -1;
+    }
+    memcpy(f->out, rw, new_len);
+    memcpy(f->out + new_len, f->hdr + end, rest);
+    free(rw);
+    f->rewritten = 1;
+    *out = f->out;
+    *out_len = new_len + rest;
+    return 0;
+}

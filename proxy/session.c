@@ -1,0 +1,333 @@
+/* session: shared plumbing of the IMAP and POP3 fronts, see session.h. */
+#include "session.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "listener.h"
+#include "localauth.h"
+#include "log.h"
+#include "token.h"
+
+#define SESSION_AUTH_FAIL_DELAY_MS 1000
+
+static struct session *session_of_conn(struct conn *c)
+{
+    return (struct session *)(void *)((char *)c - offsetof(struct session, conn));
+}
+
+static struct session *session_of_relay(struct relay *r)
+{
+    return (struct session *)(void *)((char *)r - offsetof(struct session, relay));
+}
+
+static void session_handle_closed(struct session *s)
+{
+    if (--s->open_handles > 0)
+        return;
+    if (s->relaying)
+        log_info(s->sid, "event=disconnect account=%s bytes_from_client=%llu "
+                 "bytes_from_server=%llu", s->acct != NULL ? s->acct->name : "-",
+                 (unsigned long long)s->relay.bytes[RELAY_CLIENT],
+                 (unsigned long long)s->relay.bytes[RELAY_SERVER]);
+    else
+        log_info(s->sid, "event=disconnect");
+    struct listener *l = s->listener;
+    server_session_remove(s->srv, &s->link);
+    OPENSSL_cleanse(s, sizeof *s);
+    free(s);
+    listener_session_closed(l);
+}
+
+static void session_conn_closed_cb(struct conn *c) { session_handle_closed(session_of_conn(c)); }
+
+static void session_timer_closed_cb(uv_handle_t *h) { session_handle_closed(h->data); }
+
+static void session_upstream_closed_cb(struct conn *c)
+{
+    struct session *s = session_of_relay(c->data);
+    free(c);
+    session_handle_closed(s);
+}
+
+void session_close(struct session *s, int flush)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    if (s->auth_req != NULL) {
+        localauth_cancel(s->auth_req);
+        s->auth_req = NULL;
+    }
+    OPENSSL_cleanse(s->login_user, sizeof s->login_user);
+    OPENSSL_cleanse(s->password, sizeof s->password);
+    s->ops->closing(s);
+    uv_close((uv_handle_t *)&s->delay_timer, session_timer_closed_cb);
+    if (s->relaying) {
+        if (flush)
+            relay_stop(&s->relay, "session closed");
+        else
+            relay_abort(&s->relay);
+    } else if (flush) {
+        conn_close_after_flush(&s->conn, session_conn_closed_cb);
+    } else {
+        conn_close(&s->conn, session_conn_closed_cb);
+    }
+}
+
+void session_send(struct session *s, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 3)
+        n = (int)sizeof buf - 3;
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    conn_write(&s->conn, buf, (size_t)n);
+}
+
+void session_process(struct session *s)
+{
+    if (s->processing) {
+        s->process_again = 1;
+        return;
+    }
+    s->processing = 1;
+    do {
+        s->process_again = 0;
+        if (s->closing || s->relaying)
+            break;
+        s->ops->input(s);
+    } while (s->process_again);
+    s->processing = 0;
+}
+
+void session_starttls(struct session *s)
+{
+    conn_discard_input(&s->conn);
+    if (conn_tls_start(&s->conn, s->listener->tls, 0, NULL) != 0) {
+        log_warn(s->sid, "event=tls_failed reason=\"%s\"", s->conn.error);
+        session_close(s, 0);
+    }
+}
+
+void session_upstream_failed(struct session *s, enum upstream_failure f, const char *reason)
+{
+    log_error(s->sid, "event=upstream_login_failed protocol=%s account=%s class=%s "
+              "reason=\"%s\"", s->ops->proto, s->acct != NULL ? s->acct->name : "-",
+              upstream_failure_name(f), reason);
+    s->acct = NULL;
+}
+
+static void session_link_shutdown(struct session_link *link)
+{
+    struct session *s = (struct session *)link;
+    if (s->closing)
+        return;
+    if (s->relaying) {
+        /* Nothing can be said inside a relayed stream (it may be in the middle of a literal):
+         * both sides are closed once what is queued has been written. */
+        relay_stop(&s->relay, "shutdown");
+        return;
+    }
+    session_send(s, "%s", s->ops->shutdown_line);
+    session_close(s, 1);
+}
+
+static void session_link_abort(struct session_link *link)
+{
+    struct session *s = (struct session *)link;
+    if (s->relaying && !s->closing) {
+        s->closing = 1;
+        s->ops->closing(s);
+        uv_close((uv_handle_t *)&s->delay_timer, session_timer_closed_cb);
+    }
+    if (s->relaying)
+        relay_abort(&s->relay);
+    else
+        session_close(s, 0);
+}
+
+static void session_conn_event_cb(struct conn *c, enum conn_event ev)
+{
+    struct session *s = session_of_conn(c);
+    if (s->closing)
+        return;
+    switch (ev) {
+    case CONN_EV_READ:
+        session_process(s);
+        break;
+    case CONN_EV_TLS_DONE:
+        s->ops->tls_ready(s);
+        if (s->listener->cfg->tls == CONFIG_TLS_IMPLICIT)
+            s->ops->greeting(s);
+        session_process(s);
+        break;
+    case CONN_EV_TLS_FAILED:
+        log_warn(s->sid, "event=tls_failed peer=%s reason=\"%s\"", c->peer, c->error);
+        session_close(s, 0);
+        break;
+    case CONN_EV_EOF:
+    case CONN_EV_ERROR:
+        if (ev == CONN_EV_ERROR)
+            log_info(s->sid, "event=client_error reason=\"%s\"", c->error);
+        session_close(s, 0);
+        break;
+    case CONN_EV_TIMEOUT:
+        log_info(s->sid, "event=client_timeout protocol=%s", s->ops->proto);
+        session_send(s, "%s", s->ops->timeout_line);
+        session_close(s, 1);
+        break;
+    case CONN_EV_DRAINED:
+    case CONN_EV_CONNECTED:
+    case CONN_EV_CONNECT_FAILED:
+        break;
+    }
+}
+
+int session_accept(struct session *s, struct server *srv, struct listener *l,
+                   uv_stream_t *stream, const struct session_ops *ops, uint64_t idle_ms)
+{
+    s->srv = srv;
+    s->listener = l;
+    s->ops = ops;
+    s->link.shutdown = session_link_shutdown;
+    s->link.abort = session_link_abort;
+    server_session_id(srv, s->sid, sizeof s->sid);
+    if (conn_init(&s->conn, srv->loop, session_conn_event_cb, s) != 0) {
+        free(s);
+        return -1;
+    }
+    uv_timer_init(srv->loop, &s->delay_timer);
+    s->delay_timer.data = s;
+    s->open_handles = 2;
+    l->active++;
+    server_session_add(srv, &s->link);
+    if (listener_conn_accept(l, &s->conn, stream) != 0) {
+        session_close(s, 0);
+        return -1;
+    }
+    log_info(s->sid, "event=connect protocol=%s peer=%s listener=%s", ops->proto, s->conn.peer,
+             l->cfg->name);
+    if (l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) {
+        log_warn(s->sid, "event=refused reason=\"listener %s has %u connections "
+                 "(max_connections)\"", l->cfg->name, l->active - 1);
+        if (l->cfg->tls != CONFIG_TLS_IMPLICIT)
+            session_send(s, "%s", ops->busy_line);
+        session_close(s, 1);
+        return 0;
+    }
+    conn_set_timeout(&s->conn, idle_ms);
+    conn_read_start(&s->conn);
+    if (l->cfg->tls == CONFIG_TLS_IMPLICIT) {
+        if (conn_tls_start(&s->conn, l->tls, 0, NULL) != 0)
+            session_close(s, 0);
+        return 0;
+    }
+    /* A client that wrote before the greeting finds its bytes buffered, answered in order. */
+    ops->greeting(s);
+    return 0;
+}
+
+int session_plaintext_auth_ok(const struct session *s)
+{
+    if (conn_is_tls(&s->conn))
+        return 1;
+    switch (s->listener->cfg->allow_plaintext_auth) {
+    case CONFIG_PLAINTEXT_ALWAYS:
+        return 1;
+    case CONFIG_PLAINTEXT_NEVER:
+        return 0;
+    case CONFIG_PLAINTEXT_LOOPBACK:
+        return conn_peer_is_loopback(&s->conn);
+    }
+    return 0;
+}
+
+static void session_auth_delay_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    s->auth_cb(s, 0);
+}
+
+static void session_auth_verify_cb(void *arg, int result)
+{
+    struct session *s = arg;
+    s->auth_req = NULL;
+    if (result == 1 && s->auth_candidate != NULL) {
+        s->acct = s->auth_candidate;
+        log_info(s->sid, "event=local_login protocol=%s peer=%s account=%s", s->ops->proto,
+                 s->conn.peer, s->acct->name);
+        OPENSSL_cleanse(s->login_user, sizeof s->login_user);
+        /* DESIGN.md section 6: the token store is encrypted under a key derived from this
+         * (now verified) password. */
+        token_unlock(s->srv->tokens, s->acct, s->password, strlen(s->password));
+        OPENSSL_cleanse(s->password, sizeof s->password);
+        s->auth_cb(s, 1);
+        return;
+    }
+    OPENSSL_cleanse(s->password, sizeof s->password);
+    char user[128];
+    log_warn(s->sid, "event=auth_failed protocol=%s peer=%s user=%s reason=\"%s\"",
+             s->ops->proto, s->conn.peer,
+             log_quote(user, sizeof user, s->login_user, strlen(s->login_user)),
+             result < 0 ? "malformed password hash in the configuration"
+             : s->auth_candidate == NULL ? "unknown user" : "wrong password");
+    OPENSSL_cleanse(s->login_user, sizeof s->login_user);
+    /* The delay slows guessing; the client cannot tell an unknown user from a wrong password. */
+    uv_timer_start(&s->delay_timer, session_auth_delay_cb, SESSION_AUTH_FAIL_DELAY_MS, 0);
+}
+
+void session_check_password(struct session *s, const char *user, const char *password,
+                            session_auth_cb cb)
+{
+    /* An unknown user pays for one full hash too, so that timing does not reveal which names
+     * exist; no password matches the dummy. */
+    snprintf(s->login_user, sizeof s->login_user, "%s", user);
+    snprintf(s->password, sizeof s->password, "%s", password);
+    const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
+    const char *hash = localauth_dummy_hash();
+    if (acct != NULL && acct->local_password != NULL)
+        hash = acct->local_password;
+    else
+        acct = NULL;
+    s->auth_candidate = acct;
+    s->auth_cb = cb;
+    struct localauth_req *req = localauth_verify_async(s->srv->loop, hash, password,
+                                                       strlen(password), session_auth_verify_cb,
+                                                       s);
+    if (req != NULL)
+        s->auth_req = req;
+}
+
+static void session_relay_end_cb(void *arg, const char *why)
+{
+    struct session *s = arg;
+    log_info(s->sid, "event=relay_end protocol=%s account=%s reason=\"%s\"", s->ops->proto,
+             s->acct != NULL ? s->acct->name : "-", why);
+    if (!s->closing) {
+        s->closing = 1;
+        s->ops->closing(s);
+        uv_close((uv_handle_t *)&s->delay_timer, session_timer_closed_cb);
+    }
+}
+
+void session_start_relay(struct session *s, struct conn *upstream, uint64_t client_idle_ms)
+{
+    s->relaying = 1;
+    s->open_handles++; /* the provider's conn closes through session_upstream_closed_cb */
+    log_info(s->sid, "event=relay_start protocol=%s account=%s server=%s", s->ops->proto,
+             s->acct->name, upstream->peer);
+    relay_start(&s->relay, &s->conn, session_conn_closed_cb, upstream,
+                session_upstream_closed_cb, client_idle_ms, session_relay_end_cb, s);
+}

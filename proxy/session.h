@@ -1,0 +1,106 @@
+/* session: what the IMAP and POP3 fronts share, so that each protocol file holds only its
+ * dialogue and its state machine.
+ *
+ *   - accepting: the client conn, the listener's connection limit, the session id, the entry in
+ *     the server's session list (for shutdown) and the counting of open handles, so that the
+ *     memory goes only when the last handle's close callback ran (libuv's rule);
+ *   - the plain-text rule (allow_plaintext_auth) shared with SMTP's;
+ *   - the local password check: the slow hash on the thread pool, the dummy hash for unknown
+ *     users so that timing does not tell which names exist, and a 1 s delay before a failure is
+ *     reported, which slows guessing;
+ *   - after the upstream login, the relay: the provider's conn joins the session and both
+ *     directions become a byte pump (relay.h).
+ *
+ * A protocol embeds struct session as the FIRST member of its own struct (the server's list
+ * and the final free() go through it). */
+#ifndef XOAUTHD_SESSION_H
+#define XOAUTHD_SESSION_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "relay.h"
+#include "sasl.h"
+#include "server.h"
+#include "upstream.h"
+
+struct listener;
+struct config_account;
+struct localauth_req;
+struct session;
+
+struct session_ops {
+    const char *proto;            /* "imap", "pop3": logs */
+    const char *busy_line;        /* sent when the listener is full (not on implicit TLS) */
+    const char *timeout_line;     /* sent when the client was idle too long */
+    const char *shutdown_line;    /* sent at shutdown before the relay started */
+    /* Consume the client's buffered input (runs inside session_process's re-entrancy guard). */
+    void (*input)(struct session *s);
+    void (*greeting)(struct session *s);
+    /* A handshake (implicit TLS or STARTTLS) finished: back to reading commands. */
+    void (*tls_ready)(struct session *s);
+    /* The session closes: drop the upstream login in progress, cleanse secrets. */
+    void (*closing)(struct session *s);
+};
+
+/* ok = 1: s->acct is the account. ok = 0: the failure was logged and the delay is over. */
+typedef void (*session_auth_cb)(struct session *s, int ok);
+
+struct session {
+    struct session_link link; /* first: the server's list points here */
+    struct server *srv;
+    struct listener *listener;
+    const struct session_ops *ops;
+    struct conn conn;         /* the client */
+    struct relay relay;       /* after login */
+    uv_timer_t delay_timer;
+    int open_handles;
+    int closing;
+    int relaying;
+    int processing, process_again;
+    char sid[32];
+
+    const struct config_account *acct; /* after a successful local login */
+    const struct config_account *auth_candidate;
+    struct localauth_req *auth_req;
+    session_auth_cb auth_cb;
+    char login_user[SASL_MAX_FIELD + 1];
+    char password[SASL_MAX_FIELD + 1]; /* secret: only while the check runs (token_unlock) */
+};
+
+/* Accepts a pending connection into s (zeroed, allocated by the protocol with malloc: it is
+ * freed with free()), then greets the client (after the handshake on implicit TLS) and reads
+ * with idle_ms as the autologout timer. Returns 0 (also when the listener was full: the client
+ * got busy_line and the session closes), or -1 on failure (s is freed or will be by its close
+ * callbacks). The protocol's own fields must be ready before the call. */
+int session_accept(struct session *s, struct server *srv, struct listener *l,
+                   uv_stream_t *stream, const struct session_ops *ops, uint64_t idle_ms);
+/* Writes one line (CRLF added) to the client. */
+void session_send(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Runs ops->input until it stops asking for more; answers that arrive synchronously (a cached
+ * password or token) turn re-entry into another turn of the loop. */
+void session_process(struct session *s);
+/* STARTTLS / STLS accepted (the OK was sent): drops what the client sent behind it in clear
+ * (RFC 2595 section 3.1, CVE-2011-0411: it could have been injected by a man in the middle)
+ * and starts the handshake; ops->tls_ready follows. */
+void session_starttls(struct session *s);
+/* The upstream login failed: logs it with the account, class and reason; forgets the account. */
+void session_upstream_failed(struct session *s, enum upstream_failure f, const char *reason);
+/* Closes everything: flush = 1 writes what is queued first (a goodbye line). */
+void session_close(struct session *s, int flush);
+
+/* 1 when a password may be sent on this connection (TLS, or allow_plaintext_auth). */
+int session_plaintext_auth_ok(const struct session *s);
+
+/* Checks user/password against the local hash; cb runs with 1 (s->acct set, and the
+ * account's token store unlocked with the verified password) or, 1 s after a failure, with 0.
+ * The password is kept only until the check ends, then cleansed. */
+void session_check_password(struct session *s, const char *user, const char *password,
+                            session_auth_cb cb);
+
+/* Hands the provider's connection (logged in) to the relay; from now on the session is a
+ * byte pump until either side closes. client_idle_ms: the client's autologout timer. */
+void session_start_relay(struct session *s, struct conn *upstream, uint64_t client_idle_ms);
+
+#endif

@@ -1,0 +1,145 @@
+"""Shared set-up for the EWS / Graph submission tests (test_ews_graph*.py): the rig's mock IdP,
+the mock EWS+Graph server (tests/rig/mock_ews_graph.py) and xoauthd instances configured with
+submit = ews | graph."""
+import base64
+import os
+import smtplib
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
+import rig as rigmod  # noqa: E402
+from mock_ews_graph import MockEwsGraph  # noqa: E402
+
+USER = "scanner@contoso.test"
+PASSWORD = "scan-pass;word"
+CLIENT_SECRET = "client-secret-value"
+
+
+def plain_ir(user, password):
+    return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+
+
+def read_reply(f):
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            raise EOFError("connection closed; got %r" % lines)
+        lines.append(line.decode())
+        if len(line) < 4 or line[3:4] != b"-":
+            return "".join(lines)
+
+
+def message(subject, to="boss@contoso.test", cc=None, body=b"hello\r\n"):
+    h = "From: Scanner <%s>\r\nTo: %s\r\n" % (USER, to)
+    if cc:
+        h += "Cc: %s\r\n" % cc
+    h += "Subject: %s\r\nMessage-ID: <%s@test>\r\nMIME-Version: 1.0\r\n\r\n" % (
+        subject, subject.replace(" ", "-"))
+    return h.encode() + body
+
+
+class EwsGraphCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.rig = rigmod.Rig(mail_servers=False).start()
+        cls.hash = rigmod.hash_password(PASSWORD)
+        try:
+            cls.mock = MockEwsGraph(cls.rig.certs, introspection_url=cls.rig.idp.introspection_url)
+        except BaseException:
+            cls.rig.close()
+            raise
+        cls.xs = {}
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            # SIGTERM: exit status 0 and no sanitizer report in any daemon's log
+            for x in cls.xs.values():
+                x.stop()
+        finally:
+            cls.mock.stop()
+            cls.rig.close()
+
+    def setUp(self):
+        self.mock.reset()
+        self.rig.idp.clear_failures()
+
+    def xoauthd(self, submit, flow="refresh_token", extra=None, provider_extra=None,
+                key=None):
+        """One xoauthd per configuration, kept for the class (starting one costs time)."""
+        key = key or (submit, flow, repr(sorted((extra or {}).items())),
+                      repr(sorted((provider_extra or {}).items())))
+        x = self.xs.get(key)
+        if x is not None and x.running():
+            return x
+        # Each instance has its own mailbox and client at the IdP: refresh tokens rotate on use,
+        # and instances must not kill each other's.
+        n = len(self.xs)
+        user, cid = "scanner%d@contoso.test" % n, "cid%d" % n
+        x = rigmod.Xoauthd(self.rig)
+        x.user = user
+        x.add_listen("smtp", tls="none")
+        prov = dict(token_url=self.rig.token_url, ews_url=self.mock.ews_url,
+                    graph_url=self.mock.graph_url, ca_file=self.rig.ca_file)
+        prov.update(provider_extra or {})
+        x.add_provider("m365", **prov)
+        acct = dict(local_user="scanner", local_password=self.hash, provider="m365",
+                    username=user, flow=flow, client_id=cid, client_secret=CLIENT_SECRET,
+                    submit=submit)
+        if flow == "refresh_token":
+            self.rig.idp.set_client(cid, secret=CLIENT_SECRET)
+            acct["refresh_token"] = self.rig.idp.seed_user(user)
+        else:
+            self.rig.idp.set_client(cid, secret=CLIENT_SECRET, username=user)
+            self.rig.idp.seed_user(user)
+        acct.update(extra or {})
+        x.add_account("scanner", **acct)
+        x.start()
+        self.xs[key] = x
+        self.addClassCleanup(x.kill_if_running)
+        return x
+
+    def send(self, x, msg, rcpts=("boss@contoso.test",), mail_from=USER):
+        """(code, text) of the end of DATA; smtplib does the dot-stuffing."""
+        with smtplib.SMTP("127.0.0.1", x.port("smtp"), timeout=120) as s:
+            s.ehlo("printer.local")
+            s.login("scanner", PASSWORD)
+            s.mail(mail_from)
+            for r in rcpts:
+                code, text = s.rcpt(r)
+                self.assertEqual(code, 250, text)
+            code, text = s.data(msg)
+            return code, text.decode(errors="replace")
+
+    def swaks(self, x, msg, to="boss@contoso.test"):
+        path = os.path.join(x.dir, "swaks-%d.eml" % time.monotonic_ns())
+        # swaks ends DATA with "\r\n.\r\n" after the text as given
+        with open(path, "wb") as f:
+            f.write(msg[:-2])
+        cmd = ["swaks", "--server", "127.0.0.1", "--port", str(x.port("smtp")),
+               "--ehlo", "swaks-client.test", "--from", USER, "--to", to,
+               "--auth", "PLAIN", "--auth-user", "scanner", "--auth-password", PASSWORD,
+               "--data", "@" + path, "--timeout", "60"]
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=120)
+        os.unlink(path)
+        return r.returncode, r.stdout.decode(errors="replace")
+
+    def assert_no_spool(self, x):
+        left = [n for n in os.listdir(x.state_dir) if n.startswith("spool")]
+        self.assertEqual(left, [], "a spool file was left behind")
+        # O_TMPFILE files have no name: look at the daemon's open descriptors too.
+        fds = os.listdir("/proc/%d/fd" % x.proc.pid)
+        held = []
+        for fd in fds:
+            try:
+                t = os.readlink("/proc/%d/fd/%s" % (x.proc.pid, fd))
+            except OSError:
+                continue
+            if x.state_dir in t and ("(deleted)" in t or "/#" in t):
+                held.append(t)
+        self.assertEqual(held, [], "the daemon still holds a spool file")

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Reload (SIGHUP), orderly shutdown (SIGTERM) and systemd readiness (sd_notify over
+$NOTIFY_SOCKET), against a fake upstream:
+
+  * READY=1 arrives once the listeners accept connections; RELOADING=1 then READY=1 bracket a
+    reload; STOPPING=1 starts the shutdown;
+  * a reload opens new listeners, closes removed ones, and new sessions see the new accounts
+    (allowed_senders), while a transaction that started before it finishes on the old settings;
+  * an invalid new file is refused with its FILE:LINE errors logged and the old one kept;
+  * SIGTERM stops accepting, lets a DATA in flight finish with 250, then exits 0.
+"""
+import os
+import signal
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
+import rig as R  # noqa: E402
+from fake_smtp import FakeSmtp  # noqa: E402
+
+USER = "reload@example.com"
+
+
+class Notify:
+    """A datagram socket standing in for systemd's notification socket."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(15)
+
+    def expect(self, key):
+        """Waits for a datagram with line key (e.g. "READY=1"); returns all lines seen."""
+        seen = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            msg = self.sock.recv(4096).decode()
+            seen.append(msg)
+            if key in msg.split("\n"):
+                return seen
+        raise AssertionError("no %s; got %r" % (key, seen))
+
+    def close(self):
+        self.sock.close()
+
+
+class Smtp:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.f = self.sock.makefile("rb")
+        self.greeting = self.reply()
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError("closed after %r" % lines)
+            lines.append(line.decode())
+            if line[3:4] != b"-":
+                return "".join(lines)
+
+    def cmd(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+class ReloadShutdown(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(R.xoauthd_bin()):
+            raise unittest.SkipTest("xoauthd not built")
+        cls.rig = R.Rig().start()
+        cls.fake = FakeSmtp()
+        cls.rig.idp.set_client("cid", secret="s3cret")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+        cls.rig.close()
+
+    def start(self):
+        rt = self.rig.idp.seed_user(USER)
+        x = R.Xoauthd(self.rig)
+        x.add_listen("first", tls="none", allow_networks="127.0.0.0/8 -> dev")
+        x.add_provider("fake", token_url=self.rig.token_url,
+                       smtp="127.0.0.1:%d none" % self.fake.port)
+        self.acct = dict(provider="fake", username=USER, flow="refresh_token", client_id="cid",
+                         client_secret="s3cret", refresh_token=rt)
+        x.add_account("dev", **self.acct)
+        npath = os.path.join(x.dir, "notify.sock")
+        if os.path.exists(npath):
+            os.unlink(npath)
+        self.notify = Notify(npath)
+        self.addCleanup(self.notify.close)
+        os.environ["NOTIFY_SOCKET"] = npath
+        try:
+            x.start()
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        self.addCleanup(x.kill_if_running)
+        self.notify.expect("READY=1")
+        return x
+
+    def open_transaction(self, port):
+        c = Smtp(port)
+        c.cmd("EHLO printer.local")
+        self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<boss@example.com>").startswith("250"))
+        self.assertTrue(c.cmd("DATA").startswith("354"))
+        c.sock.sendall(b"Subject: in flight\r\n\r\nfirst half\r\n")
+        return c
+
+    def test_reload_switches_listeners_and_accounts(self):
+        x = self.start()
+        old_port = x.port("first")
+        inflight = self.open_transaction(old_port)
+        # New file: "first" goes, "second" comes, the account gets a sender list.
+        x.sections = [(h, o) for h, o in x.sections if h != "listen first"]
+        x.add_listen("second", tls="none", allow_networks="127.0.0.0/8 -> dev")
+        for h, o in x.sections:
+            if h == "account dev":
+                o["allowed_senders"] = "*@printer.local"
+        x.write_config()
+        x.proc.send_signal(signal.SIGHUP)
+        seen = self.notify.expect("READY=1")
+        self.assertIn("RELOADING=1", "\n".join(seen))
+        R.wait_port(x.port("second"), 10, x.proc, "xoauthd")
+        # The old listener is closed...
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", old_port), timeout=5).close()
+        # ...but its transaction finishes.
+        inflight.sock.sendall(b"second half\r\n.\r\n")
+        self.assertTrue(inflight.reply().startswith("250"))
+        inflight.cmd("QUIT")
+        inflight.close()
+        # New sessions follow the new account settings.
+        c = Smtp(x.port("second"))
+        c.cmd("EHLO printer.local")
+        self.assertTrue(c.cmd("MAIL FROM:<x@elsewhere.example>").startswith("550"))
+        self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
+        c.cmd("RSET")
+        c.close()
+        log = x.log_text()
+        self.assertIn("event=reloaded", log)
+        self.assertIn("event=listener_closed listener=first", log)
+
+        # An invalid file is refused; the running configuration stays.
+        for h, o in x.sections:
+            if h == "account dev":
+                o["envelope_from"] = "sometimes"
+        x.write_config()
+        x.proc.send_signal(signal.SIGHUP)
+        self.notify.expect("READY=1")
+        deadline = time.monotonic() + 10
+        while "event=reload_refused" not in x.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = x.log_text()
+        self.assertIn("event=reload_refused", log)
+        self.assertRegex(log, r"event=reload_error message=\".*xoauthd.ini:\d+: ")
+        c = Smtp(x.port("second"))
+        c.cmd("EHLO printer.local")
+        self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
+        c.close()
+        x.stop()
+
+    def test_sigterm_lets_data_finish(self):
+        x = self.start()
+        before = len(self.fake.messages)
+        inflight = self.open_transaction(x.port("first"))
+        idle = Smtp(x.port("first"))
+        x.proc.send_signal(signal.SIGTERM)
+        self.notify.expect("STOPPING=1")
+        # The idle session is told 421; new connections are refused.
+        self.assertTrue(idle.reply().startswith("421"))
+        idle.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", x.port("first")), timeout=2).close()
+                time.sleep(0.05)
+            except OSError:
+                break
+        else:
+            self.fail("still accepting after SIGTERM")
+        inflight.sock.sendall(b"second half\r\n.\r\n")
+        self.assertTrue(inflight.reply().startswith("250"))
+        self.assertTrue(inflight.reply().startswith("421"))
+        inflight.close()
+        self.assertEqual(x.proc.wait(15), 0)
+        self.assertEqual(len(self.fake.messages), before + 1)
+        self.assertEqual(x.stop(), 0)
+
+
+if __name__ == "__main__":
+    R.main()

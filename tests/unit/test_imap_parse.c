@@ -1,0 +1,221 @@
+/* imap_parse: every case is fed whole, one byte at a time and in two halves at every split
+ * point; the parser must give the same events each way (it keeps its place between reads). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "imap_parse.h"
+
+/* Renders the events of one feeding as text: "tag CMD [A:atom] [S:string] ( ) ;" per command,
+ * "+" for a continuation request, "BAD(tag):why;" and "FATAL:why;". */
+static void describe(struct imap_parser *p, enum imap_parse_status st, char *out, size_t outsz)
+{
+    size_t n = strlen(out);
+    switch (st) {
+    case IMAP_PARSE_DONE:
+        n += (size_t)snprintf(out + n, outsz - n, "%s %s", p->tag, p->command);
+        for (size_t i = 0; i < p->nargs && n < outsz; i++) {
+            const struct imap_arg *a = &p->args[i];
+            if (a->type == IMAP_ARG_ATOM)
+                n += (size_t)snprintf(out + n, outsz - n, " A:%s", a->str);
+            else if (a->type == IMAP_ARG_STRING)
+                n += (size_t)snprintf(out + n, outsz - n, " S:%s(%zu)", a->str, a->len);
+            else
+                n += (size_t)snprintf(out + n, outsz - n, " %c",
+                                      a->type == IMAP_ARG_LPAREN ? '(' : ')');
+        }
+        if (n < outsz)
+            snprintf(out + n, outsz - n, ";");
+        break;
+    case IMAP_PARSE_CONTINUE:
+        snprintf(out + n, outsz - n, "+");
+        break;
+    case IMAP_PARSE_BAD:
+        snprintf(out + n, outsz - n, "BAD(%s):%s;", imap_parser_reply_tag(p), p->error);
+        break;
+    case IMAP_PARSE_FATAL:
+        snprintf(out + n, outsz - n, "FATAL:%s;", p->error);
+        break;
+    case IMAP_PARSE_AGAIN:
+        break;
+    }
+}
+
+/* Feeds in pieces of at most `step` bytes (0: whole), or whole after `split` bytes. */
+static void feed(const char *in, size_t len, size_t step, size_t split, size_t max_literal,
+                 char *out, size_t outsz)
+{
+    struct imap_parser *p = malloc(sizeof *p);
+    imap_parser_init(p, max_literal);
+    out[0] = '\0';
+    size_t off = 0;
+    int fatal = 0;
+    while (off < len && !fatal) {
+        size_t chunk = len - off;
+        if (step > 0 && chunk > step)
+            chunk = step;
+        if (split > 0 && off < split && chunk > split - off)
+            chunk = split - off;
+        size_t used = 0;
+        while (used < chunk) {
+            enum imap_parse_status st;
+            size_t n = imap_parse(p, in + off + used, chunk - used, &st);
+            used += n;
+            describe(p, st, out, outsz);
+            if (st == IMAP_PARSE_FATAL) {
+                fatal = 1;
+                break;
+            }
+            if (st == IMAP_PARSE_AGAIN && n == 0)
+                break;
+        }
+        off += chunk;
+    }
+    imap_parser_reset(p);
+    free(p);
+}
+
+static void expect(const char *in, size_t max_literal, const char *want)
+{
+    static char got[16384], got2[16384];
+    size_t len = strlen(in);
+    feed(in, len, 0, 0, max_literal, got, sizeof got);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "input %.60s...\n  want %s\n  got  %s\n", in, want, got);
+    CHECK(strcmp(got, want) == 0);
+    feed(in, len, 1, 0, max_literal, got2, sizeof got2);
+    if (strcmp(got2, want) != 0)
+        fprintf(stderr, "byte by byte %.60s...\n  want %s\n  got  %s\n", in, want, got2);
+    CHECK(strcmp(got2, want) == 0);
+    int split_ok = 1;
+    for (size_t k = 1; k < len && k < 300; k++) {
+        feed(in, len, 0, k, max_literal, got2, sizeof got2);
+        if (strcmp(got2, want) != 0) {
+            fprintf(stderr, "split at %zu: %.60s...\n  want %s\n  got  %s\n", k, in, want, got2);
+            split_ok = 0;
+            break;
+        }
+    }
+    CHECK(split_ok);
+}
+
+int main(void)
+{
+    /* atoms, quoted strings with escapes, pipelining */
+    expect("a1 CAPABILITY\r\n", 1024, "a1 CAPABILITY;");
+    expect("a1 NOOP\r\nA2 logout\r\n", 1024, "a1 NOOP;A2 logout;");
+    expect("x LOGIN alice secret\r\n", 1024, "x LOGIN A:alice A:secret;");
+    expect("x LOGIN \"alice\" \"p\\\"w\\\\d\"\r\n", 1024, "x LOGIN S:alice(5) S:p\"w\\d(5);");
+    expect("x LOGIN \"\" \"\"\r\n", 1024, "x LOGIN S:(0) S:(0);");
+    expect("bare LOGIN u p\n", 1024, "bare LOGIN A:u A:p;");
+    expect("t] NOOP\r\n", 1024, "t] NOOP;");
+    expect("\r\n\r\na NOOP\r\n", 1024, "a NOOP;");
+    expect("a NOOP \r\n", 1024, "a NOOP;");
+    expect("a LOGIN  u  p\r\n", 1024, "a LOGIN A:u A:p;");
+    expect("u\xc3\xa9 NOOP\r\n", 1024, "BAD(*):Invalid tag;");
+    expect("a LOGIN \"gr\xc3\xbc\xc3\x9f\" x\r\n", 1024, "a LOGIN S:gr\xc3\xbc\xc3\x9f(6) A:x;");
+    /* ID with a parenthesized list and NIL */
+    expect("i ID (\"name\" \"mutt\" \"version\" NIL)\r\n", 1024,
+           "i ID ( S:name(4) S:mutt(4) S:version(7) A:NIL );");
+    expect("i ID NIL\r\n", 1024, "i ID A:NIL;");
+    expect("i ID ()\r\n", 1024, "i ID ( );");
+    /* AUTHENTICATE with SASL-IR, and "=" for an empty initial response */
+    expect("a AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n", 1024,
+           "a AUTHENTICATE A:PLAIN A:AGFsaWNlAHNlY3JldA==;");
+    expect("a AUTHENTICATE PLAIN =\r\n", 1024, "a AUTHENTICATE A:PLAIN A:=;");
+    /* synchronising literals: a continuation request, then the octets (CRLF inside kept) */
+    expect("a LOGIN {5}\r\nalice {8}\r\npa\r\nss\"x\r\n", 1024,
+           "++a LOGIN S:alice(5) S:pa\r\nss\"x(8);");
+    expect("a LOGIN {0}\r\n {0}\r\n\r\n", 1024, "++a LOGIN S:(0) S:(0);");
+    /* non-synchronising literals (LITERAL+): no continuation */
+    expect("a LOGIN {5+}\r\nalice {3+}\r\n\\\"x\r\nb NOOP\r\n", 1024,
+           "a LOGIN S:alice(5) S:\\\"x(3);b NOOP;");
+    /* mixed with pipelining */
+    expect("a LOGIN alice {4}\r\nw(r)\r\nb CAPABILITY\r\n", 1024,
+           "+a LOGIN A:alice S:w(r)(4);b CAPABILITY;");
+    /* errors: each reported once the line is over, with the tag when it was read */
+    expect("a LOGIN \"unterminated\r\nb NOOP\r\n", 1024,
+           "BAD(a):Unterminated quoted string;b NOOP;");
+    expect("a LOGIN \"bad\\escape\" x\r\nb NOOP\r\n", 1024,
+           "BAD(a):Invalid escape in quoted string;b NOOP;");
+    expect("a LOGIN u p)\r\n", 1024, "BAD(a):Unbalanced parentheses;");
+    expect("a ID (\"x\"\r\n", 1024, "BAD(a):Unbalanced parentheses;");
+    expect("a\r\nb NOOP\r\n", 1024, "BAD(*):Missing command;b NOOP;");
+    expect("a \r\n", 1024, "BAD(a):Missing command;");
+    expect("+a NOOP\r\n", 1024, "BAD(*):Invalid tag;");
+    expect("a NO\"OP\r\n", 1024, "BAD(a):Missing space between arguments;");
+    expect("a LOGIN {5\r\n", 1024, "BAD(a):Invalid literal;");
+    expect("a LOGIN {}\r\n", 1024, "BAD(a):Invalid literal;");
+    expect("a LOGIN {5}x\r\n", 1024, "BAD(a):A literal must end its line;");
+    /* literal too large: synchronising -> BAD, no continuation, the client sends nothing more */
+    expect("a LOGIN {2000}\r\nb NOOP\r\n", 1024, "BAD(a):Literal too large;b NOOP;");
+    /* lengths that overflow 64 bits */
+    expect("a LOGIN {99999999999999999999999999}\r\nb NOOP\r\n", 1024,
+           "BAD(a):Literal too large;b NOOP;");
+    expect("a LOGIN {18446744073709551617}\r\nb NOOP\r\n", 1024,
+           "BAD(a):Literal too large;b NOOP;");
+    /* ...non-synchronising: the octets are coming, the stream is lost */
+    expect("a LOGIN {2000+}\r\nxxxx", 1024, "FATAL:Literal too large;");
+    expect("a LOGIN {99999999999999999999999+}\r\nxxxx", 1024, "FATAL:Literal too large;");
+    /* a line longer than the buffer */
+    {
+        static char big[3 * IMAP_PARSE_BUF];
+        size_t n = (size_t)snprintf(big, sizeof big, "a LOGIN ");
+        memset(big + n, 'x', 2 * IMAP_PARSE_BUF);
+        n += 2 * IMAP_PARSE_BUF;
+        snprintf(big + n, sizeof big - n, " y\r\nb NOOP\r\n");
+        expect(big, 1024, "BAD(a):Command line too long;b NOOP;");
+        /* a literal that fills the buffer exactly is refused before the client sends it */
+        snprintf(big, sizeof big, "a LOGIN {%d}\r\nb NOOP\r\n", IMAP_PARSE_BUF);
+        expect(big, IMAP_PARSE_BUF * 2, "BAD(a):Literal too large;b NOOP;");
+    }
+    {
+        /* NUL inside a literal: the octets are consumed, then the command is refused */
+        static const char nul[] = "a LOGIN {3+}\r\na\0b x\r\nc NOOP\r\n";
+        char got[256];
+        feed(nul, sizeof nul - 1, 0, 0, 1024, got, sizeof got);
+        CHECK(strcmp(got, "BAD(a):NUL in literal;c NOOP;") == 0);
+        feed(nul, sizeof nul - 1, 1, 0, 1024, got, sizeof got);
+        CHECK(strcmp(got, "BAD(a):NUL in literal;c NOOP;") == 0);
+    }
+    /* the capability list a client sees after login */
+    {
+        const char *up = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE AUTH=XOAUTH2 "
+                         "auth=oauthbearer STARTTLS LOGINDISABLED COMPRESS=DEFLATE LITERAL+ MOVE";
+        char out[256];
+        size_t n = imap_capability_filter(up, strlen(up), out, sizeof out);
+        CHECK(strcmp(out, "IMAP4rev1 LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ MOVE") == 0);
+        CHECK(n == strlen(out));
+        char small[20];
+        imap_capability_filter(up, strlen(up), small, sizeof small);
+        CHECK(strcmp(small, "IMAP4rev1") == 0); /* cut at a whole atom */
+        CHECK(imap_capability_has(up, strlen(up), "AUTH=OAUTHBEARER"));
+        CHECK(imap_capability_has(up, strlen(up), "sasl-ir"));
+        CHECK(!imap_capability_has(up, strlen(up), "SASL"));
+        const char *arg;
+        size_t alen;
+        const char *ok = "[CAPABILITY IMAP4rev1 IDLE] Logged in";
+        CHECK(imap_response_code(ok, strlen(ok), "CAPABILITY", &arg, &alen));
+        CHECK(alen == 14 && strncmp(arg, "IMAP4rev1 IDLE", 14) == 0);
+        CHECK(!imap_response_code(ok, strlen(ok), "CAPA", &arg, &alen));
+        CHECK(imap_response_code("[UNAVAILABLE] x", 15, "UNAVAILABLE", &arg, &alen) && alen == 0);
+        CHECK(!imap_response_code("[UNAVAILABLE x", 14, "UNAVAILABLE", &arg, &alen));
+    }
+    /* reset cleanses what a password left in the buffer */
+    {
+        struct imap_parser *p = malloc(sizeof *p);
+        imap_parser_init(p, 1024);
+        enum imap_parse_status st;
+        const char *in = "a LOGIN alice hunter2\r\n";
+        imap_parse(p, in, strlen(in), &st);
+        CHECK(st == IMAP_PARSE_DONE);
+        imap_parser_reset(p);
+        int found = 0;
+        for (size_t i = 0; i + 7 <= sizeof p->buf; i++)
+            found |= memcmp(p->buf + i, "hunter2", 7) == 0;
+        CHECK(!found);
+        free(p);
+    }
+    return CHECK_DONE();
+}

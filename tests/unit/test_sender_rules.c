@@ -1,0 +1,226 @@
+/* Sender rules: allowed senders, the MAIL FROM rewrite, and the From: header filter fed whole,
+ * one byte at a time and in every two-piece split. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "sender_rules.h"
+
+static struct config_account test_acct(enum config_envelope_from ef, enum config_header_from hf)
+{
+    struct config_account a;
+    memset(&a, 0, sizeof a);
+    a.name = "scanner";
+    a.username = "scanner@contoso.com";
+    a.envelope_from = ef;
+    a.header_from = hf;
+    return a;
+}
+
+static void test_allowed(void)
+{
+    struct config_account a = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_KEEP);
+    CHECK(sender_rules_allowed(&a, "anyone@anywhere", 15));
+    CHECK(sender_rules_allowed(&a, "", 0));
+    char *list[] = {"printer@printer.local", "*@contoso.com"};
+    a.allowed_senders = list;
+    a.n_allowed_senders = 2;
+    CHECK(sender_rules_allowed(&a, "printer@printer.local", 21));
+    CHECK(sender_rules_allowed(&a, "PRINTER@Printer.Local", 21));
+    CHECK(sender_rules_allowed(&a, "bob@contoso.com", 15));
+    CHECK(sender_rules_allowed(&a, "bob@CONTOSO.COM", 15));
+    CHECK(!sender_rules_allowed(&a, "bob@evil.contoso.com", 20));
+    CHECK(!sender_rules_allowed(&a, "bob@contoso.com.evil", 20));
+    CHECK(!sender_rules_allowed(&a, "printer@printer.locals", 22));
+    CHECK(!sender_rules_allowed(&a, "", 0));
+    CHECK(!sender_rules_allowed(&a, "contoso.com", 11));
+    char *list2[] = {"<>"};
+    a.allowed_senders = list2;
+    a.n_allowed_senders = 1;
+    CHECK(sender_rules_allowed(&a, "", 0));
+    CHECK(!sender_rules_allowed(&a, "x@y", 3));
+}
+
+static void test_mail_line(void)
+{
+    char out[600];
+    struct config_account a = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_KEEP);
+    CHECK(sender_rules_mail_line(&a, "p@printer.local", 15, "", 0, out, sizeof out) == 0);
+    a.envelope_from = CONFIG_ENVFROM_ACCOUNT;
+    long n = sender_rules_mail_line(&a, "p@printer.local", 15, "SIZE=100 BODY=8BITMIME", 22, out,
+                                    sizeof out);
+    CHECK(n > 0 && strcmp(out, "MAIL FROM:<scanner@contoso.com> SIZE=100 BODY=8BITMIME") == 0);
+    n = sender_rules_mail_line(&a, "", 0, "", 0, out, sizeof out);
+    CHECK(n > 0 && strcmp(out, "MAIL FROM:<scanner@contoso.com>") == 0);
+    CHECK(sender_rules_mail_line(&a, "Scanner@Contoso.com", 19, "", 0, out, sizeof out) == 0);
+    CHECK(sender_rules_mail_line(&a, "p@q", 3, "", 0, out, 10) == -1);
+}
+
+/* Runs the filter over in, split at the given points (split = 0: whole), returns the output. */
+static char *run_filter(const struct config_account *a, const char *in, size_t step)
+{
+    struct sender_filter f;
+    sender_filter_init(&f, a);
+    size_t len = strlen(in), cap = len * 2 + 1024, o = 0;
+    char *out = malloc(cap);
+    for (size_t i = 0; i < len;) {
+        size_t n = step == 0 ? len : (len - i < step ? len - i : step);
+        const char *p;
+        size_t pl;
+        CHECK(sender_filter_feed(&f, in + i, n, &p, &pl) == 0);
+        CHECK(o + pl < cap);
+        memcpy(out + o, p, pl);
+        o += pl;
+        i += n;
+    }
+    out[o] = '\0';
+    sender_filter_reset(&f);
+    return out;
+}
+
+static void check_filter(const struct config_account *a, const char *in, const char *want)
+{
+    size_t len = strlen(in);
+    for (size_t step = 0; step <= len; step = step == 0 ? 1 : step * 2 + 1) {
+        char *got = run_filter(a, in, step);
+        CHECK(strcmp(got, want) == 0);
+        if (strcmp(got, want) != 0)
+            fprintf(stderr, "step %zu:\n--- got ---\n%s\n--- want ---\n%s\n", step, got, want);
+        free(got);
+    }
+    /* Every two-piece split. */
+    for (size_t cut = 1; cut < len; cut++) {
+        struct sender_filter f;
+        sender_filter_init(&f, a);
+        char *out = malloc(len * 2 + 1024);
+        size_t o = 0;
+        const char *p;
+        size_t pl;
+        sender_filter_feed(&f, in, cut, &p, &pl);
+        memcpy(out + o, p, pl);
+        o += pl;
+        sender_filter_feed(&f, in + cut, len - cut, &p, &pl);
+        memcpy(out + o, p, pl);
+        o += pl;
+        out[o] = '\0';
+        CHECK(strcmp(out, want) == 0);
+        free(out);
+        sender_filter_reset(&f);
+    }
+}
+
+static void test_filter(void)
+{
+    const char *msg = "Received: by printer\r\n"
+                      "From: \"Scanner 3rd floor\" <scan@printer.local>\r\n"
+                      "To: bob@contoso.com\r\n"
+                      "Subject: scan\r\n"
+                      "\r\n"
+                      "From: not a header in the body\r\n"
+                      "..stuffed\r\n"
+                      ".\r\n";
+    struct config_account keep = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_KEEP);
+    check_filter(&keep, msg, msg);
+
+    struct config_account acct = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_ACCOUNT);
+    check_filter(&acct, msg,
+                 "Received: by printer\r\n"
+                 "From: scanner@contoso.com\r\n"
+                 "Reply-To: \"Scanner 3rd floor\" <scan@printer.local>\r\n"
+                 "To: bob@contoso.com\r\n"
+                 "Subject: scan\r\n"
+                 "\r\n"
+                 "From: not a header in the body\r\n"
+                 "..stuffed\r\n"
+                 ".\r\n");
+
+    struct config_account named = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_ACCOUNT_WITH_NAME);
+    check_filter(&named, msg,
+                 "Received: by printer\r\n"
+                 "From: \"Scanner 3rd floor\" <scanner@contoso.com>\r\n"
+                 "Reply-To: \"Scanner 3rd floor\" <scan@printer.local>\r\n"
+                 "To: bob@contoso.com\r\n"
+                 "Subject: scan\r\n"
+                 "\r\n"
+                 "From: not a header in the body\r\n"
+                 "..stuffed\r\n"
+                 ".\r\n");
+
+    /* Folded From:, an existing Reply-To: is kept, comment form. */
+    check_filter(&named,
+                 "from:\r\n scan@printer.local\r\n (Front desk)\r\nReply-To: desk@contoso.com\r\n"
+                 "\r\nbody\r\n.\r\n",
+                 "From: scanner@contoso.com (Front desk)\r\nReply-To: desk@contoso.com\r\n"
+                 "\r\nbody\r\n.\r\n");
+
+    /* Already the mailbox: untouched. */
+    const char *same = "From: Scanner <SCANNER@contoso.com>\r\n\r\nx\r\n.\r\n";
+    check_filter(&named, same, same);
+
+    /* No From: at all: one is added. No body separator: the end of data ends the headers. */
+    check_filter(&acct, "Subject: x\r\n.\r\n", "Subject: x\r\nFrom: scanner@contoso.com\r\n.\r\n");
+
+    /* Bare address. */
+    check_filter(&acct, "From: scan@printer.local\r\n\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: scan@printer.local\r\n\r\n.\r\n");
+
+    /* A header block larger than the limit passes unchanged. */
+    size_t big = SENDER_FILTER_MAX_HEADER + 4096;
+    char *huge = malloc(big + 64);
+    size_t o = 0;
+    o += (size_t)sprintf(huge, "From: a@b.c\r\n");
+    while (o < big)
+        o += (size_t)sprintf(huge + o, "X-Pad: %070d\r\n", 0);
+    o += (size_t)sprintf(huge + o, "\r\nbody\r\n.\r\n");
+    struct sender_filter f;
+    sender_filter_init(&f, &acct);
+    size_t got = 0;
+    for (size_t i = 0; i < o; i += 1000) {
+        const char *p;
+        size_t pl;
+        size_t n = o - i < 1000 ? o - i : 1000;
+        CHECK(sender_filter_feed(&f, huge + i, n, &p, &pl) == 0);
+        got += pl;
+    }
+    CHECK(got == o && f.gave_up && !f.rewritten);
+    sender_filter_reset(&f);
+    free(huge);
+}
+
+/* The unstuffed stream of the EWS/Graph capture has no "." end marker: a message without an
+ * empty line is flushed by sender_filter_finish. */
+static void test_finish(void)
+{
+    struct config_account acct = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_ACCOUNT);
+    struct sender_filter f;
+    const char *p;
+    size_t pl;
+    sender_filter_init(&f, &acct);
+    const char *held = "From: a@b.c\r\nSubject: x\r\n";
+    CHECK(sender_filter_feed(&f, held, strlen(held), &p, &pl) == 0 && pl == 0);
+    CHECK(p != NULL);
+    CHECK(sender_filter_finish(&f, &p, &pl) == 0);
+    const char *want = "From: scanner@contoso.com\r\nReply-To: a@b.c\r\nSubject: x\r\n";
+    CHECK(pl == strlen(want) && memcmp(p, want, pl) == 0);
+    CHECK(sender_filter_finish(&f, &p, &pl) == 0 && pl == 0);
+    sender_filter_reset(&f);
+    /* Nothing held: nothing to flush. */
+    sender_filter_init(&f, &acct);
+    CHECK(sender_filter_finish(&f, &p, &pl) == 0 && pl == 0);
+    sender_filter_reset(&f);
+    sender_filter_init(&f, &acct);
+    const char *whole = "From: a@b.c\r\n\r\nbody\r\n";
+    CHECK(sender_filter_feed(&f, whole, strlen(whole), &p, &pl) == 0 && pl > 0);
+    CHECK(sender_filter_finish(&f, &p, &pl) == 0 && pl == 0);
+    sender_filter_reset(&f);
+}
+
+int main(void)
+{
+    test_finish();
+    test_allowed();
+    test_mail_line();
+    test_filter();
+    return CHECK_DONE();
+}
