@@ -873,6 +873,11 @@ static void config_build_main(struct config_loader *ld, const struct config_sect
         } else if (strcmp(k, "log_level") == 0) {
             if (log_level_parse(v, &cfg->log_level) < 0)
                 config_bad_value(ld, sec, kv, "error, warn, info or debug");
+        } else if (strcmp(k, "log_target") == 0) {
+            if (strcmp(v, "stderr") == 0 || strcmp(v, "syslog") == 0)
+                cfg->log_syslog = strcmp(v, "syslog") == 0;
+            else
+                config_bad_value(ld, sec, kv, "stderr or syslog");
         } else if (strcmp(k, "user") == 0) {
             config_set_str(ld, &cfg->user, v);
         } else if (strcmp(k, "max_message_size") == 0) {
@@ -955,6 +960,19 @@ static void config_build_listen(struct config_loader *ld, const struct config_se
                 config_bad_value(ld, sec, kv, "a number from 1 to 1000000");
             else
                 l->max_connections = (unsigned)n;
+        } else if (strcmp(k, "max_connections_per_ip") == 0) {
+            if (config_uint(v, 0, 100000, &n) < 0)
+                config_bad_value(ld, sec, kv, "a number from 0 (no limit) to 100000");
+            else
+                l->max_connections_per_ip = (unsigned)n;
+        } else if (strcmp(k, "tls_min_version") == 0) {
+            static const char *const vers[] = {"1.0", "1.1", "1.2", "1.3"};
+            if (config_enum(v, vers, CONFIG_COUNT(vers), &e) < 0)
+                config_bad_value(ld, sec, kv, "1.0, 1.1, 1.2 or 1.3");
+            else
+                l->tls_min_version = 10 + e;
+        } else if (strcmp(k, "tls_ciphers") == 0) {
+            config_set_str(ld, &l->tls_ciphers, v);
         } else if (strcmp(k, "proxy_protocol") == 0) {
             if (config_bool(v, &l->proxy_protocol) < 0)
                 config_bad_value(ld, sec, kv, "yes or no");
@@ -1138,6 +1156,12 @@ static void config_build_account(struct config_loader *ld, const struct config_s
             config_set_str(ld, &a->tenant, v);
         } else if (strcmp(k, "scope") == 0) {
             config_set_str(ld, &a->scope, v);
+        } else if (strcmp(k, "smtp_scope") == 0) {
+            config_set_str(ld, &a->path_scope[CONFIG_SUBMIT_SMTP], v);
+        } else if (strcmp(k, "ews_scope") == 0) {
+            config_set_str(ld, &a->path_scope[CONFIG_SUBMIT_EWS], v);
+        } else if (strcmp(k, "graph_scope") == 0) {
+            config_set_str(ld, &a->path_scope[CONFIG_SUBMIT_GRAPH], v);
         } else if (strcmp(k, "refresh_token") == 0) {
             config_set_str(ld, &a->refresh_token, v);
         } else if (strcmp(k, "access_token") == 0) {
@@ -1395,6 +1419,89 @@ static const char *config_preset_scope(const char *provider, enum config_flow fl
     }
 }
 
+/* Each submit path needs a token for its own resource (DESIGN.md section 4): Graph, EWS and
+ * Exchange's SMTP are three resources at Microsoft, and one token is issued for one. NULL when
+ * the preset has no opinion (then the account's scope is used). */
+static const char *config_preset_path_scope(const char *provider, enum config_flow flow,
+                                            enum config_submit p)
+{
+    static const char *const ms_app[] = {
+        [CONFIG_SUBMIT_SMTP] = "https://outlook.office365.com/.default",
+        [CONFIG_SUBMIT_EWS] = "https://outlook.office365.com/.default",
+        [CONFIG_SUBMIT_GRAPH] = "https://graph.microsoft.com/.default",
+    };
+    static const char *const ms_user[] = {
+        [CONFIG_SUBMIT_SMTP] = "https://outlook.office.com/SMTP.Send offline_access",
+        [CONFIG_SUBMIT_EWS] = "https://outlook.office365.com/EWS.AccessAsUser.All offline_access",
+        [CONFIG_SUBMIT_GRAPH] = "https://graph.microsoft.com/Mail.Send offline_access",
+    };
+    if (strcmp(provider, "google") == 0)
+        return p == CONFIG_SUBMIT_SMTP ? "https://mail.google.com/" : NULL;
+    if (strcmp(provider, "microsoft") != 0)
+        return NULL;
+    switch (flow) {
+    case CONFIG_FLOW_CLIENT_CREDENTIALS:
+        return ms_app[p];
+    case CONFIG_FLOW_REFRESH_TOKEN:
+    case CONFIG_FLOW_PASSWORD:
+    case CONFIG_FLOW_DEVICE_CODE:
+    case CONFIG_FLOW_AUTHORIZATION_CODE:
+        return ms_user[p];
+    default:
+        return NULL; /* static, command: one token, whatever it is for */
+    }
+}
+
+/* Checks graph_scope / ews_scope / smtp_scope and derives the unset ones. The first submit path
+ * keeps the account's scope (what it always used); a fallback path gets its preset. */
+static void config_resolve_path_scopes(struct config_loader *ld, const struct config_section *sec,
+                                       struct config_account *a)
+{
+    static const char *const keys[] = {
+        [CONFIG_SUBMIT_SMTP] = "smtp_scope",
+        [CONFIG_SUBMIT_EWS] = "ews_scope",
+        [CONFIG_SUBMIT_GRAPH] = "graph_scope",
+    };
+    for (size_t p = 0; p < CONFIG_COUNT(keys); p++) {
+        const struct config_kv *kv = config_sec_kv(sec, keys[p]);
+        int used = 0;
+        for (size_t i = 0; i < a->n_submit; i++)
+            used |= a->submit[i] == (enum config_submit)p;
+        if (kv != NULL) {
+            const char *v = kv->value;
+            int bad = v[0] == '\0';
+            for (; *v != '\0'; v++)
+                bad |= (unsigned char)*v < 0x20 || (unsigned char)*v == 0x7f;
+            if (bad)
+                config_error(ld, kv->line, "%s in %s must be a non-empty, space-separated list "
+                             "of scopes", keys[p], sec->label);
+            else if (!used)
+                config_error(ld, kv->line, "%s in %s has no effect: submit does not list %s",
+                             keys[p], sec->label, config_submit_names[p]);
+            else if (a->flow == CONFIG_FLOW_STATIC || a->flow == CONFIG_FLOW_COMMAND)
+                config_error(ld, kv->line, "%s in %s has no effect with flow = %s (one token "
+                             "for every path)", keys[p], sec->label, config_flow_names[a->flow]);
+            continue;
+        }
+        if (!used || a->n_submit == 0 || a->submit[0] == (enum config_submit)p ||
+            a->provider == NULL)
+            continue;
+        const char *def = config_preset_path_scope(a->provider->name, a->flow,
+                                                   (enum config_submit)p);
+        if (def != NULL)
+            a->path_scope[p] = config_strdup(ld, def);
+    }
+}
+
+const char *config_account_scope(const struct config_account *acct, enum config_submit p)
+{
+    if (acct == NULL)
+        return NULL;
+    if ((size_t)p < CONFIG_COUNT(acct->path_scope) && acct->path_scope[p] != NULL)
+        return acct->path_scope[p];
+    return acct->scope;
+}
+
 /* ---- load ---- */
 
 static void config_loader_free(struct config_loader *ld)
@@ -1495,6 +1602,7 @@ static void config_build(struct config_loader *ld)
         if (a->scope == NULL && a->provider != NULL &&
             config_preset_scope(a->provider->name, a->flow) != NULL)
             a->scope = config_strdup(ld, config_preset_scope(a->provider->name, a->flow));
+        config_resolve_path_scopes(ld, acct_sec[i], a);
     }
     config_check_local_users(ld, acct_sec);
 
@@ -1582,6 +1690,7 @@ void config_free(struct config *cfg)
         free(l->host);
         free(l->tls_cert);
         free(l->tls_key);
+        free(l->tls_ciphers);
         for (size_t j = 0; j < l->n_allow_networks; j++)
             free(l->allow_networks[j].account_name);
         free(l->allow_networks);
@@ -1615,6 +1724,8 @@ void config_free(struct config *cfg)
         config_free_secret(a->upstream_password);
         free(a->tenant);
         free(a->scope);
+        for (size_t j = 0; j < CONFIG_COUNT(a->path_scope); j++)
+            free(a->path_scope[j]);
         config_free_secret(a->refresh_token);
         config_free_secret(a->access_token);
         free(a->token_command);

@@ -64,6 +64,9 @@ struct config_listen {
     struct config_allow_network *allow_networks;
     size_t n_allow_networks;
     unsigned max_connections; /* 0 = default */
+    unsigned max_connections_per_ip; /* per client address; 0 = no limit */
+    int tls_min_version; /* 10..13 = TLS 1.0..1.3; 0 = default (1.2) */
+    char *tls_ciphers;   /* OpenSSL cipher list for TLS <= 1.2; NULL = OpenSSL's default */
     /* PROXY protocol v1/v2 header expected first (xoauthd behind HAProxy); only from the
      * proxy_trusted networks (account fields unused), others are refused. */
     int proxy_protocol;
@@ -109,6 +112,10 @@ struct config_account {
     char *upstream_password;
     char *tenant;
     char *scope;
+    /* graph_scope, ews_scope, smtp_scope, indexed by enum config_submit: as configured, else
+     * derived by validation from the provider preset and flow for a path after the first;
+     * NULL = the account's scope. Read through config_account_scope. */
+    char *path_scope[3];
     char *refresh_token;  /* seed; the token store is the truth once written */
     char *access_token;   /* flow = static */
     char *token_command;  /* flow = command: run with /bin/sh -c, stdout is the token */
@@ -128,6 +135,7 @@ struct config {
     char *path;
     char *state_dir;       /* default /var/lib/xoauthd */
     enum log_level log_level;
+    int log_syslog;        /* log_target = syslog: syslog(3), facility LOG_MAIL */
     char *user;            /* NULL = do not change user */
     size_t max_message_size; /* bytes, SIZE advertised; default 35 MiB */
     unsigned token_timeout; /* seconds for one token endpoint request; default 30 */
@@ -152,6 +160,10 @@ const struct config_account *config_find_account_by_local_user(const struct conf
                                                                const char *local_user);
 const struct config_account *config_find_account(const struct config *cfg, const char *name);
 const struct config_provider *config_find_provider(const struct config *cfg, const char *name);
+
+/* The scope of the token for submit path p (smtp also for the SMTP fallback): path_scope[p]
+ * when set, else scope. NULL = none sent. */
+const char *config_account_scope(const struct config_account *acct, enum config_submit p);
 
 /* The token URL with "{tenant}" replaced by the account's tenant ("common" when unset).
  * Returns a malloc'ed string. */

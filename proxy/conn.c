@@ -27,6 +27,8 @@ struct conn_write_req {
 /* libuv invokes read_cb before it asks for another buffer, so one buffer serves all
  * connections: idle connections own no read memory at all. */
 static char conn_read_buf[CONN_READ_CHUNK];
+/* The same for decrypted bytes (one TLS record at most per SSL_read). */
+static char conn_tls_buf[16 * 1024];
 
 static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -225,17 +227,24 @@ static void conn_tls_pump(struct conn *c)
     }
     size_t before = c->in_len;
     while (c->in_len < c->in_max) {
-        if (conn_in_reserve(c, 16 * 1024) != 0) {
-            conn_fail(c, CONN_EV_ERROR, "out of memory");
-            return;
-        }
-        size_t room = c->in_cap - c->in_len;
+        /* Decrypt into the shared buffer and keep only what came: reserving a record's worth
+         * in c->in would leave every idle TLS connection holding 16-32 KB of it. */
+        size_t room = sizeof conn_tls_buf;
         if (room > c->in_max - c->in_len)
             room = c->in_max - c->in_len;
         ERR_clear_error();
-        int n = SSL_read(c->ssl, c->in + c->in_len, (int)room);
+        int n = SSL_read(c->ssl, conn_tls_buf, (int)room);
         if (n > 0) {
-            c->in_len += (size_t)n;
+            int r = conn_in_reserve(c, (size_t)n);
+            if (r == 0) {
+                memcpy(c->in + c->in_len, conn_tls_buf, (size_t)n);
+                c->in_len += (size_t)n;
+            }
+            OPENSSL_cleanse(conn_tls_buf, (size_t)n); /* may be a password */
+            if (r != 0) {
+                conn_fail(c, CONN_EV_ERROR, "out of memory");
+                return;
+            }
             continue;
         }
         int e = SSL_get_error(c->ssl, n);
@@ -254,8 +263,16 @@ static void conn_tls_pump(struct conn *c)
         return;
     }
     conn_update_reading(c);
-    if (c->in_len > before)
+    if (c->in_len > before) {
+        int full = c->in_len >= c->in_max;
         conn_emit(c, CONN_EV_READ);
+        /* The buffer filled up while records still wait inside OpenSSL, and the consumer made
+         * room: decrypt them now. The peer may send nothing more (a FETCH's last bytes, its
+         * tagged OK) to wake this connection, and the session would hang. */
+        if (full && !c->closing && c->reading && c->in_len < c->in_max &&
+            (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->net_in) > 0))
+            conn_tls_pump(c);
+    }
 }
 
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -298,6 +315,18 @@ static int conn_send_raw(struct conn *c, const void *buf, size_t len)
 {
     if (c->closing)
         return -1;
+    /* Most writes fit the socket buffer at once: send them straight from the caller's buffer
+     * (no copy, no allocation, nothing to cleanse). libuv's uv_try_write refuses (UV_EAGAIN)
+     * while earlier writes are queued or a connect is pending, so order is kept; whatever
+     * the kernel did not take is queued below. */
+    uv_buf_t direct = uv_buf_init((char *)buf, (unsigned)len);
+    int sent = uv_try_write((uv_stream_t *)&c->tcp, &direct, 1);
+    if (sent > 0) {
+        buf = (const char *)buf + sent;
+        len -= (size_t)sent;
+        if (len == 0)
+            return 0;
+    }
     struct conn_write_req *w = malloc(sizeof *w + len);
     if (w == NULL)
         return -1;

@@ -62,6 +62,7 @@ struct conn {
      * conn_peer_sockaddr() reports instead of the balancer's address. */
     struct sockaddr_storage proxied_peer;
     int has_proxied_peer;
+    int peer_counted; /* counted in its listener's per-address table (listener_peer_admit) */
 
     conn_event_cb event_cb;
     conn_close_cb close_cb;

@@ -515,8 +515,9 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
     case 401:
         v->kind = SUBMIT_V_REAUTH;
         v->reply = R_AUTH;
-        v->hint = "the token was refused: check the scope (EWS.AccessAsUser.All delegated, "
-                  "https://outlook.office365.com/.default app-only) and the account's flow";
+        v->hint = "the token was refused: check ews_scope (or scope, when ews is the first "
+                  "path): EWS.AccessAsUser.All delegated, https://outlook.office365.com/.default "
+                  "app-only; and the account's flow";
         return;
     case 403:
         v->reply = R_AUTH;

@@ -79,8 +79,9 @@ void graph_verdict(const struct graph_result *r, struct submit_verdict *v)
     if (r->http_status == 401) {
         v->kind = SUBMIT_V_REAUTH;
         v->reply = "451 4.7.0 The mail provider refused xoauthd's credentials, try again later";
-        v->hint = "the token was refused: the scope must be https://graph.microsoft.com/.default "
-                  "(app-only, Mail.Send) or Mail.Send delegated";
+        v->hint = "the token was refused: graph_scope (or scope, when graph is the first path) "
+                  "must be https://graph.microsoft.com/.default (app-only, Mail.Send) or "
+                  "https://graph.microsoft.com/Mail.Send delegated";
         return;
     }
     if (r->http_status == 429 || r->http_status == 503 || r->http_status == 504) {

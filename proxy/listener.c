@@ -18,8 +18,10 @@
 
 static void listener_free_if_done(struct listener *l)
 {
-    if (l->closing == 2 && l->active == 0)
+    if (l->closing == 2 && l->active == 0) {
+        free(l->peers);
         free(l);
+    }
 }
 
 static void listener_closed_cb(uv_handle_t *h)
@@ -36,9 +38,19 @@ static void listener_connection_cb(uv_stream_t *stream, int status)
 {
     struct listener *l = stream->data;
     if (status != 0) {
-        /* EMFILE and friends: the pending connection stays in the backlog. */
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
-                 uv_strerror(status));
+        /* EMFILE/ENFILE: libuv keeps a reserved descriptor for this case, closes it, accepts
+         * and drops the waiting connections (the client sees a close, not a hang) and takes
+         * the descriptor back, so the loop does not spin on a readable listening socket.
+         * What is left to us is not to flood the log: one line a second with a count. */
+        uint64_t now = uv_now(l->srv->loop);
+        if (l->emfile_logged_ms != 0 && now - l->emfile_logged_ms < 1000) {
+            l->emfile_suppressed++;
+            return;
+        }
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\" repeated=%u", l->cfg->name,
+                 uv_strerror(status), l->emfile_suppressed);
+        l->emfile_logged_ms = now;
+        l->emfile_suppressed = 0;
         return;
     }
     if (l->closing)
@@ -86,6 +98,16 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
     l->cfg = cfg;
     if (cfg->tls != CONFIG_TLS_NONE) {
         l->tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, stderr);
+        if (l->tls != NULL &&
+            tls_server_ctx_set_policy(l->tls, cfg->tls_min_version, cfg->tls_ciphers,
+                                      stderr) != 0) {
+            SSL_CTX_free(l->tls);
+            l->tls = NULL;
+        }
+        if (l->tls != NULL && cfg->tls_min_version != 0 && cfg->tls_min_version < 12)
+            log_warn(NULL, "event=weak_tls listener=%s tls_min_version=1.%d note=\"TLS below "
+                     "1.2 is enabled for old clients; prefer 1.2 where the devices allow it\"",
+                     cfg->name, cfg->tls_min_version - 10);
         if (l->tls == NULL) {
             fprintf(stderr, "%s:%d: [listen %s]: TLS set-up failed\n", srv->cfg->path,
                     cfg->line, cfg->name);
@@ -133,6 +155,52 @@ int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream
         return -1;
     }
     return 0;
+}
+
+int listener_peer_admit(struct listener *l, struct conn *c)
+{
+    unsigned max = l->cfg->max_connections_per_ip;
+    if (max == 0 || c->peer_counted)
+        return 0;
+    struct listener_peer *p = NULL;
+    for (size_t i = 0; i < l->n_peers; i++) {
+        if (strcmp(l->peers[i].addr, c->peer) == 0) {
+            p = &l->peers[i];
+            break;
+        }
+    }
+    if (p == NULL) {
+        if (l->n_peers == l->cap_peers) {
+            size_t cap = l->cap_peers != 0 ? 2 * l->cap_peers : 16;
+            struct listener_peer *np = realloc(l->peers, cap * sizeof *np);
+            if (np == NULL)
+                return -1; /* refusing one client is better than an unbounded count */
+            l->peers = np;
+            l->cap_peers = cap;
+        }
+        p = &l->peers[l->n_peers++];
+        snprintf(p->addr, sizeof p->addr, "%s", c->peer);
+        p->n = 0;
+    }
+    if (p->n >= max)
+        return -1;
+    p->n++;
+    c->peer_counted = 1;
+    return 0;
+}
+
+void listener_peer_release(struct listener *l, struct conn *c)
+{
+    if (!c->peer_counted)
+        return;
+    c->peer_counted = 0;
+    for (size_t i = 0; i < l->n_peers; i++) {
+        if (strcmp(l->peers[i].addr, c->peer) != 0)
+            continue;
+        if (--l->peers[i].n == 0)
+            l->peers[i] = l->peers[--l->n_peers]; /* order does not matter */
+        return;
+    }
 }
 
 void listener_close(struct listener *l)

@@ -13,6 +13,12 @@ struct server;
 struct conn;
 struct proxy_pending;
 
+/* Sessions per client address, kept only when max_connections_per_ip is set. */
+struct listener_peer {
+    char addr[64];
+    unsigned n;
+};
+
 struct listener {
     uv_tcp_t tcp;
     struct server *srv;
@@ -27,6 +33,10 @@ struct listener {
     uv_os_sock_t handoff_fd;
     struct sockaddr_storage handoff_peer;
     int handoff_has_peer;
+    struct listener_peer *peers;
+    size_t n_peers, cap_peers;
+    uint64_t emfile_logged_ms; /* last accept_failed log line (rate limit) */
+    unsigned emfile_suppressed;
 };
 
 /* Binds and listens. Errors go to stderr naming the listener. NULL on failure. */
@@ -39,6 +49,11 @@ void listener_start_session(struct listener *l, uv_stream_t *stream);
 /* What sessions call instead of conn_accept(): takes the connection from the listening socket,
  * or the one a PROXY protocol header was read from. 0 or -1. */
 int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream);
+/* Counts c's client address; 0, or -1 when the address already has max_connections_per_ip
+ * sessions (the caller refuses it with its "too busy" reply). Call once per accepted session. */
+int listener_peer_admit(struct listener *l, struct conn *c);
+/* Undoes listener_peer_admit; harmless for a connection that was never counted. */
+void listener_peer_release(struct listener *l, struct conn *c);
 /* 1 when addr is in one of the n networks (IPv4 clients of a dual-stack socket included). */
 int listener_addr_in_networks(const struct config_allow_network *nets, size_t n,
                               const struct sockaddr_storage *addr);

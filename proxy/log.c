@@ -1,4 +1,5 @@
 #include "log.h"
+#include "log_syslog.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -6,9 +7,17 @@
 #include <time.h>
 
 static enum log_level log_threshold = LOG_INFO;
+static int log_to_syslog;
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum log_level level) { log_threshold = level; }
+
+void log_set_syslog(int to_syslog)
+{
+    if (to_syslog && !log_to_syslog)
+        log_syslog_open();
+    log_to_syslog = to_syslog;
+}
 enum log_level log_get_level(void) { return log_threshold; }
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -45,6 +54,14 @@ void log_msg(enum log_level level, const char *sid, const char *fmt, ...)
     }
     if (n >= (int)sizeof line - 1)
         n = (int)sizeof line - 2;
+    if (log_to_syslog) {
+        /* "level=... " and after: syslog stamps the time itself. */
+        const char *body = strstr(line, " level=");
+        body = body != NULL ? body + 1 : line;
+        line[n] = '\0';
+        log_syslog_write((int)level, body);
+        return;
+    }
     line[n++] = '\n';
     fwrite(line, 1, (size_t)n, stderr);
     fflush(stderr);

@@ -16,6 +16,10 @@ enum log_level log_get_level(void);
 /* Parses "error" | "warn" | "info" | "debug"; returns 0, or -1 when unknown. */
 int log_level_parse(const char *s, enum log_level *out);
 
+/* to_syslog = 1: lines go to syslog(3) (facility mail, ident "xoauthd", the pid added) instead
+ * of stderr, without the timestamp (syslog adds its own); 0: back to stderr. */
+void log_set_syslog(int to_syslog);
+
 /* sid may be NULL for lines not tied to a session. fmt continues the key=value list. */
 void log_msg(enum log_level level, const char *sid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -4,9 +4,12 @@
  *   hash-password  turn a local password into the hash string for local_password
  *   auth           first sign-in of an account (token_cli.c)
  *   tokens         token state of every account (token_cli.c)
+ *   status         the running daemon's state, from its control socket (control.c)
  */
 #include <getopt.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "control.h"
 #include "localauth.h"
 #include "log.h"
 #include "sd_notify.h"
@@ -39,6 +43,8 @@ static void main_usage(FILE *out)
             "                       sign in once (device code or browser) and store the\n"
             "                       refresh token, encrypted\n"
             "  tokens [-c FILE]     token state of every account (never a secret)\n"
+            "  status [-c FILE]     listeners, sessions, token state and counters of the\n"
+            "                       running daemon (its control socket)\n"
             "  version              print the version\n"
             "\n"
             "default configuration file: " XOAUTHD_DEFAULT_CONFIG "\n");
@@ -89,8 +95,32 @@ static void main_walk_cb(uv_handle_t *h, void *arg)
     log_error(NULL, "event=handle_left_open type=%s", uv_handle_type_name(h->type));
 }
 
+/* Process-wide hardening and limits for the daemon: no core dumps (they would hold tokens and
+ * passwords; PR_SET_DUMPABLE 0 also keeps other processes of the same user out of /proc/PID/mem
+ * and ptrace), and the descriptor limit raised to its hard maximum, since every session holds
+ * two sockets and 1024 is the common soft default. */
+static void main_harden(void)
+{
+    struct rlimit rl = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &rl) != 0)
+        fprintf(stderr, "xoauthd: cannot disable core dumps (RLIMIT_CORE)\n");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fprintf(stderr, "xoauthd: cannot set PR_SET_DUMPABLE 0\n");
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        if (want == RLIM_INFINITY || want > 1048576)
+            want = 1048576;
+        if (want > rl.rlim_cur) {
+            rl.rlim_cur = want;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                fprintf(stderr, "xoauthd: cannot raise RLIMIT_NOFILE\n");
+        }
+    }
+}
+
 static int main_run(int argc, char **argv)
 {
+    main_harden();
     const char *path = main_config_path(argc, argv);
     if (path == NULL)
         return 2;
@@ -98,6 +128,7 @@ static int main_run(int argc, char **argv)
     if (cfg == NULL)
         return 1;
     log_set_level(cfg->log_level);
+    log_set_syslog(cfg->log_syslog);
     /* A client that vanishes mid-write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -146,6 +177,8 @@ int main(int argc, char **argv)
         return localauth_cmd_hash_password();
     if (strcmp(cmd, "auth") == 0)
         return token_cli_auth(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return control_cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "tokens") == 0)
         return token_cli_tokens(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

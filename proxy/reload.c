@@ -129,8 +129,10 @@ int reload_run(struct server *srv)
     srv->old_gens = gen;
     srv->cfg = cfg;
     srv->provider_tls = ptls;
+    token_manager_set_config(srv->tokens, cfg); /* accounts changed for new token requests */
     srv->reloads++;
     log_set_level(cfg->log_level);
+    log_set_syslog(cfg->log_syslog);
     free(fresh);
     free(tls);
     log_info(NULL, "event=reloaded config=%s listeners=%zu accounts=%zu", cfg->path, n,

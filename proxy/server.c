@@ -5,10 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "reload.h"
 #include "sd_notify.h"
+#include "stats.h"
 #include "tls.h"
 
 
@@ -81,6 +84,17 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
     }
     if (failed)
         return -1;
+    /* Status and metrics (control.h, metrics.h): a control socket that cannot be made is only
+     * a warning; a metrics address the admin asked for must work. */
+    char *cpath = control_socket_path(cfg);
+    if (cpath != NULL)
+        srv->control = control_new(srv, cpath);
+    free(cpath);
+    if (cfg->metrics_host != NULL) {
+        srv->metrics = metrics_new(srv, cfg->metrics_host, cfg->metrics_port);
+        if (srv->metrics == NULL)
+            return -1;
+    }
     return 0;
 }
 
@@ -164,6 +178,10 @@ void server_shutdown(struct server *srv)
     uv_close((uv_handle_t *)&srv->sig_hup, server_handle_closed_cb);
     for (size_t i = 0; i < srv->n_listeners; i++)
         listener_close(srv->listeners[i]);
+    control_close(srv->control);
+    metrics_close(srv->metrics);
+    srv->control = NULL;
+    srv->metrics = NULL;
     if (srv->n_sessions == 0) {
         server_finish(srv);
         return;
@@ -193,6 +211,7 @@ void server_free(struct server *srv)
     }
     config_free(srv->cfg);
     srv->cfg = NULL;
+    stats_reset();
 }
 
 static void server_signal_cb(uv_signal_t *h, int signum)

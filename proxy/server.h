@@ -16,12 +16,15 @@
 #include "token.h"
 
 struct listener;
+struct control;
+struct metrics;
 
 /* Every session type embeds this so the server can shut them all down. */
 struct session_link {
     struct session_link *prev, *next;
     void (*shutdown)(struct session_link *link); /* finish politely, then close */
     void (*abort)(struct session_link *link);    /* close now */
+    struct session_log *slog;                    /* what status shows (session_log.h) */
 };
 
 /* A configuration superseded by a reload (reload.h): kept with its providers' TLS contexts
@@ -50,6 +53,8 @@ struct server {
     unsigned reloads;
     uint64_t started_ms;          /* uv_now at start, for uptime */
     uv_timer_t grace_timer;
+    struct control *control;      /* `xoauthd status` socket (control.h), NULL when off */
+    struct metrics *metrics;      /* /metrics (metrics.h), NULL when off */
     char hostname[256];
 };
 

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "listener.h"
+#include "authlimit.h"
 #include "localauth.h"
 #include "log.h"
 #include "token.h"
@@ -37,7 +38,13 @@ static void session_handle_closed(struct session *s)
                  (unsigned long long)s->relay.bytes[RELAY_SERVER]);
     else
         log_info(s->sid, "event=disconnect");
+    if (s->relaying) {
+        s->slog.bytes_in = s->relay.bytes[RELAY_CLIENT];
+        s->slog.bytes_out = s->relay.bytes[RELAY_SERVER];
+    }
+    session_log_end(&s->slog, uv_now(s->srv->loop));
     struct listener *l = s->listener;
+    listener_peer_release(l, &s->conn);
     server_session_remove(s->srv, &s->link);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
@@ -105,7 +112,9 @@ void session_process(struct session *s)
     s->processing = 1;
     do {
         s->process_again = 0;
-        if (s->closing || s->relaying)
+        /* A client that does not read its replies: its commands wait in the bounded input
+         * buffer until CONN_EV_DRAINED. */
+        if (s->closing || s->relaying || s->conn.above_high)
             break;
         s->ops->input(s);
     } while (s->process_again);
@@ -126,6 +135,8 @@ void session_upstream_failed(struct session *s, enum upstream_failure f, const c
     log_error(s->sid, "event=upstream_login_failed protocol=%s account=%s class=%s "
               "reason=\"%s\"", s->ops->proto, s->acct != NULL ? s->acct->name : "-",
               upstream_failure_name(f), reason);
+    session_log_result(&s->slog, "upstream_failed");
+    stats_upstream_error(upstream_failure_name(f));
     s->acct = NULL;
 }
 
@@ -185,10 +196,13 @@ static void session_conn_event_cb(struct conn *c, enum conn_event ev)
         break;
     case CONN_EV_TIMEOUT:
         log_info(s->sid, "event=client_timeout protocol=%s", s->ops->proto);
+        session_log_result(&s->slog, "timeout");
         session_send(s, "%s", s->ops->timeout_line);
         session_close(s, 1);
         break;
     case CONN_EV_DRAINED:
+        session_process(s);
+        break;
     case CONN_EV_CONNECTED:
     case CONN_EV_CONNECT_FAILED:
         break;
@@ -217,11 +231,15 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
         session_close(s, 0);
         return -1;
     }
+    session_log_begin(&s->slog, &s->link, strcmp(ops->proto, "pop3") == 0 ? STATS_PROTO_POP3
+                      : STATS_PROTO_IMAP, s->sid, s->conn.peer, uv_now(srv->loop));
     log_info(s->sid, "event=connect protocol=%s peer=%s listener=%s", ops->proto, s->conn.peer,
              l->cfg->name);
-    if (l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) {
-        log_warn(s->sid, "event=refused reason=\"listener %s has %u connections "
-                 "(max_connections)\"", l->cfg->name, l->active - 1);
+    if ((l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) ||
+        listener_peer_admit(l, &s->conn) != 0) {
+        log_warn(s->sid, "event=refused peer=%s reason=\"listener %s: too many connections "
+                 "(max_connections or max_connections_per_ip)\"", s->conn.peer, l->cfg->name);
+        session_log_result(&s->slog, "refused");
         if (l->cfg->tls != CONFIG_TLS_IMPLICIT)
             session_send(s, "%s", ops->busy_line);
         session_close(s, 1);
@@ -268,6 +286,7 @@ static void session_auth_verify_cb(void *arg, int result)
         s->acct = s->auth_candidate;
         log_info(s->sid, "event=local_login protocol=%s peer=%s account=%s", s->ops->proto,
                  s->conn.peer, s->acct->name);
+        session_log_login(&s->slog, s->login_user, s->acct);
         OPENSSL_cleanse(s->login_user, sizeof s->login_user);
         /* DESIGN.md section 6: the token store is encrypted under a key derived from this
          * (now verified) password. */
@@ -277,7 +296,10 @@ static void session_auth_verify_cb(void *arg, int result)
         return;
     }
     OPENSSL_cleanse(s->password, sizeof s->password);
+    session_log_result(&s->slog, "auth_failed");
+    stats_auth_failure();
     char user[128];
+    authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
     log_warn(s->sid, "event=auth_failed protocol=%s peer=%s user=%s reason=\"%s\"",
              s->ops->proto, s->conn.peer,
              log_quote(user, sizeof user, s->login_user, strlen(s->login_user)),
@@ -296,6 +318,8 @@ void session_check_password(struct session *s, const char *user, const char *pas
     snprintf(s->login_user, sizeof s->login_user, "%s", user);
     snprintf(s->password, sizeof s->password, "%s", password);
     const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
+    if (authlimit_locked(s->conn.peer, user, uv_now(s->srv->loop)))
+        acct = NULL; /* locked out (authlimit.h): fails exactly like an unknown user */
     const char *hash = localauth_dummy_hash();
     if (acct != NULL && acct->local_password != NULL)
         hash = acct->local_password;

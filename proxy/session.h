@@ -23,6 +23,7 @@
 #include "relay.h"
 #include "sasl.h"
 #include "server.h"
+#include "session_log.h"
 #include "upstream.h"
 
 struct listener;
@@ -60,6 +61,7 @@ struct session {
     int relaying;
     int processing, process_again;
     char sid[32];
+    struct session_log slog;  /* the summary line at close (session_log.h) */
 
     const struct config_account *acct; /* after a successful local login */
     const struct config_account *auth_candidate;

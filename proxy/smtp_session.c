@@ -12,11 +12,13 @@
 #include "conn.h"
 #include "line.h"
 #include "listener.h"
+#include "authlimit.h"
 #include "localauth.h"
 #include "log.h"
 #include "sasl.h"
 #include "sender_rules.h"
 #include "server.h"
+#include "session_log.h"
 #include "smtp_parse.h"
 #include "smtp_upstream.h"
 #include "submit.h"
@@ -27,6 +29,7 @@
 #define SMTP_AUTH_FAIL_DELAY_MS 1000
 #define SMTP_MAX_BAD_COMMANDS 10
 #define SMTP_DATA_CHUNK (64 * 1024)
+#define SMTP_PIPELINE_MAX 32        /* relayed commands whose replies may be due at once */
 
 enum smtp_state {
     SMTP_S_COMMAND,        /* waiting for a command line */
@@ -58,6 +61,7 @@ struct smtp_session {
     int open_handles;
     char sid[32];
     enum smtp_state state;
+    struct session_log slog; /* the summary line at close (session_log.h) */
 
     int ehlo_seen;
     int skipping_long_line;
@@ -78,7 +82,10 @@ struct smtp_session {
 
     /* upstream and transaction */
     struct smtp_upstream *up;
-    enum smtp_verb relayed_verb;       /* whose reply is awaited */
+    enum smtp_verb relayed_verb;       /* whose reply came last (for the log) */
+    /* RFC 2920: relayed commands whose replies are still due, oldest first. */
+    enum smtp_verb relay_queue[SMTP_PIPELINE_MAX];
+    unsigned relay_head, relay_count;
     char pending_line[SMTP_COMMAND_LINE_MAX + 1]; /* waits for a new upstream login */
     size_t pending_len;
     enum smtp_verb pending_verb;
@@ -190,8 +197,10 @@ static void smtp_handle_closed(struct smtp_session *s)
     if (--s->open_handles > 0)
         return;
     log_info(s->sid, "event=disconnect");
+    session_log_end(&s->slog, uv_now(s->srv->loop));
     struct listener *l = s->listener;
     struct server *srv = s->srv;
+    listener_peer_release(l, &s->conn);
     server_session_remove(srv, &s->link);
     sender_filter_reset(&s->hdr_filter);
     OPENSSL_cleanse(s, sizeof *s);
@@ -233,7 +242,9 @@ static void smtp_link_shutdown(struct session_link *link)
         return;
     s->shutdown_requested = 1;
     /* A transaction in flight finishes first; its end checks shutdown_requested. */
-    if (s->state == SMTP_S_COMMAND && !s->in_transaction) {
+    if (s->relay_count > 0) {
+        /* Replies are due; smtp_command_done checks shutdown_requested after the last. */
+    } else if (s->state == SMTP_S_COMMAND && !s->in_transaction) {
         smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
         smtp_close(s);
     } else if (s->state != SMTP_S_DATA && s->state != SMTP_S_DATA_REPLY &&
@@ -332,8 +343,11 @@ static void smtp_auth_fail_reply_cb(uv_timer_t *t)
 static void smtp_auth_failed(struct smtp_session *s, const char *why)
 {
     char user[128];
+    authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
     log_warn(s->sid, "event=auth_failed peer=%s user=%s reason=\"%s\"", s->conn.peer,
              log_quote(user, sizeof user, s->login_user, strlen(s->login_user)), why);
+    session_log_result(&s->slog, "auth_failed");
+    stats_auth_failure();
     OPENSSL_cleanse(s->login_user, sizeof s->login_user);
     /* The delay slows guessing; the client cannot tell an unknown user from a wrong password. */
     smtp_enter_state(s, SMTP_S_AUTH_DELAY);
@@ -346,6 +360,8 @@ static void smtp_check_password(struct smtp_session *s, const char *user, const 
      * names exist; no password matches the dummy. */
     snprintf(s->login_user, sizeof s->login_user, "%s", user);
     const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
+    if (authlimit_locked(s->conn.peer, user, uv_now(s->srv->loop)))
+        acct = NULL; /* locked out (authlimit.h): fails exactly like an unknown user */
     const char *hash = localauth_dummy_hash();
     if (acct != NULL && acct->local_password != NULL)
         hash = acct->local_password;
@@ -394,6 +410,7 @@ static void smtp_auth_verify_cb(void *arg, int result)
     }
     s->acct = s->auth_candidate;
     log_info(s->sid, "event=local_login peer=%s account=%s", s->conn.peer, s->acct->name);
+    session_log_login(&s->slog, s->login_user, s->acct);
     smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
     if (submit_is_local(s->acct)) {
         /* No SMTP upstream: a token now, so that a broken token endpoint is a 454 here. */
@@ -419,6 +436,8 @@ static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *r
     if (f != UPSTREAM_OK) {
         log_error(s->sid, "event=upstream_login_failed account=%s class=%s reason=\"%s\"",
                   s->acct->name, upstream_failure_name(f), reason);
+        session_log_result(&s->slog, "upstream_failed");
+        stats_upstream_error(upstream_failure_name(f));
         smtp_drop_upstream(s, 0);
         if (at_auth) {
             s->acct = NULL;
@@ -569,10 +588,38 @@ static const struct config_account *smtp_allowlisted_account(struct smtp_session
     return listener_allowed_account(s->listener, &ss);
 }
 
+/* How many relayed commands with this verb still wait for their reply. */
+static unsigned smtp_relay_due(const struct smtp_session *s, enum smtp_verb verb)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->relay_count; i++)
+        n += s->relay_queue[(s->relay_head + i) % SMTP_PIPELINE_MAX] == verb;
+    return n;
+}
+
+/* May this command line go upstream while replies are still due? RFC 2920 3.1: replies come
+ * in the order of the commands, so only RCPT and DATA that the upstream judges itself do; a
+ * command answered here waits until the replies before it were relayed. */
+static int smtp_pipeline_next(struct smtp_session *s, const char *line, size_t len)
+{
+    struct smtp_command cmd;
+    if (s->relay_count >= SMTP_PIPELINE_MAX || s->up == NULL ||
+        !smtp_upstream_can_pipeline(s->up) || s->skipping_long_line)
+        return 0;
+    if (smtp_parse_command(line, len, &cmd) != SMTP_PARSE_OK)
+        return 0;
+    int mail = s->in_transaction || smtp_relay_due(s, SMTP_CMD_MAIL) > 0;
+    if (cmd.verb == SMTP_CMD_RCPT)
+        return mail;
+    if (cmd.verb == SMTP_CMD_DATA)
+        return mail && (s->rcpt_ok > 0 || smtp_relay_due(s, SMTP_CMD_RCPT) > 0);
+    return 0;
+}
+
 static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, const char *line,
                                size_t len)
 {
-    if (s->up == NULL || !smtp_upstream_ready(s->up)) {
+    if (s->relay_count == 0 && (s->up == NULL || !smtp_upstream_ready(s->up))) {
         /* The upstream closed while idle (providers drop quiet connections): log in again
          * and send the command afterwards. */
         smtp_drop_upstream(s, 0);
@@ -591,8 +638,15 @@ static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, cons
         smtp_upstream_login(s->up, smtp_login_done_cb);
         return;
     }
-    s->relayed_verb = verb;
-    smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
+    /* RFC 2920: with PIPELINING, MAIL and RCPT go at once and the next command is read;
+     * DATA (and anything else) ends the group: nothing is read until its reply came, so no
+     * message byte reaches the upstream before its 354. */
+    int group = smtp_upstream_can_pipeline(s->up) &&
+                (verb == SMTP_CMD_MAIL || verb == SMTP_CMD_RCPT);
+    s->relay_queue[(s->relay_head + s->relay_count) % SMTP_PIPELINE_MAX] = verb;
+    s->relay_count++;
+    if (!group)
+        smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
     smtp_upstream_command(s->up, line, len, smtp_relay_reply_cb);
 }
 
@@ -605,19 +659,34 @@ static void smtp_upstream_lost_reply(struct smtp_session *s, const char *why)
     smtp_reply(s, "451 4.4.2 Connection to the mail provider lost, try again later");
 }
 
+/* The upstream is gone with replies still due: the client gets one for each command. */
+static void smtp_relay_lost_rest(struct smtp_session *s)
+{
+    for (; s->relay_count > 0; s->relay_count--)
+        smtp_reply(s, "451 4.4.2 Connection to the mail provider lost, try again later");
+    s->relay_head = 0;
+}
+
 static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t len)
 {
     struct smtp_session *s = arg;
+    if (s->relay_count > 0) {
+        s->relayed_verb = s->relay_queue[s->relay_head];
+        s->relay_head = (s->relay_head + 1) % SMTP_PIPELINE_MAX;
+        s->relay_count--;
+    }
     if (code == 0) {
         char why[200];
         snprintf(why, sizeof why, "%.*s", (int)(len < 190 ? len : 190), reply);
         smtp_upstream_lost_reply(s, why);
+        smtp_relay_lost_rest(s);
         smtp_command_done(s);
         return;
     }
     if (code == 421) {
         /* The provider closes; this client's session goes on and logs in again later. */
         smtp_upstream_lost_reply(s, "421 from the provider");
+        smtp_relay_lost_rest(s);
         smtp_command_done(s);
         return;
     }
@@ -653,7 +722,8 @@ static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t l
                  log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
     }
     conn_write(&s->conn, reply, len);
-    smtp_command_done(s);
+    if (s->relay_count == 0)
+        smtp_command_done(s);
 }
 
 /* ---- local transaction (submit = ews | graph) -------------------------------------------- */
@@ -708,6 +778,7 @@ static void smtp_local_data(struct smtp_session *s)
 static void smtp_local_reply_cb(void *arg, const char *reply)
 {
     struct smtp_session *s = arg;
+    session_log_message(&s->slog, s->scan.size, atoi(reply), reply, strlen(reply));
     smtp_reset_transaction(s);
     smtp_reply(s, "%s", reply);
     smtp_command_done(s);
@@ -742,6 +813,7 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         if (s->acct != acct)
             log_info(s->sid, "event=allowlisted peer=%s account=%s", s->conn.peer, acct->name);
         s->acct = acct;
+        session_log_login(&s->slog, NULL, acct);
     }
     /* SIZE=n (RFC 1870): refuse early what would be refused after the upload. */
     const char *p = cmd->params;
@@ -785,7 +857,7 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
 
 static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
 {
-    if (!s->in_transaction) {
+    if (!s->in_transaction && smtp_relay_due(s, SMTP_CMD_MAIL) == 0) {
         smtp_reply(s, "503 5.5.1 Need MAIL command");
         return;
     }
@@ -798,11 +870,11 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
 
 static void smtp_cmd_data(struct smtp_session *s, const char *line, size_t len)
 {
-    if (!s->in_transaction) {
+    if (!s->in_transaction && smtp_relay_due(s, SMTP_CMD_MAIL) == 0) {
         smtp_reply(s, "503 5.5.1 Need MAIL command");
         return;
     }
-    if (s->rcpt_ok == 0) {
+    if (s->rcpt_ok == 0 && smtp_relay_due(s, SMTP_CMD_RCPT) == 0) {
         smtp_reply(s, "554 5.5.1 No valid recipients");
         return;
     }
@@ -912,6 +984,8 @@ static void smtp_data_reply_cb(void *arg, int code, const char *reply, size_t le
         log_error(s->sid, "event=message_unconfirmed account=%s from=<%s> reason=\"%.*s\" "
                   "note=\"client told 451; it will retry\"", s->acct->name, s->mail_from,
                   (int)(len < 150 ? len : 150), reply);
+        session_log_result(&s->slog, "upstream_lost");
+        stats_upstream_error("lost");
         smtp_drop_upstream(s, 0);
         smtp_reset_transaction(s);
         smtp_reply(s, "451 4.4.2 Connection to the mail provider lost before it confirmed the "
@@ -922,6 +996,7 @@ static void smtp_data_reply_cb(void *arg, int code, const char *reply, size_t le
     log_info(s->sid, "event=message account=%s from=<%s> rcpts=%u size=%zu reply=%s",
              s->acct->name, s->mail_from, s->rcpt_ok, s->scan.size,
              log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
+    session_log_message(&s->slog, s->scan.size, code, reply, len);
     smtp_reset_transaction(s);
     if (code == 421) {
         smtp_drop_upstream(s, 0);
@@ -1076,8 +1151,14 @@ static void smtp_process_once(struct smtp_session *s)
         if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)
             return;
     }
-    while (smtp_state_reads_lines(s->state) && s->conn.in_len > 0) {
+    /* A client that does not read its replies: leave its commands in the bounded input
+     * buffer (reading stops) until CONN_EV_DRAINED, instead of queueing replies without end. */
+    while (smtp_state_reads_lines(s->state) && s->conn.in_len > 0 && !s->conn.above_high) {
         size_t len, used;
+        if (s->relay_count > 0 && s->skipping_long_line) {
+            smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY); /* its 500 waits for the replies due */
+            return;
+        }
         if (s->skipping_long_line) {
             int found = line_skip(s->conn.in, s->conn.in_len, &used);
             conn_consume(&s->conn, used);
@@ -1100,6 +1181,11 @@ static void smtp_process_once(struct smtp_session *s)
         if (r == LINE_TOO_LONG) {
             s->skipping_long_line = 1;
             continue;
+        }
+        if (s->relay_count > 0 && !smtp_pipeline_next(s, s->conn.in, len)) {
+            /* Back to it when the last reply due was relayed (smtp_command_done). */
+            smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
+            return;
         }
         /* Copy: the handler may consume or discard input (STARTTLS). */
         char line[SMTP_AUTH_LINE_MAX];
@@ -1162,10 +1248,14 @@ static void smtp_conn_event_cb(struct conn *c, enum conn_event ev)
         break;
     case CONN_EV_TIMEOUT:
         log_info(s->sid, "event=client_timeout state=%s", smtp_state_names[s->state]);
+        session_log_result(&s->slog, "timeout");
         smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", s->srv->hostname);
         smtp_close(s);
         break;
     case CONN_EV_DRAINED:
+        if (smtp_state_reads_lines(s->state))
+            smtp_process(s);
+        break;
     case CONN_EV_CONNECTED:
     case CONN_EV_CONNECT_FAILED:
         break;
@@ -1195,11 +1285,14 @@ int smtp_session_accept(struct server *srv, struct listener *l, uv_stream_t *str
         smtp_close_now(s, 0);
         return -1;
     }
+    session_log_begin(&s->slog, &s->link, STATS_PROTO_SMTP, s->sid, s->conn.peer,
+                      uv_now(srv->loop));
     log_info(s->sid, "event=connect peer=%s listener=%s", s->conn.peer, l->cfg->name);
     s->state = SMTP_S_COMMAND;
-    if (l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) {
-        log_warn(s->sid, "event=refused reason=\"listener %s has %u connections (max_connections)\"",
-                 l->cfg->name, l->active - 1);
+    if ((l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) ||
+        listener_peer_admit(l, &s->conn) != 0) {
+        log_warn(s->sid, "event=refused peer=%s reason=\"listener %s: too many connections "
+                 "(max_connections or max_connections_per_ip)\"", s->conn.peer, l->cfg->name);
         if (l->cfg->tls != CONFIG_TLS_IMPLICIT)
             smtp_reply(s, "421 4.7.0 %s Too many connections, try again later", srv->hostname);
         smtp_close(s);

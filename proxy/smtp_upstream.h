@@ -36,8 +36,13 @@ struct smtp_upstream *smtp_upstream_new(struct server *srv, const struct config_
                                         void *arg);
 void smtp_upstream_login(struct smtp_upstream *up, smtp_upstream_login_cb cb);
 int smtp_upstream_ready(const struct smtp_upstream *up);
+/* True when the server advertised PIPELINING (RFC 2920) and the connection takes commands:
+ * ready, or waiting for replies to commands that smtp_upstream_command sent. */
+int smtp_upstream_can_pipeline(const struct smtp_upstream *up);
 
-/* Sends one command line (CRLF added) and calls cb with the reply. */
+/* Sends one command line (CRLF added) and calls cb with the reply. With PIPELINING it may be
+ * called again (same cb) before the reply came: cb then runs once per reply, in order; when
+ * the connection is lost or the server answers 421, cb runs once only and no more follow. */
 void smtp_upstream_command(struct smtp_upstream *up, const char *line, size_t len,
                            smtp_upstream_reply_cb cb);
 /* Message data, already dot-stuffed with CRLF line ends. 0 or -1 (connection gone). */

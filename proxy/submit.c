@@ -229,8 +229,10 @@ void submit_check_login(struct submit *s, upstream_login_cb cb)
 {
     s->login_cb = cb;
     submit_hold(s);
+    /* The first path's token: what the first message will need. */
+    const char *scope = config_account_scope(s->acct, s->acct->submit[0]);
     struct token_wait *w =
-        token_get(s->srv->tokens, s->acct, 0, s->sid, submit_login_token_cb, s);
+        token_get_scope(s->srv->tokens, s->acct, scope, 0, s->sid, submit_login_token_cb, s);
     if (!s->freed && s->login_cb != NULL)
         s->token_wait = w;
     submit_release(s);
@@ -526,8 +528,10 @@ static void submit_attempt(struct submit *s)
     }
     submit_enter_state(s, SB_TOKEN);
     submit_hold(s);
-    struct token_wait *w = token_get(s->srv->tokens, a, s->token_forced ? TOKEN_FORCE_REFRESH : 0,
-                                     s->sid, submit_token_cb, s);
+    /* Graph and EWS are different resources: each path asks for a token of its own scope. */
+    struct token_wait *w =
+        token_get_scope(s->srv->tokens, a, config_account_scope(a, a->submit[s->path]),
+                        s->token_forced ? TOKEN_FORCE_REFRESH : 0, s->sid, submit_token_cb, s);
     if (!s->freed && s->state == SB_TOKEN && s->token == NULL)
         s->token_wait = w;
     submit_release(s);

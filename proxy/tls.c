@@ -68,3 +68,36 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, int verify, FILE *err)
     SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     return ctx;
 }
+
+int tls_server_ctx_set_policy(SSL_CTX *ctx, int min_version, const char *ciphers, FILE *err)
+{
+    char why[256];
+    int v = TLS1_2_VERSION;
+    switch (min_version) {
+    case 10:
+        v = TLS1_VERSION;
+        break;
+    case 11:
+        v = TLS1_1_VERSION;
+        break;
+    case 13:
+        v = TLS1_3_VERSION;
+        break;
+    default:
+        break;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, v) != 1) {
+        fprintf(err, "cannot set tls_min_version: %s\n", tls_last_error(why, sizeof why, "?"));
+        return -1;
+    }
+    /* OpenSSL 3 refuses TLS 1.0/1.1 (SHA-1 signatures) above security level 0; an admin who
+     * asked for them for an old printer gets them, with a warning in the log. */
+    if (v < TLS1_2_VERSION)
+        SSL_CTX_set_security_level(ctx, 0);
+    if (ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+        fprintf(err, "bad tls_ciphers \"%s\": %s\n", ciphers,
+                tls_last_error(why, sizeof why, "no cipher matches"));
+        return -1;
+    }
+    return 0;
+}

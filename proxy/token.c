@@ -1,6 +1,10 @@
 /* token: the token manager, see token.h.
  *
- * One entry per account (found by name). An entry is IDLE, or busy with exactly one of:
+ * One entry per account (found by name), holding the refresh token and one slot per scope asked
+ * for (the access token, its failure window and its waiters). The entry works for one slot at a
+ * time (e->cur); callers of another scope wait in their slot and are served, in order, once the
+ * entry is IDLE again, with the refresh token the previous request may have rotated. An entry
+ * is IDLE, or busy with exactly one of:
  * UNLOCKING (waiting for the store key's derivation, see token_unlock), LOADING (reading the
  * token store on the thread pool), REQUESTING (one request to the token endpoint, or one
  * token_command run) or SAVING (writing a rotated refresh token). Callers that arrive while it
@@ -35,6 +39,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "stats.h"
 #include "token_grant.h"
 #include "token_response.h"
 #include "token_store.h"
@@ -69,6 +74,21 @@ struct token_wait_list {
     struct token_wait *first, *last;
 };
 
+/* One scope's access token. A refresh token serves every resource the user (or the admin)
+ * consented to, so an account has one refresh token and one slot per scope asked for (Graph,
+ * EWS and SMTP each need a token for their own resource). */
+struct token_slot {
+    struct token_slot *next;
+    char *scope;        /* "" = no scope sent */
+    char *access_token; /* cached, NULL when none */
+    uint64_t expiry_ms;
+    uint64_t margin_ms;
+    enum token_status neg_status; /* remembered failure, valid while now < neg_until */
+    uint64_t neg_until;
+    unsigned temp_fails;           /* temporary failures in a row, for the backoff */
+    struct token_wait_list waiters; /* waiting for this scope's request */
+};
+
 struct token_wait {
     struct token_entry *e;
     struct token_wait_list *list;
@@ -93,9 +113,10 @@ struct token_entry {
     const struct config_account *acct; /* the latest pointer a caller passed */
     enum token_entry_state state;
 
-    char *access_token; /* cached, NULL when none */
-    uint64_t expiry_ms;
-    uint64_t margin_ms;
+    /* Access tokens by scope. Requests of one account never overlap, whatever their scope: they
+     * share the refresh token, and a rotated one must be used by the next request. */
+    struct token_slot *slots;
+    struct token_slot *cur; /* the scope being served; set before leaving IDLE */
 
     char *refresh_token; /* current one, in memory */
     int rt_loaded;       /* the store (or seed) was consulted */
@@ -113,10 +134,7 @@ struct token_entry {
     struct token_io *derive_io;
     unsigned char key_hash[32]; /* SHA-256 of the local_password string the key is for */
 
-    enum token_status neg_status; /* remembered failure, valid while now < neg_until */
-    uint64_t neg_until;
     uint64_t last_reload_ms;
-    unsigned temp_fails; /* temporary failures in a row, for the backoff */
 
     struct http_request *req;
     struct token_job *job;
@@ -129,8 +147,6 @@ struct token_entry {
     struct token_io *status_io;
     int status_dirty;
 
-    struct token_wait_list waiters;    /* waiting for the busy state to end */
-    struct token_wait_list delivering; /* being called back right now */
     int flow_logged;                   /* misconfiguration already logged at error level */
     int store_logged;                  /* "no usable store" already logged */
     int locked_logged;                 /* "store locked" already logged */
@@ -313,9 +329,14 @@ static void token_manager_destroy(struct token_manager *tm)
     while (tm->entries != NULL) {
         struct token_entry *e = tm->entries;
         tm->entries = e->next;
-        token_list_free_all(&e->waiters);
-        token_list_free_all(&e->delivering);
-        token_secret_free(&e->access_token);
+        while (e->slots != NULL) {
+            struct token_slot *slot = e->slots;
+            e->slots = slot->next;
+            token_list_free_all(&slot->waiters);
+            token_secret_free(&slot->access_token);
+            free(slot->scope);
+            free(slot);
+        }
         token_secret_free(&e->refresh_token);
         token_secret_free(&e->pending_access);
         OPENSSL_cleanse(e->rejected, sizeof e->rejected);
@@ -410,8 +431,8 @@ void token_manager_free(struct token_manager *tm)
     if (tm == NULL || tm->free_pending)
         return;
     for (struct token_entry *e = tm->entries; e != NULL; e = e->next) {
-        token_list_free_all(&e->waiters);
-        token_list_free_all(&e->delivering);
+        for (struct token_slot *slot = e->slots; slot != NULL; slot = slot->next)
+            token_list_free_all(&slot->waiters);
         if (e->req != NULL) {
             http_request_cancel(e->req);
             e->req = NULL;
@@ -453,36 +474,56 @@ static int token_call(struct token_manager *tm, token_cb cb, void *arg, enum tok
     return 0;
 }
 
-/* Calls every waiter of e once. The entry must be IDLE (or at least consistent): callbacks may
- * call token_get for the same account. May free the manager; e must not be used afterwards. */
+static int token_entry_begin(struct token_entry *e, enum token_status *fail);
+
+/* Calls every waiter of e's current scope once, then starts the next scope that has waiters.
+ * The entry must be IDLE (or at least consistent): callbacks may call token_get for the same
+ * account. May free the manager; e must not be used afterwards. */
 static void token_entry_deliver(struct token_entry *e, enum token_status st, const char *token)
 {
     struct token_manager *tm = e->tm;
+    struct token_wait_list delivering = {NULL, NULL}; /* being called back right now */
     char *copy = NULL;
     struct token_wait *w;
 
-    /* A callback may FORCE a refresh and so free e->access_token: hand out a private copy. */
+    /* A callback may FORCE a refresh and so free the cached token: hand out a private copy. */
     if (st == TOKEN_OK) {
         copy = strdup(token);
         if (copy == NULL)
             st = TOKEN_TEMPFAIL;
     }
-    while ((w = e->waiters.first) != NULL) {
+    while (e->cur != NULL && (w = e->cur->waiters.first) != NULL) {
         token_list_unlink(w);
-        token_list_append(&e->delivering, w);
+        token_list_append(&delivering, w);
     }
     tm->busy++;
-    while (!tm->free_pending && (w = e->delivering.first) != NULL) {
+    while (!tm->free_pending && (w = delivering.first) != NULL) {
         token_list_unlink(w);
         log_debug(w->sid[0] != '\0' ? w->sid : NULL, "event=token_result account=%s status=%s",
                   e->log_name, token_status_name(st));
         w->cb(w->arg, st, st == TOKEN_OK ? copy : NULL);
         free(w);
     }
+    token_list_free_all(&delivering); /* the manager was freed meanwhile: nobody is called */
     tm->busy--;
     token_secret_free(&copy);
-    if (tm->busy == 0 && tm->free_pending)
+    if (tm->busy == 0 && tm->free_pending) {
         token_manager_destroy(tm);
+        return;
+    }
+    if (tm->free_pending || e->state != TOKEN_ENTRY_IDLE)
+        return;
+    /* Callers of other scopes that arrived meanwhile: their turn now, with the refresh token
+     * this request may have rotated. */
+    for (struct token_slot *slot = e->slots; slot != NULL; slot = slot->next) {
+        enum token_status fail;
+        if (slot->waiters.first == NULL)
+            continue;
+        e->cur = slot;
+        if (token_entry_begin(e, &fail) != 0)
+            token_entry_deliver(e, fail, NULL);
+        return;
+    }
 }
 
 /* --- entries --- */
@@ -615,12 +656,14 @@ static void token_entry_fail(struct token_entry *e, enum token_status st, int ht
     uint64_t window;
     char reason[256], desc[300], action[300], qaction[340];
 
+    stats_token_failure(e->name);
+
     if (st == TOKEN_TEMPFAIL) {
         if (retry_after > 0) {
             uint64_t ra = (uint64_t)retry_after * 1000u;
             window = ra > TOKEN_TEMP_FAIL_MAX_MS ? TOKEN_TEMP_FAIL_MAX_MS : ra;
         } else {
-            unsigned shift = e->temp_fails > 1 ? e->temp_fails - 1 : 0;
+            unsigned shift = e->cur->temp_fails > 1 ? e->cur->temp_fails - 1 : 0;
             window = TOKEN_TEMP_FAIL_MS << (shift > 5 ? 5 : shift);
             if (window > TOKEN_TEMP_FAIL_MAX_MS)
                 window = TOKEN_TEMP_FAIL_MAX_MS;
@@ -628,8 +671,8 @@ static void token_entry_fail(struct token_entry *e, enum token_status st, int ht
     } else {
         window = TOKEN_HARD_FAIL_MS;
     }
-    e->neg_status = st;
-    e->neg_until = now + window;
+    e->cur->neg_status = st;
+    e->cur->neg_until = now + window;
 
     if (st == TOKEN_NEEDS_SIGNIN && e->sticky)
         snprintf(action, sizeof action, "check the account's credentials and the mailbox at the "
@@ -670,14 +713,16 @@ static void token_entry_publish(struct token_entry *e)
     uint64_t life = (uint64_t)e->pending_expires_in * 1000u;
     uint64_t margin = (uint64_t)e->acct->refresh_margin * 1000u;
 
-    token_secret_free(&e->access_token);
-    e->access_token = e->pending_access;
+    struct token_slot *slot = e->cur;
+
+    token_secret_free(&slot->access_token);
+    slot->access_token = e->pending_access;
     e->pending_access = NULL;
-    e->expiry_ms = now + life;
+    slot->expiry_ms = now + life;
     /* A margin above half the lifetime would refresh on every use: cap it there. */
-    e->margin_ms = margin < life / 2 ? margin : life / 2;
+    slot->margin_ms = margin < life / 2 ? margin : life / 2;
     e->state = TOKEN_ENTRY_IDLE;
-    token_entry_deliver(e, TOKEN_OK, e->access_token);
+    token_entry_deliver(e, TOKEN_OK, slot->access_token);
 }
 
 static void token_save_cb(void *arg, int result)
@@ -764,9 +809,9 @@ static void token_entry_result(struct token_entry *e, const struct token_grant *
             }
         }
         if (st == TOKEN_TEMPFAIL)
-            e->temp_fails++;
+            e->cur->temp_fails++;
         else
-            e->temp_fails = 0;
+            e->cur->temp_fails = 0;
         token_entry_fail(e, st, http_status, r, retry_after);
         snprintf(err, sizeof err, "%s%s%s", r->reason, r->error[0] != '\0' ? " " : "",
                  r->error[0] != '\0' ? r->error : "");
@@ -788,10 +833,13 @@ static void token_entry_result(struct token_entry *e, const struct token_grant *
     }
     e->rt_reload = 0;
     e->have_rejected = 0;
-    e->neg_until = 0;
-    e->temp_fails = 0;
-    log_info(NULL, "event=token_refreshed account=%s grant=%s expires_in=%ld rotated=%s",
-             e->log_name, grant->name, r->expires_in, rotated ? "yes" : "no");
+    e->cur->neg_until = 0;
+    e->cur->temp_fails = 0;
+    char qscope[300];
+    log_quote(qscope, sizeof qscope, e->cur->scope, strlen(e->cur->scope));
+    log_info(NULL, "event=token_refreshed account=%s grant=%s scope=%s expires_in=%ld "
+             "rotated=%s", e->log_name, grant->name, qscope, r->expires_in,
+             rotated ? "yes" : "no");
     token_secret_free(&e->pending_access);
     e->pending_access = r->access_token;
     r->access_token = NULL;
@@ -844,6 +892,7 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
     memset(&ctx, 0, sizeof ctx);
     ctx.acct = acct;
     ctx.refresh_token = grant->uses_refresh_token ? e->refresh_token : NULL;
+    ctx.scope = e->cur->scope[0] != '\0' ? e->cur->scope : NULL;
     ctx.now = time(NULL);
     timeout_s = tm->cfg->token_timeout != 0 ? tm->cfg->token_timeout : TOKEN_DEFAULT_TIMEOUT_S;
 
@@ -871,6 +920,7 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
         }
         log_debug(NULL, "event=token_request account=%s grant=%s", e->log_name, grant->name);
         e->state = TOKEN_ENTRY_REQUESTING;
+        stats_token_request(e->name);
         token_form_free(&form);
         return 0;
     }
@@ -930,6 +980,7 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
                   grant->name, qurl);
     }
     e->state = TOKEN_ENTRY_REQUESTING;
+    stats_token_request(e->name);
     free(url);
     token_form_free(&form);
     return 0;
@@ -1015,11 +1066,12 @@ static void token_load_cb(void *arg, int result, char *rt, const struct token_st
         if (changed && e->refresh_token != NULL) {
             e->rt_reload = 0;
             e->have_rejected = 0;
-            e->neg_until = 0;
+            for (struct token_slot *slot = e->slots; slot != NULL; slot = slot->next)
+                slot->neg_until = 0; /* a new sign-in: every scope may try again */
             log_info(NULL, "event=token_store_changed account=%s reason=\"a new refresh token "
                            "was stored\"", e->log_name);
-        } else if (uv_now(e->tm->loop) < e->neg_until) {
-            token_entry_deliver(e, e->neg_status, NULL);
+        } else if (uv_now(e->tm->loop) < e->cur->neg_until) {
+            token_entry_deliver(e, e->cur->neg_status, NULL);
             return;
         }
     }
@@ -1174,10 +1226,39 @@ static void token_entry_background(struct token_entry *e)
         token_entry_deliver(e, st, NULL); /* nobody waits; keeps the state consistent */
 }
 
+/* The slot of scope in e, made on first use (NULL: out of memory). */
+static struct token_slot *token_slot_get(struct token_entry *e, const char *scope)
+{
+    struct token_slot **pp;
+    if (scope == NULL)
+        scope = "";
+    for (pp = &e->slots; *pp != NULL; pp = &(*pp)->next)
+        if (strcmp((*pp)->scope, scope) == 0)
+            return *pp;
+    struct token_slot *slot = calloc(1, sizeof *slot);
+    if (slot == NULL)
+        return NULL;
+    slot->scope = strdup(scope);
+    if (slot->scope == NULL) {
+        free(slot);
+        return NULL;
+    }
+    *pp = slot; /* appended: scopes waiting for their turn are served in order */
+    return slot;
+}
+
 struct token_wait *token_get(struct token_manager *tm, const struct config_account *acct,
                              int flags, const char *sid, token_cb cb, void *arg)
 {
+    return token_get_scope(tm, acct, acct != NULL ? acct->scope : NULL, flags, sid, cb, arg);
+}
+
+struct token_wait *token_get_scope(struct token_manager *tm, const struct config_account *acct,
+                                   const char *scope, int flags, const char *sid, token_cb cb,
+                                   void *arg)
+{
     struct token_entry *e;
+    struct token_slot *s;
     const struct token_grant *grant;
     struct token_wait *w;
     uint64_t now;
@@ -1210,38 +1291,47 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
         }
         return NULL;
     }
+    s = token_slot_get(e, scope);
+    if (s == NULL) {
+        token_call(tm, cb, arg, TOKEN_TEMPFAIL, NULL);
+        return NULL;
+    }
 
     now = uv_now(tm->loop);
-    if (!(flags & TOKEN_FORCE_REFRESH) && e->access_token != NULL) {
-        uint64_t hard = e->margin_ms / 2 < TOKEN_MIN_LIFE_MS ? e->margin_ms / 2
+    if (!(flags & TOKEN_FORCE_REFRESH) && s->access_token != NULL) {
+        uint64_t hard = s->margin_ms / 2 < TOKEN_MIN_LIFE_MS ? s->margin_ms / 2
                                                              : TOKEN_MIN_LIFE_MS;
-        if (now + hard < e->expiry_ms) {
-            if (now + e->margin_ms >= e->expiry_ms && e->state == TOKEN_ENTRY_IDLE &&
-                now >= e->neg_until && !e->sticky &&
+        if (now + hard < s->expiry_ms) {
+            if (now + s->margin_ms >= s->expiry_ms && e->state == TOKEN_ENTRY_IDLE &&
+                now >= s->neg_until && !e->sticky &&
                 !(grant->uses_refresh_token && e->key_kind == TOKEN_KEY_PASSWORD &&
-                  !e->key_ready && token_entry_store_usable(e)))
+                  !e->key_ready && token_entry_store_usable(e))) {
+                e->cur = s;
                 token_entry_background(e);
-            if (e->access_token != NULL) { /* a failed background start leaves it alone */
-                token_call(tm, cb, arg, TOKEN_OK, e->access_token);
+            }
+            if (s->access_token != NULL) { /* a failed background start leaves it alone */
+                token_call(tm, cb, arg, TOKEN_OK, s->access_token);
                 return NULL;
             }
         }
     }
-    if (e->state == TOKEN_ENTRY_IDLE && e->sticky) {
+    /* Busy with another scope: this one's remembered failure still counts. */
+    int settled = e->state == TOKEN_ENTRY_IDLE || e->cur != s;
+    if (settled && e->sticky) {
         log_debug(sid, "event=token_fail_fast account=%s status=needs_signin reason=sticky",
                   e->log_name);
         token_call(tm, cb, arg, TOKEN_NEEDS_SIGNIN, NULL);
         return NULL;
     }
-    if (e->state == TOKEN_ENTRY_IDLE && now < e->neg_until) {
+    if (settled && now < s->neg_until) {
         /* In the NEEDS_SIGNIN window the store may hold a new token: look, now and then. */
-        int look = e->neg_status == TOKEN_NEEDS_SIGNIN && e->rt_reload &&
+        int look = s->neg_status == TOKEN_NEEDS_SIGNIN && e->rt_reload &&
                    now - e->last_reload_ms >= TOKEN_RELOAD_MIN_MS && token_entry_store_ok(e);
         if (!look) {
             log_debug(sid, "event=token_fail_fast account=%s status=%s retry_in=%lums",
-                      e->log_name, token_status_name(e->neg_status),
-                      (unsigned long)(e->neg_until - now));
-            token_call(tm, cb, arg, e->neg_status, NULL);
+                      e->log_name, token_status_name(s->neg_status),
+                      (unsigned long)(s->neg_until - now));
+            token_call(tm, cb, arg, s->neg_status, NULL);
             return NULL;
         }
     }
@@ -1258,17 +1348,22 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
         snprintf(w->sid, sizeof w->sid, "%s", sid);
 
     if (e->state == TOKEN_ENTRY_IDLE) {
+        e->cur = s;
         if (flags & TOKEN_FORCE_REFRESH)
-            token_secret_free(&e->access_token);
+            token_secret_free(&s->access_token);
         if (token_entry_begin(e, &st) != 0) {
             free(w);
             token_call(tm, cb, arg, st, NULL);
             return NULL;
         }
     } else {
+        /* The same scope joins the running request; another one waits for its turn (see
+         * token_entry_deliver), without the rejected token. */
+        if (e->cur != s && (flags & TOKEN_FORCE_REFRESH))
+            token_secret_free(&s->access_token);
         log_debug(sid, "event=token_join account=%s", e->log_name);
     }
-    token_list_append(&e->waiters, w);
+    token_list_append(&s->waiters, w);
     return w;
 }
 
@@ -1278,4 +1373,38 @@ void token_wait_cancel(struct token_wait *w)
         return;
     token_list_unlink(w);
     free(w);
+}
+
+void token_account_info(struct token_manager *tm, const char *account,
+                        struct token_account_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (tm == NULL || account == NULL)
+        return;
+    uint64_t now = uv_now(tm->loop);
+    for (const struct token_entry *e = tm->entries; e != NULL; e = e->next) {
+        if (strcmp(e->name, account) != 0)
+            continue;
+        out->known = 1;
+        /* Over every scope: the token that expires first, the failure that lasts longest. */
+        for (const struct token_slot *slot = e->slots; slot != NULL; slot = slot->next) {
+            if (slot->access_token != NULL && slot->expiry_ms > now) {
+                long long left = (long long)((slot->expiry_ms - now) / 1000u);
+                if (!out->cached || left < out->expires_in)
+                    out->expires_in = left;
+                out->cached = 1;
+            }
+            if (slot->neg_until > now) {
+                long long retry = (long long)((slot->neg_until - now + 999u) / 1000u);
+                if (retry > out->retry_in)
+                    out->retry_in = retry;
+                out->failing = 1;
+            }
+        }
+        out->busy = e->state != TOKEN_ENTRY_IDLE;
+        snprintf(out->state, sizeof out->state, "%s", e->status.state);
+        out->last_refresh = e->status.last_refresh;
+        snprintf(out->last_error, sizeof out->last_error, "%s", e->status.last_error);
+        return;
+    }
 }

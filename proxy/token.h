@@ -1,5 +1,6 @@
-/* token: the token manager. One entry per account: the cached access token with its expiry,
- * the grant that renews it, the account's token-store key, and the queue of sessions waiting.
+/* token: the token manager. One entry per account: the cached access tokens with their expiry
+ * (one per scope), the grant that renews them, the account's token-store key, and the queues of
+ * sessions waiting.
  *
  * Rules: a cached token is returned at once while it has some life left; from refresh_margin
  * seconds before its expiry a refresh runs in the background (the cached token is still handed
@@ -49,6 +50,14 @@ struct token_manager *token_manager_new(uv_loop_t *loop, struct http *http,
  * the handle is dead from then on (do not cancel it). sid is used for log lines only. */
 struct token_wait *token_get(struct token_manager *tm, const struct config_account *acct,
                              int flags, const char *sid, token_cb cb, void *arg);
+/* The same for a given scope (NULL or "" = none sent): Graph, EWS and SMTP need tokens for
+ * different resources (config_account_scope). Access tokens are cached, single-flighted and
+ * FORCE_REFRESHed per (account, scope); the refresh token is the account's, shared by every
+ * scope, and requests of one account run one after another so a rotated one is never lost.
+ * token_get asks for acct->scope. */
+struct token_wait *token_get_scope(struct token_manager *tm, const struct config_account *acct,
+                                   const char *scope, int flags, const char *sid, token_cb cb,
+                                   void *arg);
 /* Removes one waiter; its cb is never called. The endpoint request goes on for the others. */
 void token_wait_cancel(struct token_wait *w);
 /* After a configuration reload (SIGHUP): later requests use cfg (state_dir, token_timeout,
@@ -88,5 +97,20 @@ int token_account_password_key(const struct config *cfg, const struct config_acc
 int token_config_check(const struct config *cfg, FILE *err);
 
 const char *token_status_name(enum token_status s);
+
+/* What `xoauthd status` shows of an account's tokens (never a secret). */
+struct token_account_info {
+    int known;              /* 0: no session has needed a token since the start */
+    int cached;             /* an access token is cached */
+    long long expires_in;   /* its remaining life in seconds */
+    int busy;               /* a request (or store read/write, key derivation) is running */
+    int failing;            /* a failure is remembered: callers fail fast until retry_in */
+    long long retry_in;     /* seconds */
+    char state[24];         /* last outcome: ok | tempfail | needs_signin | misconfigured | "" */
+    long long last_refresh; /* Unix time of the last token handed out by the endpoint, 0 = never */
+    char last_error[200];   /* one sanitized sentence, "" when the last attempt worked */
+};
+void token_account_info(struct token_manager *tm, const char *account,
+                        struct token_account_info *out);
 
 #endif

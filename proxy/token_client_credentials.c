@@ -221,7 +221,7 @@ static int token_cc_form(const struct token_grant_ctx *ctx, struct token_form *f
                          const char **why)
 {
     const struct config_account *acct = ctx->acct;
-    const char *scope = acct->scope;
+    const char *scope = ctx->scope;
     if (acct->client_id == NULL || acct->client_id[0] == '\0') {
         *why = "flow = client_credentials needs client_id";
         return -1;

@@ -46,6 +46,7 @@ struct token_client_cert;
 struct token_grant_ctx {
     const struct config_account *acct;
     const char *refresh_token;            /* uses_refresh_token grants: the current one */
+    const char *scope;                    /* the scope asked for (token_get_scope), NULL = none */
     const char *token_url;                /* {tenant} already replaced */
     const struct token_client_cert *cert; /* client_certificate loaded, else NULL */
     time_t now;                           /* wall clock, for JWT claims */

@@ -29,8 +29,8 @@ static int token_password_form(const struct token_grant_ctx *ctx, struct token_f
         token_form_add(form, "client_secret", acct->client_secret);
     token_form_add(form, "username", acct->username);
     token_form_add(form, "password", acct->upstream_password);
-    if (acct->scope != NULL && acct->scope[0] != '\0')
-        token_form_add(form, "scope", acct->scope);
+    if (ctx->scope != NULL && ctx->scope[0] != '\0')
+        token_form_add(form, "scope", ctx->scope);
     return 0;
 }
 

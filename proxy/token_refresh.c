@@ -25,8 +25,8 @@ int token_refresh_form(const struct token_grant_ctx *ctx, struct token_form *for
     if (acct->client_secret != NULL && acct->client_secret[0] != '\0')
         token_form_add(form, "client_secret", acct->client_secret);
     token_form_add(form, "refresh_token", ctx->refresh_token);
-    if (acct->scope != NULL && acct->scope[0] != '\0')
-        token_form_add(form, "scope", acct->scope);
+    if (ctx->scope != NULL && ctx->scope[0] != '\0')
+        token_form_add(form, "scope", ctx->scope);
     return 0;
 }
 

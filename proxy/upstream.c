@@ -207,8 +207,14 @@ void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb)
 void upstream_fetch_token(struct upstream_base *b, int force)
 {
     upstream_hold(b);
-    struct token_wait *w = token_get(b->srv->tokens, b->acct, force ? TOKEN_FORCE_REFRESH : 0,
-                                     b->sid, upstream_token_cb, b);
+    /* SMTP (relay, or the fallback of submit = graph, smtp) has smtp_scope; IMAP and POP3 the
+     * account's scope. */
+    const char *scope = strcmp(b->proto, "smtp") == 0
+                            ? config_account_scope(b->acct, CONFIG_SUBMIT_SMTP)
+                            : b->acct->scope;
+    struct token_wait *w = token_get_scope(b->srv->tokens, b->acct, scope,
+                                           force ? TOKEN_FORCE_REFRESH : 0, b->sid,
+                                           upstream_token_cb, b);
     if (w != NULL && !b->detached)
         b->token_wait = w;
     upstream_release(b);

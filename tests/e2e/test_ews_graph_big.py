@@ -88,6 +88,43 @@ class EwsGraphBigTest(EwsGraphCase):
         # SMTP takes the envelope: no Bcc: line, the bytes as sent (dot-stuffed on the wire)
         self.assertEqual(data, msg)
 
+    def test_graph_falls_back_to_ews_with_ews_scope(self):
+        """graph, ews: Graph and EWS are different resources, so each path asks the IdP for a
+        token of its own scope (scope for the first path, ews_scope for the fallback); with
+        check_scope on, the mocks refuse a token issued for another resource."""
+        graph_scope = "https://graph.microsoft.com/Mail.Send offline_access"
+        ews_scope = "https://outlook.office365.com/EWS.AccessAsUser.All offline_access"
+        x = self.xoauthd("graph, ews", extra={"scope": graph_scope, "ews_scope": ews_scope})
+        self.mock.check_scope = True
+        code, text = self.send(x, message("scoped small"))
+        self.assertEqual(code, 250, text)
+        msg = message("scoped 5mb", body=big_body(5 * 1024 * 1024))
+        code, text = self.send(x, msg)
+        self.assertEqual(code, 250, text)
+        graph, ews = self.mock.of_kind("graph"), self.mock.of_kind("ews")
+        self.assertEqual(len(graph), 1)
+        self.assertEqual(len(ews), 1)
+        self.assertEqual(graph[0]["token_scope"], graph_scope)
+        self.assertEqual(ews[0]["token_scope"], ews_scope)
+        self.assertFalse(ews[0].get("scope_refused"))
+        self.assertEqual(ews[0]["mime"], msg)
+        log = x.log_text()
+        self.assertIn("event=submit_fallback from=graph to=ews", log)
+        self.assertIn('scope="%s"' % ews_scope, log)
+
+    def test_fallback_token_for_the_wrong_resource_is_refused(self):
+        """The knob works: an EWS request with an SMTP-scoped token gets 401 (then 451)."""
+        graph_scope = "https://graph.microsoft.com/.default"
+        x = self.xoauthd("graph, ews", extra={
+            "scope": graph_scope,
+            "ews_scope": "https://outlook.office.com/SMTP.Send offline_access"})
+        self.mock.check_scope = True
+        code, text = self.send(x, message("wrong scope 5mb", body=big_body(5 * 1024 * 1024)))
+        self.assertEqual(code, 451, text)
+        ews = self.mock.of_kind("ews")
+        self.assertTrue(ews and all(r.get("scope_refused") for r in ews))
+        self.assertIn("ews_scope", x.log_text())
+
     def test_size_limit(self):
         x = self.xoauthd("ews", key="ews-small-limit")
         x2 = x

@@ -171,6 +171,36 @@ class ReloadShutdown(unittest.TestCase):
         c.close()
         x.stop()
 
+    def test_reload_changes_token_requests(self):
+        """A changed account setting (the client credentials) is what the next token request
+        of a new session sends: the token manager follows the reload."""
+        x = self.start()
+        for h, o in x.sections:
+            if h == "account dev":
+                o["client_id"] = "cid-reloaded"
+                o["client_secret"] = "s3cret-reloaded"
+        x.write_config()
+        self.rig.idp.set_client("cid-reloaded", secret="s3cret-reloaded")
+        # The old credentials stop working: only the reloaded ones can get a token.
+        self.rig.idp.set_client("cid", secret="revoked")
+        self.addCleanup(self.rig.idp.set_client, "cid", secret="s3cret")
+        before = len(self.fake.messages)
+        x.proc.send_signal(signal.SIGHUP)
+        self.notify.expect("READY=1")
+        c = Smtp(x.port("first"))
+        c.cmd("EHLO printer.local")
+        self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<boss@example.com>").startswith("250"))
+        self.assertTrue(c.cmd("DATA").startswith("354"))
+        self.assertTrue(c.cmd("Subject: after reload\r\n\r\nbody\r\n.").startswith("250"))
+        c.cmd("QUIT")
+        c.close()
+        self.assertEqual(len(self.fake.messages), before + 1)
+        log = x.log_text()
+        self.assertIn("event=token_refreshed account=dev", log)
+        self.assertNotIn("event=token_error", log)
+        x.stop()
+
     def test_sigterm_lets_data_finish(self):
         x = self.start()
         before = len(self.fake.messages)

@@ -238,7 +238,10 @@ class TokenTestBase(unittest.TestCase):
     def store_files(self, x):
         out = {}
         for n in os.listdir(x.state_dir):
-            with open(os.path.join(x.state_dir, n), "rb") as f:
+            p = os.path.join(x.state_dir, n)
+            if not os.path.isfile(p):
+                continue  # the control socket (control.sock) lives here too: no data in it
+            with open(p, "rb") as f:
                 out[n] = f.read()
         return out
 

@@ -21,12 +21,22 @@ class FakeSmtp:
         self.challenge_answers = []     # what the client sent after an error challenge
         self.messages = []              # (mail_from, [rcpts], data bytes) accepted
         self.close_after_data_lines = None  # close the connection after N lines of DATA
+        # Fault knobs (tests/e2e/test_faults_*.py). Step names are the verbs ("EHLO", "AUTH",
+        # "MAIL", "RCPT", "DATA", "RSET", ...) plus "DATA_END" for the final dot.
+        self.close_at = set()    # steps at which the connection is closed instead of a reply
+        self.replies = {}        # step -> reply text sent instead of the normal one
+        self.partial_messages = []  # DATA bodies cut off before the final dot
+        self.dotted = []         # DATA bodies whose final dot arrived (accepted or not)
+        self.connections = 0
         self.lock = threading.Lock()
         fake = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
-                fake._serve(self.rfile, self.wfile)
+                try:
+                    fake._serve(self.rfile, self.wfile)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # xoauthd hung up first: a fault case, not a rig failure
 
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
@@ -46,6 +56,8 @@ class FakeSmtp:
             wfile.write(text.encode() + b"\r\n")
             wfile.flush()
 
+        with self.lock:
+            self.connections += 1
         send("220 fake.test ESMTP")
         mail_from, rcpts = None, []
         while True:
@@ -56,6 +68,15 @@ class FakeSmtp:
             with self.lock:
                 self.lines.append(line)
             verb = line.split(" ", 1)[0].upper()
+            if verb in self.close_at:
+                return
+            canned = self.replies.get(verb) if verb != "DATA_END" else None
+            if canned is not None:
+                # Read once: a test may replace self.replies as soon as the reply is out.
+                send(canned)
+                if verb == "MAIL" and canned[:1] == "2":
+                    mail_from, rcpts = line[10:].strip("<> "), []
+                continue
             if verb == "EHLO":
                 send("250-fake.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
                      "250 AUTH XOAUTH2 OAUTHBEARER")
@@ -73,13 +94,23 @@ class FakeSmtp:
                 while True:
                     l = rfile.readline()
                     if not l:
-                        return  # connection gone before the final dot: nothing accepted
+                        with self.lock:  # connection gone before the final dot: not accepted
+                            self.partial_messages.append(b"".join(data))
+                        return
                     n += 1
                     if self.close_after_data_lines is not None and n >= self.close_after_data_lines:
                         return
                     if l == b".\r\n":
                         break
                     data.append(l[1:] if l.startswith(b"..") else l)
+                with self.lock:
+                    self.dotted.append(b"".join(data))
+                if "DATA_END" in self.close_at:
+                    return  # the whole message arrived, the verdict never does: not accepted
+                canned_end = self.replies.get("DATA_END")  # read once, see above
+                if canned_end is not None:
+                    send(canned_end)
+                    continue
                 with self.lock:
                     self.messages.append((mail_from, rcpts, b"".join(data)))
                 send("250 2.0.0 Ok: queued")

@@ -8,7 +8,10 @@ free port, with two faces:
   POST /v1.0/users/{user}/sendMail     Graph: base64 MIME body, 202
 
 Every request is recorded (headers, raw body, operation, decoded MIME). Bearer tokens are checked
-with the mock IdP's introspection endpoint when one is given. The EWS face validates each
+with the mock IdP's introspection endpoint when one is given; with `check_scope` set (opt-in,
+cleared by reset()) a token must also have been issued for the face's resource, like the real
+services: Graph wants a https://graph.microsoft.com/ scope, EWS .default of Exchange Online or
+EWS.AccessAsUser.All; any other (an SMTP.Send token, say) gets 401. The EWS face validates each
 request's SOAP body operation and header elements against Microsoft's schema with
 `<repo>/../shared/ews-schema/validate` (xmllint); without that folder it prints a notice once
 and skips validation. A request that fails validation is answered with the SOAP fault a real
@@ -102,6 +105,7 @@ class MockEwsGraph:
         self.items = {}             # EWS store: item id -> {"mime": bytes, "folder": str, ...}
         self.folders = {"inbox", "sentitems", "drafts", "deleteditems"}
         self.introspection_url = introspection_url
+        self.check_scope = False    # opt-in: refuse tokens issued for another resource
         self.validate = validate
         self.validation_errors = []
         self.tmp = tempfile.mkdtemp(prefix="mock-ews-")
@@ -151,6 +155,7 @@ class MockEwsGraph:
             self.ews_script = []
             self.graph_script = []
             self.validation_errors = []
+            self.check_scope = False
 
     def of_kind(self, kind):
         with self.lock:
@@ -168,17 +173,38 @@ class MockEwsGraph:
         if body:
             h.wfile.write(body)
 
-    def _token_ok(self, token):
+    def _token_info(self, token):
+        """(active, scope): scope is None when there is no introspection to ask."""
         if not token:
-            return False
+            return False, None
         if self.introspection_url is None:
-            return True
+            return True, None
         data = urllib.parse.urlencode({"token": token}).encode()
         try:
             with urllib.request.urlopen(self.introspection_url, data=data, timeout=10) as r:
-                return bool(json.loads(r.read()).get("active"))
+                info = json.loads(r.read())
+                return bool(info.get("active")), info.get("scope")
         except Exception:
+            return False, None
+
+    def _token_ok(self, token):
+        return self._token_info(token)[0]
+
+    @staticmethod
+    def scope_fits(kind, scope):
+        """Whether a token issued for `scope` is accepted by the `kind` ("ews"/"graph") face."""
+        items = (scope or "").split()
+        if kind == "graph":
+            return any(s.startswith("https://graph.microsoft.com/") for s in items)
+        return any(s in ("https://outlook.office365.com/.default",
+                         "https://outlook.office.com/.default")
+                   or s.endswith("/EWS.AccessAsUser.All") for s in items)
+
+    def _scope_refused(self, rec):
+        if not self.check_scope or not rec["token_ok"] or rec["token_scope"] is None:
             return False
+        rec["scope_refused"] = not self.scope_fits(rec["kind"], rec["token_scope"])
+        return rec["scope_refused"]
 
     def _handle(self, h):
         length = int(h.headers.get("Content-Length") or 0)
@@ -186,8 +212,9 @@ class MockEwsGraph:
         path = urllib.parse.urlsplit(h.path).path
         auth = h.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else None
+        active, scope = self._token_info(token)
         rec = {"path": path, "headers": dict(h.headers.items()), "body": body, "token": token,
-               "token_ok": self._token_ok(token)}
+               "token_ok": active, "token_scope": scope}
         if path.lower() == "/ews/exchange.asmx":
             rec["kind"] = "ews"
             with self.lock:
@@ -264,7 +291,7 @@ class MockEwsGraph:
             with self.lock:
                 self.validation_errors.extend(errs)
             return self._send(h, 500, soap_fault())
-        if not rec["token_ok"]:
+        if not rec["token_ok"] or self._scope_refused(rec):
             return self._send(h, 401, b"", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         with self.lock:
             step = self.ews_script.pop(0) if self.ews_script else None
@@ -350,7 +377,7 @@ class MockEwsGraph:
 
     # -- Graph --
     def _graph(self, h, rec):
-        if not rec["token_ok"]:
+        if not rec["token_ok"] or self._scope_refused(rec):
             return self._send(h, 401, json.dumps({"error": {
                 "code": "InvalidAuthenticationToken",
                 "message": "Access token validation failure."}}).encode(), "application/json")

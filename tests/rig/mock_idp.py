@@ -161,8 +161,18 @@ class Idp:
         self.access[tok] = {"username": username, "exp": time.time() + life,
                             "client_id": client_id, "scope": scope}
         if username is not None:
-            self._user_stats(username)["access_tokens"].append(tok)
+            us = self._user_stats(username)
+            us["access_tokens"].append(tok)
+            # the scope each access token was issued for, in the same order (a token serves one
+            # resource: Graph, EWS or SMTP; the mock EWS/Graph endpoints check it on request)
+            us.setdefault("access_token_scopes", []).append(scope)
         return tok, life
+
+    def scope_of(self, token):
+        """The scope an access token was issued for, None when unknown."""
+        with self.lock:
+            a = self.access.get(token)
+            return a["scope"] if a is not None else None
 
     def _issue_refresh(self, username):
         old = self.current_refresh.get(username)
@@ -175,13 +185,13 @@ class Idp:
         self._user_stats(username)["refresh_tokens_issued"].append(tok)
         return tok
 
-    def mint(self, username, lifetime=None):
+    def mint(self, username, lifetime=None, scope=""):
         """An access token for `username` without a token request (the rig's own IMAP reads)."""
         with self.lock:
             tok = _rand(self.access_token_length)
             life = lifetime or self.users.get(username, {}).get("lifetime") or self.lifetime
             self.access[tok] = {"username": username, "exp": time.time() + life,
-                                "client_id": "_mint", "scope": ""}
+                                "client_id": "_mint", "scope": scope or ""}
             return tok
 
     def introspect_failure(self):
@@ -561,7 +571,8 @@ class Idp:
           clear_failures (both kinds)
           expire_access  [username]: every access token issued so far (for the user) is dead
           revoke_refresh username: the user's live refresh token dies (invalid_grant)
-          mint           username, [lifetime] -> {"access_token": ...} (no token request)
+          mint           username, [lifetime], [scope] -> {"access_token": ...} (no token
+                         request)
           reset_stats
         """
         op = req.get("op")
@@ -637,7 +648,8 @@ class Idp:
                 self._save()
                 return {"revoked": old is not None}
             if op == "mint":
-                return {"access_token": self.mint(req["username"], req.get("lifetime"))}
+                return {"access_token": self.mint(req["username"], req.get("lifetime"),
+                                                  req.get("scope") or "")}
             if op == "reset_stats":
                 self.reset_stats()
                 return {}

@@ -834,6 +834,8 @@ class Rig:
         """Remembers the current size of every log; dump_logs() prints from there."""
         self._marks = {}
         for name, p in self.server_logs().items():
+            if not p:
+                continue  # a server this rig does not run (mail_servers=False)
             try:
                 self._marks[p] = os.path.getsize(p)
             except OSError:

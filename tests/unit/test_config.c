@@ -644,6 +644,68 @@ static void test_account_errors(void)
     CHECK(expect_error(dup, 9, "duplicate local_user \"same\" (also in [account a] at line 2)"));
 }
 
+/* graph_scope / ews_scope / smtp_scope: the first path keeps scope, a fallback path gets the
+ * preset of its resource, explicit keys win; misuse is an error on the key's line. */
+static void test_path_scopes(void)
+{
+    char *errs = NULL;
+    struct config *cfg = load_text(ACCT_HEAD "flow = refresh_token\nclient_id = c\n"
+                                   "submit = graph, ews\n"
+                                   "scope = https://graph.microsoft.com/.default\n" OK_TAIL,
+                                   &errs);
+    CHECK(cfg != NULL && errs[0] == '\0');
+    free(errs);
+    const struct config_account *a = cfg != NULL ? config_find_account(cfg, "a") : NULL;
+    CHECK(a != NULL);
+    if (a != NULL) {
+        CHECK(strcmp(config_account_scope(a, CONFIG_SUBMIT_GRAPH),
+                     "https://graph.microsoft.com/.default") == 0);
+        CHECK(strcmp(config_account_scope(a, CONFIG_SUBMIT_EWS),
+                     "https://outlook.office365.com/EWS.AccessAsUser.All offline_access") == 0);
+    }
+    config_free(cfg);
+
+    errs = NULL;
+    cfg = load_text(ACCT_HEAD "flow = client_credentials\nclient_id = c\nclient_secret = s\n"
+                    "tenant = t\nsubmit = graph, smtp\n" OK_TAIL, &errs);
+    CHECK(cfg != NULL && errs[0] == '\0');
+    free(errs);
+    a = cfg != NULL ? config_find_account(cfg, "a") : NULL;
+    CHECK(a != NULL);
+    if (a != NULL) {
+        CHECK(strcmp(config_account_scope(a, CONFIG_SUBMIT_GRAPH),
+                     "https://outlook.office365.com/.default") == 0); /* scope, as before */
+        CHECK(strcmp(config_account_scope(a, CONFIG_SUBMIT_SMTP),
+                     "https://outlook.office365.com/.default") == 0);
+    }
+    config_free(cfg);
+
+    errs = NULL;
+    cfg = load_text(ACCT_HEAD "flow = device_code\nclient_id = c\nsubmit = graph, smtp\n"
+                    "graph_scope = https://graph.microsoft.com/Mail.Send offline_access\n"
+                    OK_TAIL, &errs);
+    CHECK(cfg != NULL && errs[0] == '\0');
+    free(errs);
+    a = cfg != NULL ? config_find_account(cfg, "a") : NULL;
+    CHECK(a != NULL);
+    if (a != NULL) {
+        CHECK(strcmp(config_account_scope(a, CONFIG_SUBMIT_GRAPH),
+                     "https://graph.microsoft.com/Mail.Send offline_access") == 0);
+        CHECK(strcmp(config_account_scope(a, CONFIG_SUBMIT_SMTP),
+                     "https://outlook.office.com/SMTP.Send offline_access") == 0);
+        CHECK(strstr(a->scope, "IMAP.AccessAsUser.All") != NULL); /* IMAP, POP3: unchanged */
+    }
+    config_free(cfg);
+
+    CHECK(expect_error(ACCT_HEAD "flow = device_code\nclient_id = c\n"
+                       "ews_scope = https://outlook.office365.com/.default\n", 8,
+                       "ews_scope in [account a] has no effect: submit does not list ews"));
+    CHECK(expect_error(ACCT_HEAD "flow = device_code\nclient_id = c\nsubmit = graph, ews\n"
+                       "graph_scope =\n", 9, "graph_scope in [account a] must be a non-empty"));
+    CHECK(expect_error(ACCT_HEAD "flow = static\naccess_token = t\nsmtp_scope = x\n", 8,
+                       "smtp_scope in [account a] has no effect with flow = static"));
+}
+
 static void test_all_errors_reported(void)
 {
     char *errs = NULL;
@@ -736,6 +798,7 @@ int main(void)
     test_value_errors();
     test_provider_errors();
     test_account_errors();
+    test_path_scopes();
     test_all_errors_reported();
     test_unreadable();
     test_example_file();

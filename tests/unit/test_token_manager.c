@@ -44,6 +44,7 @@ struct srv {
     char last_assertion_type[96], last_assertion[4096], last_username[64], last_password[64];
     int retry_after; /* seconds for the Retry-After of a 429 */
     char last_path[128];
+    char scope_log[8][128], rt_log[8][128]; /* scope= and refresh_token= of each request */
     struct srv_conn *conns;
 };
 
@@ -174,6 +175,9 @@ static void srv_handle(struct srv_conn *c, const char *path, const char *body)
     srv_form_get(body, "client_secret", srv.last_secret, sizeof srv.last_secret);
     srv_form_get(body, "refresh_token", srv.last_rt, sizeof srv.last_rt);
     srv_form_get(body, "scope", srv.last_scope, sizeof srv.last_scope);
+    snprintf(srv.scope_log[(srv.requests - 1) % 8], sizeof srv.scope_log[0], "%s",
+             srv.last_scope);
+    snprintf(srv.rt_log[(srv.requests - 1) % 8], sizeof srv.rt_log[0], "%s", srv.last_rt);
     srv_form_get(body, "client_assertion_type", srv.last_assertion_type,
                  sizeof srv.last_assertion_type);
     srv_form_get(body, "client_assertion", srv.last_assertion, sizeof srv.last_assertion);
@@ -1196,6 +1200,59 @@ static void test_unusable_and_plain(void)
     token_manager_free(tm);
 }
 
+/* Graph and EWS need tokens for different resources: one access token per (account, scope),
+ * one refresh token per account. Two scopes asked for at once make two requests, one after the
+ * other, the second with the refresh token the first one rotated. */
+static void test_scopes(void)
+{
+    static const char graph[] = "https://graph.microsoft.com/Mail.Send offline_access";
+    static const char ews[] = "https://outlook.office365.com/EWS.AccessAsUser.All offline_access";
+    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct config_account a;
+    struct result r[8];
+    int req0 = srv.requests;
+
+    memset(r, 0, sizeof r);
+    acct_init(&a, "scopes", "SEED~scopes");
+    CHECK(token_get_scope(tm, &a, graph, 0, NULL, result_cb, &r[0]) != NULL);
+    CHECK(token_get_scope(tm, &a, ews, 0, NULL, result_cb, &r[1]) != NULL);
+    CHECK(token_get_scope(tm, &a, graph, 0, NULL, result_cb, &r[2]) != NULL); /* joins */
+    CHECK(wait_for(&r[1].called, 1) && r[0].called == 1 && r[2].called == 1);
+    CHECK(r[0].st == TOKEN_OK && r[1].st == TOKEN_OK && r[2].st == TOKEN_OK);
+    CHECK(srv.requests == req0 + 2);
+    CHECK(strcmp(srv.scope_log[req0 % 8], graph) == 0);
+    CHECK(strcmp(srv.rt_log[req0 % 8], "SEED~scopes") == 0);
+    CHECK(strcmp(srv.scope_log[(req0 + 1) % 8], ews) == 0);
+    char *rt1 = stored(state_dir, "scopes");
+    /* the second request used the refresh token the first one rotated (the seed is dead) */
+    CHECK(strncmp(srv.rt_log[(req0 + 1) % 8], "RT~", 3) == 0);
+    CHECK(strcmp(r[0].tok, r[2].tok) == 0 && strcmp(r[0].tok, r[1].tok) != 0);
+    /* ...and the store holds the one the second rotated */
+    CHECK(rt1 != NULL && strcmp(rt1, srv.rt_log[(req0 + 1) % 8]) != 0);
+    free(rt1);
+
+    /* each scope has its own cached token */
+    CHECK(token_get_scope(tm, &a, graph, 0, NULL, result_cb, &r[3]) == NULL);
+    CHECK(token_get_scope(tm, &a, ews, 0, NULL, result_cb, &r[4]) == NULL);
+    CHECK(strcmp(r[3].tok, r[0].tok) == 0 && strcmp(r[4].tok, r[1].tok) == 0);
+    CHECK(srv.requests == req0 + 2);
+
+    /* FORCE_REFRESH renews one scope only */
+    CHECK(token_get_scope(tm, &a, ews, TOKEN_FORCE_REFRESH, NULL, result_cb, &r[5]) != NULL);
+    CHECK(wait_for(&r[5].called, 1) && r[5].st == TOKEN_OK);
+    CHECK(srv.requests == req0 + 3 && strcmp(srv.last_scope, ews) == 0);
+    CHECK(strcmp(r[5].tok, r[1].tok) != 0);
+    CHECK(token_get_scope(tm, &a, graph, 0, NULL, result_cb, &r[6]) == NULL);
+    CHECK(strcmp(r[6].tok, r[0].tok) == 0);
+
+    /* token_get is the account's scope: a third one */
+    CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[7]) != NULL);
+    CHECK(wait_for(&r[7].called, 1) && r[7].st == TOKEN_OK);
+    CHECK(srv.requests == req0 + 4 && strcmp(srv.last_scope, a.scope) == 0);
+    token_manager_free(tm);
+    run_for(50);
+}
+
 static void test_backoff(void)
 {
     struct token_manager *tm = token_manager_new(&loop, http, &cfg);
@@ -1396,6 +1453,7 @@ int main(void)
     test_unusable_and_plain();
     test_reload_rekey();
     test_backoff();
+    test_scopes();
 
     http_close(http);
     srv_close();
