@@ -612,6 +612,7 @@ def main():
     ap.add_argument("--cert", help=argparse.SUPPRESS)
     ap.add_argument("--key", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.build = os.path.abspath(args.build)  # processes run with cwd set to a temp dir
     if args.fake_imap:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
