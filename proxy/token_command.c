@@ -90,19 +90,19 @@ static void token_cmd_result(struct token_job *j, struct token_response *r)
         return;
     }
     if (j->term_signal != 0) {
-        snprintf(r->reason, sizeof r->reason, "token_command was killed by signal %d%s%s",
+        snprintf(r->reason, sizeof r->reason, "token_command was killed by signal %d%s%.100s",
                  j->term_signal, first_err[0] ? ": " : "", first_err);
         return;
     }
     if (j->exit_status == 126 || j->exit_status == 127) {
         r->status = TOKEN_MISCONFIGURED;
         snprintf(r->action, sizeof r->action, "fix token_command (path, permissions)");
-        snprintf(r->reason, sizeof r->reason, "token_command could not be run (exit %lld)%s%s",
+        snprintf(r->reason, sizeof r->reason, "token_command could not be run (exit %lld)%s%.100s",
                  (long long)j->exit_status, first_err[0] ? ": " : "", first_err);
         return;
     }
     if (j->exit_status != 0) {
-        snprintf(r->reason, sizeof r->reason, "token_command failed (exit %lld)%s%s",
+        snprintf(r->reason, sizeof r->reason, "token_command failed (exit %lld)%s%.100s",
                  (long long)j->exit_status, first_err[0] ? ": " : "", first_err);
         return;
     }

@@ -141,7 +141,7 @@ static void test_full(void)
         "# hash comment\n"
         "\n"
         "[xoauthd]\n"
-        "state_dir = /tmp/xo-state\n"
+        "state_dir = /var/lib/xoauthd-unit-test\n"
         "log_level = debug\r\n"
         "user = nobody\n"
         "max_message_size = 52428800\n"
@@ -221,7 +221,7 @@ static void test_full(void)
     }
     free(errs);
     CHECK(strcmp(cfg->path, test_path) == 0);
-    CHECK(strcmp(cfg->state_dir, "/tmp/xo-state") == 0);
+    CHECK(strcmp(cfg->state_dir, "/var/lib/xoauthd-unit-test") == 0);
     CHECK(cfg->log_level == LOG_DEBUG);
     CHECK(cfg->user != NULL && strcmp(cfg->user, "nobody") == 0);
     CHECK(cfg->max_message_size == 52428800);
