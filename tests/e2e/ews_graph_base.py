@@ -11,26 +11,12 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
+from rig import plain_ir, read_reply  # noqa: E402
 from mock_ews_graph import MockEwsGraph  # noqa: E402
 
 USER = "scanner@contoso.test"
 PASSWORD = "scan-pass;word"
 CLIENT_SECRET = "client-secret-value"
-
-
-def plain_ir(user, password):
-    return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
-
-
-def read_reply(f):
-    lines = []
-    while True:
-        line = f.readline()
-        if not line:
-            raise EOFError("connection closed; got %r" % lines)
-        lines.append(line.decode())
-        if len(line) < 4 or line[3:4] != b"-":
-            return "".join(lines)
 
 
 def message(subject, to="boss@contoso.test", cc=None, body=b"hello\r\n"):

@@ -11,18 +11,11 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
+from rig import free_port  # noqa: E402
 
 USER = "reader@example.com"
 PASSWORD = "imap-fault-pass;7"
 CLIENT_SECRET = "imap-fault-client-secret"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class HangUpServer:

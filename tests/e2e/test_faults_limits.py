@@ -15,6 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
+from rig import plain_ir, read_reply  # noqa: E402
 from fake_smtp import FakeSmtp  # noqa: E402
 
 USER = "scanner@example.com"
@@ -23,21 +24,6 @@ CLIENT_SECRET = "limits-client-secret"
 SRCDIR = os.environ.get("XOAUTHD_SRCDIR",
                         os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 F2B_FILTER = os.path.join(SRCDIR, "contrib", "fail2ban", "xoauthd.conf")
-
-
-def plain_ir(user, password):
-    return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
-
-
-def read_reply(f):
-    lines = []
-    while True:
-        line = f.readline()
-        if not line:
-            raise EOFError("connection closed; got %r" % lines)
-        lines.append(line.decode("latin-1"))
-        if len(line) < 4 or line[3:4] != b"-":
-            return "".join(lines)
 
 
 class LimitsTest(unittest.TestCase):

@@ -16,23 +16,12 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
+from rig import plain_ir, free_port  # noqa: E402
 from fake_smtp import FakeSmtp  # noqa: E402
 
 USER = "scanner@example.com"
 PASSWORD = "fault-pass;word-7Q"
 CLIENT_SECRET = "fault-client-secret-value"
-
-
-def plain_ir(user, password):
-    return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Client:

@@ -203,6 +203,23 @@ def run_with_tty(cmd, timeout=60):
     return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
+def plain_ir(user, password):
+    """The base64 initial response of SASL PLAIN (RFC 4616) with an empty authzid."""
+    return base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+
+
+def read_reply(f):
+    """One whole SMTP reply (every line of a multi-line one) from a socket file."""
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            raise EOFError("connection closed; got %r" % lines)
+        lines.append(line.decode("latin-1"))
+        if len(line) < 4 or line[3:4] != b"-":
+            return "".join(lines)
+
+
 def xoauth2_string(user, token):
     return "user=%s\x01auth=Bearer %s\x01\x01" % (user, token)
 
