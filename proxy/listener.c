@@ -1,11 +1,15 @@
+/* accept4 (SOCK_CLOEXEC: token_command children must not inherit client sockets). */
+#define _GNU_SOURCE
 #include "listener.h"
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "imap_session.h"
@@ -15,6 +19,23 @@
 #include "server.h"
 #include "smtp_session.h"
 #include "tls.h"
+
+/* Why the listening socket is not a uv_tcp_t with uv_listen():
+ * libuv's accept loop (uv__server_io) handles EMFILE/ENFILE before the connection callback
+ * hears of it: it closes a descriptor it keeps in reserve, accepts every waiting connection and
+ * closes each at once, then takes the reserve back. That keeps the loop from spinning on a
+ * listening socket that stays readable, but it drops every waiting client, who would have
+ * been served a moment later. Not calling uv_accept() does not help either: it pauses libuv's
+ * polling only after a successful accept, and the EMFILE path never gets there.
+ * So the socket is ours and watched with uv_poll: on EMFILE/ENFILE (and ENOBUFS/ENOMEM) the
+ * poll is stopped and a timer restarts it after a back-off (100 ms doubling to 2 s, back to
+ * 100 ms after a successful accept), while the connections wait in the kernel's backlog, whose
+ * clients see a slow greeting instead of a reset. A session that closes restarts the poll at
+ * once, since it freed descriptors. One accepted socket at a time is handed to the session
+ * through the same path as after a PROXY header (l->handoff, conn_accept_fd). */
+
+#define LISTENER_ACCEPT_BATCH 64 /* per readable event: other handles get their turn */
+#define LISTENER_LOG_INTERVAL_MS 10000u
 
 static void listener_free_if_done(struct listener *l)
 {
@@ -27,6 +48,11 @@ static void listener_free_if_done(struct listener *l)
 static void listener_closed_cb(uv_handle_t *h)
 {
     struct listener *l = h->data;
+    if (--l->open_handles != 0)
+        return;
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
     if (l->tls != NULL)
         SSL_CTX_free(l->tls);
     l->tls = NULL;
@@ -34,32 +60,111 @@ static void listener_closed_cb(uv_handle_t *h)
     listener_free_if_done(l);
 }
 
-static void listener_connection_cb(uv_stream_t *stream, int status)
+static void listener_poll_cb(uv_poll_t *h, int status, int events);
+
+static void listener_resume(struct listener *l)
 {
-    struct listener *l = stream->data;
-    if (status != 0) {
-        /* EMFILE/ENFILE: libuv keeps a reserved descriptor for this case, closes it, accepts
-         * and drops the waiting connections (the client sees a close, not a hang) and takes
-         * the descriptor back, so the loop does not spin on a readable listening socket.
-         * What is left to us is not to flood the log: one line a second with a count. */
-        uint64_t now = uv_now(l->srv->loop);
-        if (l->emfile_logged_ms != 0 && now - l->emfile_logged_ms < 1000) {
+    if (!l->paused || l->closing)
+        return;
+    l->paused = 0;
+    uv_timer_stop(&l->backoff_timer);
+    uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
+}
+
+static void listener_backoff_cb(uv_timer_t *t)
+{
+    listener_resume(t->data);
+}
+
+/* Out of descriptors (or kernel memory): stop accepting for a while. */
+static void listener_pause(struct listener *l, int err)
+{
+    uint64_t now = uv_now(l->srv->loop);
+    l->backoff_ms = l->backoff_ms == 0 ? LISTENER_BACKOFF_MIN_MS
+                    : l->backoff_ms * 2 > LISTENER_BACKOFF_MAX_MS ? LISTENER_BACKOFF_MAX_MS
+                    : l->backoff_ms * 2;
+    if (l->episode_start_ms == 0) {
+        l->episode_start_ms = now;
+        /* One line per episode, at most one per LISTENER_LOG_INTERVAL_MS. */
+        if (l->emfile_logged_ms != 0 && now - l->emfile_logged_ms < LISTENER_LOG_INTERVAL_MS) {
             l->emfile_suppressed++;
+        } else {
+            log_warn(NULL, "event=accept_paused listener=%s reason=\"%s\" backoff_ms=%u "
+                     "episodes_not_logged=%u active=%u note=\"new connections wait in the "
+                     "listen backlog until descriptors are free; raise the descriptor limit "
+                     "(LimitNOFILE= in the systemd unit, ulimit -n) or lower max_connections\"",
+                     l->cfg->name, strerror(err), l->backoff_ms, l->emfile_suppressed,
+                     l->active);
+            l->emfile_logged_ms = now;
+            l->emfile_suppressed = 0;
+        }
+    }
+    l->paused = 1;
+    uv_poll_stop(&l->poll);
+    uv_timer_start(&l->backoff_timer, listener_backoff_cb, l->backoff_ms, 0);
+}
+
+static void listener_accepted(struct listener *l, int fd)
+{
+    if (l->episode_start_ms != 0) {
+        log_info(NULL, "event=accept_resumed listener=%s paused_ms=%llu", l->cfg->name,
+                 (unsigned long long)(uv_now(l->srv->loop) - l->episode_start_ms));
+        l->episode_start_ms = 0;
+    }
+    l->backoff_ms = 0;
+    if (l->cfg->proxy_protocol) {
+        proxy_accept_start(l, fd);
+        return;
+    }
+    l->handoff = 1;
+    l->handoff_fd = fd;
+    l->handoff_has_peer = 0;
+    listener_start_session(l, NULL);
+    if (l->handoff) {
+        /* No session took it (out of memory): the descriptor is still ours. */
+        l->handoff = 0;
+        close(fd);
+    }
+}
+
+static void listener_poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct listener *l = h->data;
+    (void)events;
+    if (status != 0) {
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+                 uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < LISTENER_ACCEPT_BATCH && !l->closing && !l->paused; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            listener_accepted(l, fd);
+            continue;
+        }
+        switch (errno) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            return;
+        case EINTR:
+        case ECONNABORTED: /* the client gave up while waiting: nothing to do */
+        case EPROTO:
+        case EPERM: /* a firewall rule refused it */
+            continue;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            listener_pause(l, errno);
+            return;
+        default:
+            log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+                     strerror(errno));
             return;
         }
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\" repeated=%u", l->cfg->name,
-                 uv_strerror(status), l->emfile_suppressed);
-        l->emfile_logged_ms = now;
-        l->emfile_suppressed = 0;
-        return;
     }
-    if (l->closing)
-        return;
-    if (l->cfg->proxy_protocol) {
-        proxy_accept_start(l, stream);
-        return;
-    }
-    listener_start_session(l, stream);
 }
 
 void listener_start_session(struct listener *l, uv_stream_t *stream)
@@ -89,13 +194,37 @@ static int listener_parse_addr(const struct config_listen *cfg, struct sockaddr_
     return uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)ss);
 }
 
-struct listener *listener_new(struct server *srv, const struct config_listen *cfg)
+/* socket + bind + listen, as uv_tcp_bind and uv_listen would: SO_REUSEADDR (a restart must not
+ * wait for TIME_WAIT), IPv6 sockets dual-stack. A descriptor or a negative errno. */
+static int listener_socket(const struct sockaddr_storage *ss)
 {
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1, off = 0;
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        (ss->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 511) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+struct listener *listener_new(struct server *srv, const struct config_listen *cfg, int *err)
+{
+    if (err != NULL)
+        *err = 0;
     struct listener *l = calloc(1, sizeof *l);
     if (l == NULL)
         return NULL;
     l->srv = srv;
     l->cfg = cfg;
+    l->fd = -1;
     if (cfg->tls != CONFIG_TLS_NONE) {
         l->tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, stderr);
         if (l->tls != NULL &&
@@ -121,18 +250,28 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
                 cfg->name, cfg->host);
         goto fail_ctx;
     }
-    uv_tcp_init(srv->loop, &l->tcp);
-    l->tcp.data = l;
-    int r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&l->tcp, 511, listener_connection_cb);
+    int fd = listener_socket(&ss);
+    int r = fd < 0 ? uv_translate_sys_error(-fd) : 0;
+    if (r == 0) {
+        l->fd = fd;
+        r = uv_poll_init_socket(srv->loop, &l->poll, fd);
+        if (r != 0) {
+            close(fd);
+            l->fd = -1;
+        }
+    }
     if (r != 0) {
         fprintf(stderr, "%s:%d: [listen %s]: cannot listen on %s port %u: %s\n", srv->cfg->path,
                 cfg->line, cfg->name, cfg->host, (unsigned)cfg->port, uv_strerror(r));
-        l->closing = 1;
-        uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
-        return NULL;
+        if (err != NULL)
+            *err = r;
+        goto fail_ctx;
     }
+    l->poll.data = l;
+    uv_timer_init(srv->loop, &l->backoff_timer);
+    l->backoff_timer.data = l;
+    l->open_handles = 2;
+    uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
     log_info(NULL, "event=listening listener=%s protocol=%s address=%s port=%u tls=%s",
              cfg->name, config_protocol_name(cfg->protocol), cfg->host, (unsigned)cfg->port,
              cfg->tls == CONFIG_TLS_NONE ? "none"
@@ -148,7 +287,7 @@ fail_ctx:
 int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream)
 {
     if (!l->handoff)
-        return conn_accept(c, stream);
+        return stream != NULL ? conn_accept(c, stream) : -1;
     l->handoff = 0;
     if (conn_accept_fd(c, l->handoff_fd, l->handoff_has_peer ? &l->handoff_peer : NULL) != 0) {
         close(l->handoff_fd);
@@ -209,12 +348,19 @@ void listener_close(struct listener *l)
         return;
     proxy_accept_close_all(l);
     l->closing = 1;
-    uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+    uv_close((uv_handle_t *)&l->poll, listener_closed_cb);
+    uv_close((uv_handle_t *)&l->backoff_timer, listener_closed_cb);
+    /* uv_close has already taken the descriptor out of the poll set: close it now, so that
+     * the port refuses connections as soon as a reload or shutdown says it is gone. */
+    close(l->fd);
+    l->fd = -1;
 }
 
 void listener_session_closed(struct listener *l)
 {
     l->active--;
+    /* Its descriptors are free again: try the backlog now rather than after the back-off. */
+    listener_resume(l);
     listener_free_if_done(l);
 }
 

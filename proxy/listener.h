@@ -19,8 +19,18 @@ struct listener_peer {
     unsigned n;
 };
 
+/* Accepting pauses this long after the first EMFILE/ENFILE of an episode, doubling up to the
+ * maximum while descriptors stay short (listener.c). */
+#define LISTENER_BACKOFF_MIN_MS 100u
+#define LISTENER_BACKOFF_MAX_MS 2000u
+
 struct listener {
-    uv_tcp_t tcp;
+    /* The listening socket is ours, watched with uv_poll (not uv_listen): see listener.c for
+     * why, when descriptors run out. */
+    uv_os_sock_t fd;
+    uv_poll_t poll;
+    uv_timer_t backoff_timer;
+    unsigned open_handles;
     struct server *srv;
     const struct config_listen *cfg;
     SSL_CTX *tls; /* NULL when tls = none */
@@ -35,19 +45,26 @@ struct listener {
     int handoff_has_peer;
     struct listener_peer *peers;
     size_t n_peers, cap_peers;
-    uint64_t emfile_logged_ms; /* last accept_failed log line (rate limit) */
-    unsigned emfile_suppressed;
+    /* Descriptors ran out (EMFILE/ENFILE): accepting is paused for backoff_ms and connections
+     * wait in the kernel's backlog; backoff_ms is 0 again after an accept succeeded. */
+    int paused;
+    unsigned backoff_ms;
+    uint64_t episode_start_ms;     /* first failure of the current episode; 0 = none */
+    uint64_t emfile_logged_ms;     /* last accept_paused log line (rate limit) */
+    unsigned emfile_suppressed;    /* episodes not logged since */
 };
 
-/* Binds and listens. Errors go to stderr naming the listener. NULL on failure. */
-struct listener *listener_new(struct server *srv, const struct config_listen *cfg);
+/* Binds and listens. Errors go to stderr naming the listener; *err (may be NULL) gets the
+ * libuv error code (UV_EACCES for a privileged port after the drop). NULL on failure. */
+struct listener *listener_new(struct server *srv, const struct config_listen *cfg, int *err);
 /* Stops accepting; the struct is freed once the handle closed. */
 void listener_close(struct listener *l);
 void listener_session_closed(struct listener *l);
-/* Creates the protocol session for a connection waiting on stream (or handed off). */
+/* Creates the protocol session for the connection handed off in l->handoff_fd (every accepted
+ * socket goes this way; stream is unused then and may be NULL). */
 void listener_start_session(struct listener *l, uv_stream_t *stream);
-/* What sessions call instead of conn_accept(): takes the connection from the listening socket,
- * or the one a PROXY protocol header was read from. 0 or -1. */
+/* What sessions call instead of conn_accept(): takes the socket handed off by the listener
+ * (accepted here, or after a PROXY protocol header). 0 or -1. */
 int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream);
 /* Counts c's client address; 0, or -1 when the address already has max_connections_per_ip
  * sessions (the caller refuses it with its "too busy" reply). Call once per accepted session. */

@@ -5,14 +5,11 @@
  * a worker computes its digest but hands it back through after_work for insertion. */
 #include "localauth.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -23,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "sasl.h"
+#include "tty_line.h"
 
 #define LOCALAUTH_SCRYPT_LN 15
 #define LOCALAUTH_SCRYPT_R 8
@@ -321,6 +319,43 @@ fail:
     return rc;
 }
 
+/* The same digest for the loop thread's lookups (the cached-login path) from one HMAC context
+ * keyed once and re-initialised per use: fetching HMAC and keying it for every login cost
+ * more than the digest itself (callgrind). Loop thread only; the thread pool keeps
+ * localauth_digest. */
+static EVP_MAC_CTX *localauth_loop_mac;
+
+static int localauth_digest_loop(const char *hash, const char *password, size_t len,
+                                 uint8_t out[LOCALAUTH_DIGEST_LEN])
+{
+    static const unsigned char sep = 0;
+    size_t outl = 0;
+    if (localauth_loop_mac == NULL) {
+        OSSL_PARAM params[2];
+        EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+        EVP_MAC_free(mac);
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+        params[1] = OSSL_PARAM_construct_end();
+        if (ctx == NULL || EVP_MAC_init(ctx, localauth_cache_key, sizeof localauth_cache_key,
+                                        params) != 1) {
+            EVP_MAC_CTX_free(ctx);
+            return localauth_digest(hash, password, len, out);
+        }
+        localauth_loop_mac = ctx;
+    } else if (EVP_MAC_init(localauth_loop_mac, NULL, 0, NULL) != 1) {
+        /* No key given: HMAC starts over with the key it has. */
+        return -1;
+    }
+    if (EVP_MAC_update(localauth_loop_mac, (const unsigned char *)hash, strlen(hash)) != 1 ||
+        EVP_MAC_update(localauth_loop_mac, &sep, 1) != 1 ||
+        EVP_MAC_update(localauth_loop_mac, (const unsigned char *)password, len) != 1 ||
+        EVP_MAC_final(localauth_loop_mac, out, &outl, LOCALAUTH_DIGEST_LEN) != 1 ||
+        outl != LOCALAUTH_DIGEST_LEN)
+        return -1;
+    return 0;
+}
+
 static struct localauth_cache_entry *localauth_cache_find(const char *hash)
 {
     for (size_t i = 0; i < LOCALAUTH_CACHE_SIZE; i++)
@@ -339,7 +374,7 @@ static int localauth_cache_hit(const char *hash, const char *password, size_t le
     struct localauth_cache_entry *e = localauth_cache_find(hash);
     if (e == NULL)
         return 0;
-    if (localauth_digest(hash, password, len, d) == 0)
+    if (localauth_digest_loop(hash, password, len, d) == 0)
         hit = CRYPTO_memcmp(d, e->digest, sizeof d) == 0;
     OPENSSL_cleanse(d, sizeof d);
     return hit;
@@ -468,66 +503,12 @@ void localauth_cancel(struct localauth_req *req)
 
 /* ---- `xoauthd hash-password` ---- */
 
-static struct termios localauth_saved_tty;
-static volatile sig_atomic_t localauth_tty_changed;
-
-static void localauth_restore_tty_signal(int sig)
+/* One password line (not echoed on a terminal); a NUL in it is refused with a word. */
+static long localauth_read_password(const char *prompt, char **out)
 {
-    /* Leaving the terminal without echo after ^C would baffle the admin. */
-    if (localauth_tty_changed)
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &localauth_saved_tty);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* Reads one line from stdin into a malloc'ed, NUL-terminated string without the line end.
- * Returns its length, or -1 at EOF / error. */
-static long localauth_read_line(char **out)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    errno = 0;
-    ssize_t n = getline(&line, &cap, stdin);
-    if (n < 0) {
-        if (line != NULL) {
-            OPENSSL_cleanse(line, cap);
-            free(line);
-        }
-        return -1;
-    }
-    /* A NUL inside the line would silently shorten the password: refuse it. */
-    if (memchr(line, '\0', (size_t)n) != NULL) {
+    long n = tty_line_read(prompt, 1, 0, out);
+    if (n == TTY_LINE_NUL)
         fprintf(stderr, "xoauthd: the password contains a NUL byte\n");
-        OPENSSL_cleanse(line, cap);
-        free(line);
-        return -1;
-    }
-    if (n > 0 && line[n - 1] == '\n')
-        line[--n] = '\0';
-    if (n > 0 && line[n - 1] == '\r')
-        line[--n] = '\0';
-    *out = line;
-    return (long)n;
-}
-
-static long localauth_prompt(const char *prompt, char **out)
-{
-    struct termios noecho;
-    long n;
-    fputs(prompt, stderr);
-    fflush(stderr);
-    if (tcgetattr(STDIN_FILENO, &localauth_saved_tty) == 0) {
-        noecho = localauth_saved_tty;
-        noecho.c_lflag &= ~(tcflag_t)ECHO;
-        noecho.c_lflag |= ECHONL;
-        localauth_tty_changed = 1;
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
-    }
-    n = localauth_read_line(out);
-    if (localauth_tty_changed) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &localauth_saved_tty);
-        localauth_tty_changed = 0;
-    }
     return n;
 }
 
@@ -545,13 +526,10 @@ int localauth_cmd_hash_password(void)
     long n;
     int rc = 1;
     if (isatty(STDIN_FILENO)) {
-        signal(SIGINT, localauth_restore_tty_signal);
-        signal(SIGTERM, localauth_restore_tty_signal);
-        signal(SIGHUP, localauth_restore_tty_signal);
-        n = localauth_prompt("Password: ", &pw);
+        n = localauth_read_password("Password: ", &pw);
         if (n < 0)
             goto fail;
-        long m = localauth_prompt("Again: ", &again);
+        long m = localauth_read_password("Again: ", &again);
         if (m < 0)
             goto fail;
         if (m != n || strcmp(pw, again) != 0) {
@@ -559,7 +537,7 @@ int localauth_cmd_hash_password(void)
             goto fail;
         }
     } else {
-        n = localauth_read_line(&pw);
+        n = localauth_read_password(NULL, &pw);
         if (n < 0) {
             fprintf(stderr, "xoauthd: no password on standard input\n");
             goto fail;

@@ -19,9 +19,11 @@
 #include <uv.h>
 
 #include "config.h"
+#include "config_perms.h"
 #include "control.h"
 #include "localauth.h"
 #include "log.h"
+#include "privileges.h"
 #include "sd_notify.h"
 #include "server.h"
 #include "token.h"
@@ -80,7 +82,10 @@ static int main_check(int argc, char **argv)
     struct config *cfg = config_load(path, stderr);
     if (cfg == NULL)
         return 1;
-    if (token_config_check(cfg, stderr) != 0) {
+    /* Both checks report, so that one run shows every problem. */
+    int bad = token_config_check(cfg, stderr) != 0;
+    bad |= config_perms_check(cfg, stderr) != 0;
+    if (bad) {
         config_free(cfg);
         return 1;
     }
@@ -129,6 +134,13 @@ static int main_run(int argc, char **argv)
         return 1;
     log_set_level(cfg->log_level);
     log_set_syslog(cfg->log_syslog);
+    struct privileges priv;
+    if (config_perms_check(cfg, stderr) != 0 || privileges_prepare(cfg, &priv, stderr) != 0 ||
+        privileges_state_dir(cfg->state_dir, &priv, stderr) != 0) {
+        fprintf(stderr, "xoauthd: not started\n");
+        config_free(cfg);
+        return 1;
+    }
     /* A client that vanishes mid-write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -140,7 +152,7 @@ static int main_run(int argc, char **argv)
     uv_loop_init(&loop);
     struct server srv;
     int rc = 0;
-    if (server_init(&srv, &loop, cfg) != 0) {
+    if (server_init(&srv, &loop, cfg, &priv) != 0) {
         fprintf(stderr, "xoauthd: start-up failed\n");
         rc = 1;
         server_shutdown(&srv);

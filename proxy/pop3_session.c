@@ -309,9 +309,17 @@ static void pop3_closing(struct session *s)
 }
 
 static const struct session_ops pop3_session_ops = {
-    "pop3", "-ERR [SYS/TEMP] Too many connections, try again later.",
-    "-ERR Autologout; idle for too long.", "-ERR [SYS/TEMP] Server shutting down.",
-    pop3_input, pop3_greeting, pop3_tls_ready, pop3_closing};
+    .proto = "pop3",
+    .log_proto = " protocol=pop3",
+    .stats_proto = STATS_PROTO_POP3,
+    .busy_line = "-ERR [SYS/TEMP] Too many connections, try again later.",
+    .timeout_line = "-ERR Autologout; idle for too long.",
+    .shutdown_line = "-ERR [SYS/TEMP] Server shutting down.",
+    .input = pop3_input,
+    .greeting = pop3_greeting,
+    .tls_ready = pop3_tls_ready,
+    .closing = pop3_closing,
+};
 
 int pop3_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
 {

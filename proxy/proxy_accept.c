@@ -11,6 +11,7 @@
 #include "listener.h"
 #include "log.h"
 #include "proxy_protocol.h"
+#include "server.h"
 
 struct proxy_pending {
     struct proxy_pending *prev, *next; /* the listener's list */
@@ -103,7 +104,7 @@ static void proxy_hand_off(struct proxy_pending *p, const struct proxy_proto_inf
     l->handoff_has_peer = !info->local;
     if (!info->local)
         l->handoff_peer = info->src;
-    listener_start_session(l, (uv_stream_t *)&l->tcp);
+    listener_start_session(l, NULL);
     if (l->handoff) {
         /* The session was not created (out of memory): the descriptor is still ours. */
         l->handoff = 0;
@@ -144,16 +145,17 @@ static void proxy_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void proxy_accept_start(struct listener *l, uv_stream_t *server)
+void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
 {
     struct proxy_pending *p = calloc(1, sizeof *p);
     if (p == NULL) {
         log_warn(NULL, "event=accept_failed listener=%s reason=\"out of memory\"", l->cfg->name);
+        close(fd);
         return;
     }
     p->l = l;
-    uv_tcp_init(server->loop, &p->tcp);
-    uv_timer_init(server->loop, &p->timer);
+    uv_tcp_init(l->srv->loop, &p->tcp);
+    uv_timer_init(l->srv->loop, &p->timer);
     p->tcp.data = p->timer.data = p;
     p->open_handles = 2;
     p->next = l->pending;
@@ -162,7 +164,8 @@ void proxy_accept_start(struct listener *l, uv_stream_t *server)
     l->pending = p;
     l->active++; /* the listener lives until this connection is handed off or closed */
     snprintf(p->peer, sizeof p->peer, "?");
-    if (uv_accept(server, (uv_stream_t *)&p->tcp) != 0) {
+    if (uv_tcp_open(&p->tcp, fd) != 0) {
+        close(fd);
         proxy_close(p);
         return;
     }

@@ -16,8 +16,8 @@ struct listener;
 
 #define PROXY_ACCEPT_TIMEOUT_MS (10 * 1000)
 
-/* Accepts the pending connection of the listening stream. Problems are logged. */
-void proxy_accept_start(struct listener *l, uv_stream_t *server);
+/* Takes over fd, a connection the listener accepted. Problems are logged. */
+void proxy_accept_start(struct listener *l, uv_os_sock_t fd);
 /* Closes every connection still sending its header (listener closing). */
 void proxy_accept_close_all(struct listener *l);
 

@@ -43,8 +43,42 @@ static void relay_pump(struct relay *r, int i)
     }
     r->bytes[i] += n;
     conn_consume(from, n);
+    /* Bytes moving towards the client are activity too: the client's idle timer is reset
+     * only by its input, and a client reading a long FETCH or RETR sends nothing meanwhile.
+     * (Found by tests/e2e/test_faults_relay.py.) A client that stops reading still times
+     * out: backpressure stops this pump until its queue drains. */
+    if (i == RELAY_SERVER)
+        conn_touch(to);
     if (to->above_high && !r->ending)
         conn_read_stop(from);
+}
+
+/* conn's pass_cb: bytes straight from the shared read buffer, while c->in is empty. */
+static size_t relay_pass_cb(struct conn *from, const char *buf, size_t len)
+{
+    struct relay *r = from->data;
+    int i = from == r->side[RELAY_CLIENT] ? RELAY_CLIENT : RELAY_SERVER;
+    struct conn *to = r->side[!i];
+    if (r->ending)
+        return len; /* both sides are flushing; late input is dropped (as on CONN_EV_READ) */
+    if (to->closing)
+        return 0;
+    if (to->above_high) {
+        conn_read_stop(from); /* resumed by CONN_EV_DRAINED on `to` */
+        return 0;
+    }
+    if (conn_write(to, buf, len) != 0) {
+        char why[220];
+        snprintf(why, sizeof why, "%s: %s", relay_side_names[!i], to->error);
+        relay_end(r, why);
+        return len;
+    }
+    r->bytes[i] += len;
+    if (i == RELAY_SERVER)
+        conn_touch(to); /* output to the client is activity too, as in relay_pump */
+    if (to->above_high)
+        conn_read_stop(from);
+    return len;
 }
 
 static void relay_conn_event_cb(struct conn *c, enum conn_event ev)
@@ -110,7 +144,12 @@ void relay_start(struct relay *r, struct conn *client, conn_close_cb client_clos
     r->ending = 0;
     for (int i = 0; i < 2; i++) {
         r->side[i]->event_cb = relay_conn_event_cb;
+        r->side[i]->pass_cb = relay_pass_cb;
         r->side[i]->data = r;
+        /* Stop reading the other side as soon as anything waits for this one: the waiting
+         * bytes stay in the kernel instead of being copied into a queue here. */
+        r->side[i]->high_water = 0;
+        r->side[i]->low_water = 0;
     }
     conn_set_timeout(server, 0);
     conn_set_timeout(client, client_idle_ms);

@@ -1,11 +1,13 @@
 /* relay: after login, a two-way byte pump between the client's conn and the provider's conn.
  *
  * Nothing is parsed: IMAP literals of any size, IDLE, COMPRESS and POP3 multi-line replies pass
- * as they are, and the only copy is the one conn_write makes into the other side's write queue
- * (one buffer per direction: each conn's bounded input buffer). Backpressure is libuv's rule:
- * when the side being written to has more than its high-water mark queued, reading from the
- * other side stops; CONN_EV_DRAINED (queue below the low-water mark) resumes it. So a slow
- * client holds the provider back through TCP, and memory stays bounded whatever the sizes.
+ * as they are. Bytes go from the shared read (or decrypt) buffer straight into the other
+ * socket (conn's pass_cb); only what that socket did not take is copied, into its write queue.
+ * Backpressure: while anything is queued towards a side, reading from the other side stops
+ * (the relay sets both high- and low-water marks to 0); CONN_EV_DRAINED (queue empty) resumes
+ * it, and bytes that arrive meanwhile wait in the reading conn's bounded input buffer. So a
+ * slow client holds the provider back through TCP, and memory stays bounded whatever the
+ * sizes.
  *
  * Either side closing (or failing) ends the relay: what one side sent before it closed is still
  * forwarded, then both close once their queues are written (TLS close_notify first). The relay

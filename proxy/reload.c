@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "config_perms.h"
 #include "listener.h"
 #include "log.h"
 #include "sd_notify.h"
@@ -52,7 +54,7 @@ int reload_run(struct server *srv)
     if (err == NULL)
         goto refuse;
     cfg = config_load(srv->cfg->path, err);
-    if (cfg != NULL && token_config_check(cfg, err) != 0) {
+    if (cfg != NULL && (token_config_check(cfg, err) != 0 || config_perms_check(cfg, err) != 0)) {
         config_free(cfg);
         cfg = NULL;
     }
@@ -61,6 +63,13 @@ int reload_run(struct server *srv)
     errs = NULL;
     if (cfg == NULL)
         goto refuse;
+    /* The user was switched once at start; it cannot be switched again. */
+    if ((cfg->user == NULL) != (srv->cfg->user == NULL) ||
+        (cfg->user != NULL && strcmp(cfg->user, srv->cfg->user) != 0) ||
+        (cfg->group == NULL) != (srv->cfg->group == NULL) ||
+        (cfg->group != NULL && strcmp(cfg->group, srv->cfg->group) != 0))
+        log_warn(NULL, "event=reload_note message=\"user/group changed: takes effect at the "
+                 "next restart\"");
 
     /* Everything that can fail happens before the switch. */
     n = cfg->n_listens;
@@ -75,10 +84,16 @@ int reload_run(struct server *srv)
         struct listener *old = reload_find_listener(srv, lc);
         if (old == NULL) {
             /* listener_new reports FILE:LINE problems on stderr itself. */
-            fresh[i] = listener_new(srv, lc);
+            int lerr = 0;
+            fresh[i] = listener_new(srv, lc, &lerr);
             if (fresh[i] == NULL) {
-                log_error(NULL, "event=reload_error message=\"cannot open [listen %s]\"",
-                          lc->name);
+                /* After the privilege drop (privileges.h) a port below 1024 is out of reach. */
+                int priv_port = lerr == UV_EACCES && geteuid() != 0;
+                log_error(NULL, "event=reload_error message=\"cannot open [listen %s] on %s "
+                          "port %u: %s%s\"", lc->name, lc->host, (unsigned)lc->port,
+                          lerr != 0 ? uv_strerror(lerr) : "set-up failed",
+                          priv_port ? "; the daemon no longer runs as root, so a privileged "
+                          "port needs a restart (or CAP_NET_BIND_SERVICE)" : "");
                 goto refuse;
             }
         } else if (lc->tls != CONFIG_TLS_NONE) {

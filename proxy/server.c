@@ -9,6 +9,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "privileges.h"
 #include "reload.h"
 #include "sd_notify.h"
 #include "stats.h"
@@ -44,7 +45,8 @@ void server_session_id(struct server *srv, char *out, size_t outsz)
 }
 
 /* On failure the caller runs server_shutdown() and the loop to release what was set up. */
-int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
+int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg,
+                const struct privileges *priv)
 {
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
@@ -68,15 +70,9 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
     srv->listeners = calloc(cfg->n_listens ? cfg->n_listens : 1, sizeof *srv->listeners);
     if (srv->provider_tls == NULL || srv->listeners == NULL)
         return -1;
-    srv->http = http_new(loop);
-    if (srv->http == NULL)
-        return -1;
-    srv->tokens = token_manager_new(loop, srv->http, cfg);
-    if (srv->tokens == NULL)
-        return -1;
     int failed = 0;
     for (size_t i = 0; i < cfg->n_listens; i++) {
-        srv->listeners[srv->n_listeners] = listener_new(srv, &cfg->listens[i]);
+        srv->listeners[srv->n_listeners] = listener_new(srv, &cfg->listens[i], NULL);
         if (srv->listeners[srv->n_listeners] == NULL)
             failed = 1;
         else
@@ -89,12 +85,25 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg)
     char *cpath = control_socket_path(cfg);
     if (cpath != NULL)
         srv->control = control_new(srv, cpath);
+    if (srv->control != NULL && priv != NULL)
+        privileges_give(priv, cpath); /* the daemon removes it at exit, its user may connect */
     free(cpath);
     if (cfg->metrics_host != NULL) {
         srv->metrics = metrics_new(srv, cfg->metrics_host, cfg->metrics_port);
         if (srv->metrics == NULL)
             return -1;
     }
+    /* Everything privileged is open now. The token manager comes after the drop: its store
+     * jobs run on the thread pool and create files in state_dir, which must belong to the
+     * user the daemon runs as, not to root. */
+    if (priv != NULL && privileges_drop(priv, stderr) != 0)
+        return -1;
+    srv->http = http_new(loop);
+    if (srv->http == NULL)
+        return -1;
+    srv->tokens = token_manager_new(loop, srv->http, cfg);
+    if (srv->tokens == NULL)
+        return -1;
     return 0;
 }
 

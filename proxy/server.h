@@ -58,8 +58,13 @@ struct server {
     char hostname[256];
 };
 
-/* Sets up everything for cfg (binds the listeners). Errors go to stderr. 0 or -1. */
-int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg);
+struct privileges;
+
+/* Sets up everything for cfg: binds the listeners, the control socket and the metrics port,
+ * then drops privileges as priv says (privileges.h; NULL = keep them), then starts the rest.
+ * Errors go to stderr. 0 or -1. */
+int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg,
+                const struct privileges *priv);
 /* Starts an orderly shutdown (also what SIGTERM/SIGINT do). */
 void server_shutdown(struct server *srv);
 

@@ -1,4 +1,4 @@
-/* session: shared plumbing of the IMAP and POP3 fronts, see session.h. */
+/* session: shared plumbing of the SMTP, IMAP and POP3 fronts, see session.h. */
 #include "session.h"
 
 #include <openssl/crypto.h>
@@ -130,13 +130,19 @@ void session_starttls(struct session *s)
     }
 }
 
-void session_upstream_failed(struct session *s, enum upstream_failure f, const char *reason)
+void session_log_upstream_failure(struct session *s, enum upstream_failure f,
+                                  const char *reason)
 {
-    log_error(s->sid, "event=upstream_login_failed protocol=%s account=%s class=%s "
-              "reason=\"%s\"", s->ops->proto, s->acct != NULL ? s->acct->name : "-",
+    log_error(s->sid, "event=upstream_login_failed%s account=%s class=%s reason=\"%s\"",
+              s->ops->log_proto, s->acct != NULL ? s->acct->name : "-",
               upstream_failure_name(f), reason);
     session_log_result(&s->slog, "upstream_failed");
     stats_upstream_error(upstream_failure_name(f));
+}
+
+void session_upstream_failed(struct session *s, enum upstream_failure f, const char *reason)
+{
+    session_log_upstream_failure(s, f, reason);
     s->acct = NULL;
 }
 
@@ -151,6 +157,10 @@ static void session_link_shutdown(struct session_link *link)
         relay_stop(&s->relay, "shutdown");
         return;
     }
+    if (s->ops->shutdown != NULL) {
+        s->ops->shutdown(s);
+        return;
+    }
     session_send(s, "%s", s->ops->shutdown_line);
     session_close(s, 1);
 }
@@ -163,16 +173,21 @@ static void session_link_abort(struct session_link *link)
         s->ops->closing(s);
         uv_close((uv_handle_t *)&s->delay_timer, session_timer_closed_cb);
     }
-    if (s->relaying)
+    if (s->relaying) {
         relay_abort(&s->relay);
-    else
-        session_close(s, 0);
+        return;
+    }
+    if (!s->closing && s->ops->aborting != NULL)
+        s->ops->aborting(s);
+    session_close(s, 0);
 }
 
 static void session_conn_event_cb(struct conn *c, enum conn_event ev)
 {
     struct session *s = session_of_conn(c);
     if (s->closing)
+        return;
+    if (s->ops->client_event != NULL && s->ops->client_event(s, ev))
         return;
     switch (ev) {
     case CONN_EV_READ:
@@ -215,6 +230,8 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     s->srv = srv;
     s->listener = l;
     s->ops = ops;
+    if (l->cfg->idle_timeout != 0) /* the listener's own idle_timeout replaces the default */
+        idle_ms = (uint64_t)l->cfg->idle_timeout * 1000;
     s->link.shutdown = session_link_shutdown;
     s->link.abort = session_link_abort;
     server_session_id(srv, s->sid, sizeof s->sid);
@@ -231,17 +248,21 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
         session_close(s, 0);
         return -1;
     }
-    session_log_begin(&s->slog, &s->link, strcmp(ops->proto, "pop3") == 0 ? STATS_PROTO_POP3
-                      : STATS_PROTO_IMAP, s->sid, s->conn.peer, uv_now(srv->loop));
-    log_info(s->sid, "event=connect protocol=%s peer=%s listener=%s", ops->proto, s->conn.peer,
+    session_log_begin(&s->slog, &s->link, ops->stats_proto, s->sid, s->conn.peer,
+                      uv_now(srv->loop));
+    log_info(s->sid, "event=connect%s peer=%s listener=%s", ops->log_proto, s->conn.peer,
              l->cfg->name);
     if ((l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) ||
         listener_peer_admit(l, &s->conn) != 0) {
         log_warn(s->sid, "event=refused peer=%s reason=\"listener %s: too many connections "
                  "(max_connections or max_connections_per_ip)\"", s->conn.peer, l->cfg->name);
         session_log_result(&s->slog, "refused");
-        if (l->cfg->tls != CONFIG_TLS_IMPLICIT)
-            session_send(s, "%s", ops->busy_line);
+        if (l->cfg->tls != CONFIG_TLS_IMPLICIT) {
+            if (ops->busy != NULL)
+                ops->busy(s);
+            else
+                session_send(s, "%s", ops->busy_line);
+        }
         session_close(s, 1);
         return 0;
     }
@@ -272,6 +293,21 @@ int session_plaintext_auth_ok(const struct session *s)
     return 0;
 }
 
+int session_allowlisted_login(struct session *s)
+{
+    struct sockaddr_storage ss;
+    if (conn_peer_sockaddr(&s->conn, &ss) != 0)
+        return -1;
+    const struct config_account *acct = listener_allowed_account(s->listener, &ss);
+    if (acct == NULL)
+        return -1;
+    if (s->acct != acct)
+        log_info(s->sid, "event=allowlisted peer=%s account=%s", s->conn.peer, acct->name);
+    s->acct = acct;
+    session_log_login(&s->slog, NULL, acct);
+    return 0;
+}
+
 static void session_auth_delay_cb(uv_timer_t *t)
 {
     struct session *s = t->data;
@@ -284,7 +320,7 @@ static void session_auth_verify_cb(void *arg, int result)
     s->auth_req = NULL;
     if (result == 1 && s->auth_candidate != NULL) {
         s->acct = s->auth_candidate;
-        log_info(s->sid, "event=local_login protocol=%s peer=%s account=%s", s->ops->proto,
+        log_info(s->sid, "event=local_login%s peer=%s account=%s", s->ops->log_proto,
                  s->conn.peer, s->acct->name);
         session_log_login(&s->slog, s->login_user, s->acct);
         OPENSSL_cleanse(s->login_user, sizeof s->login_user);
@@ -300,8 +336,8 @@ static void session_auth_verify_cb(void *arg, int result)
     stats_auth_failure();
     char user[128];
     authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
-    log_warn(s->sid, "event=auth_failed protocol=%s peer=%s user=%s reason=\"%s\"",
-             s->ops->proto, s->conn.peer,
+    log_warn(s->sid, "event=auth_failed%s peer=%s user=%s reason=\"%s\"",
+             s->ops->log_proto, s->conn.peer,
              log_quote(user, sizeof user, s->login_user, strlen(s->login_user)),
              result < 0 ? "malformed password hash in the configuration"
              : s->auth_candidate == NULL ? "unknown user" : "wrong password");
@@ -348,6 +384,8 @@ static void session_relay_end_cb(void *arg, const char *why)
 
 void session_start_relay(struct session *s, struct conn *upstream, uint64_t client_idle_ms)
 {
+    if (s->listener->cfg->idle_timeout != 0)
+        client_idle_ms = (uint64_t)s->listener->cfg->idle_timeout * 1000;
     s->relaying = 1;
     s->open_handles++; /* the provider's conn closes through session_upstream_closed_cb */
     log_info(s->sid, "event=relay_start protocol=%s account=%s server=%s", s->ops->proto,

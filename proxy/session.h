@@ -1,15 +1,18 @@
-/* session: what the IMAP and POP3 fronts share, so that each protocol file holds only its
+/* session: what the SMTP, IMAP and POP3 fronts share, so that each protocol file holds only its
  * dialogue and its state machine.
  *
  *   - accepting: the client conn, the listener's connection limit, the session id, the entry in
  *     the server's session list (for shutdown) and the counting of open handles, so that the
  *     memory goes only when the last handle's close callback ran (libuv's rule);
- *   - the plain-text rule (allow_plaintext_auth) shared with SMTP's;
+ *   - the plain-text rule (allow_plaintext_auth) and, for SMTP, the allowlisted networks whose
+ *     clients need no login (allow_networks);
  *   - the local password check: the slow hash on the thread pool, the dummy hash for unknown
- *     users so that timing does not tell which names exist, and a 1 s delay before a failure is
- *     reported, which slows guessing;
- *   - after the upstream login, the relay: the provider's conn joins the session and both
- *     directions become a byte pump (relay.h).
+ *     users so that timing does not tell which names exist, the lockout (authlimit.h), and a
+ *     1 s delay before a failure is reported, which slows guessing; a verified password unlocks
+ *     the account's token store;
+ *   - after an IMAP or POP3 upstream login, the relay: the provider's conn joins the session and
+ *     both directions become a byte pump (relay.h). SMTP never relays: it answers command by
+ *     command (smtp_session.c).
  *
  * A protocol embeds struct session as the FIRST member of its own struct (the server's list
  * and the final free() go through it). */
@@ -32,7 +35,11 @@ struct localauth_req;
 struct session;
 
 struct session_ops {
-    const char *proto;            /* "imap", "pop3": logs */
+    const char *proto;            /* "smtp", "imap", "pop3": logs */
+    /* Put after the event name in log lines: " protocol=imap". SMTP's lines were there before
+     * the other fronts and carry none ("") — log filters (contrib/fail2ban) match both. */
+    const char *log_proto;
+    enum stats_proto stats_proto;
     const char *busy_line;        /* sent when the listener is full (not on implicit TLS) */
     const char *timeout_line;     /* sent when the client was idle too long */
     const char *shutdown_line;    /* sent at shutdown before the relay started */
@@ -43,6 +50,18 @@ struct session_ops {
     void (*tls_ready)(struct session *s);
     /* The session closes: drop the upstream login in progress, cleanse secrets. */
     void (*closing)(struct session *s);
+
+    /* Optional (SMTP's; NULL in IMAP and POP3). */
+    /* Writes the refusal when the listener is full, instead of busy_line. */
+    void (*busy)(struct session *s);
+    /* Sees a client event first; returns 1 when it handled it (the shared handling is
+     * skipped), 0 to let it run. */
+    int (*client_event)(struct session *s, enum conn_event ev);
+    /* Shutdown requested (not yet closing, not relaying), instead of shutdown_line and close:
+     * SMTP lets a transaction in flight finish. */
+    void (*shutdown)(struct session *s);
+    /* The shutdown grace period is over: the session closes without a word after this. */
+    void (*aborting)(struct session *s);
 };
 
 /* ok = 1: s->acct is the account. ok = 0: the failure was logged and the delay is over. */
@@ -87,13 +106,21 @@ void session_process(struct session *s);
  * (RFC 2595 section 3.1, CVE-2011-0411: it could have been injected by a man in the middle)
  * and starts the handshake; ops->tls_ready follows. */
 void session_starttls(struct session *s);
-/* The upstream login failed: logs it with the account, class and reason; forgets the account. */
+/* The upstream login failed: logs and counts it with the account, class and reason. */
+void session_log_upstream_failure(struct session *s, enum upstream_failure f,
+                                  const char *reason);
+/* The same, and the account is forgotten (the client must log in again). */
 void session_upstream_failed(struct session *s, enum upstream_failure f, const char *reason);
 /* Closes everything: flush = 1 writes what is queued first (a goodbye line). */
 void session_close(struct session *s, int flush);
 
 /* 1 when a password may be sent on this connection (TLS, or allow_plaintext_auth). */
 int session_plaintext_auth_ok(const struct session *s);
+
+/* A client on one of the listener's allow_networks acts as that network's account without a
+ * login: sets s->acct (logged when it changes) and returns 0; -1 when the peer is not
+ * allowlisted. */
+int session_allowlisted_login(struct session *s);
 
 /* Checks user/password against the local hash; cb runs with 1 (s->acct set, and the
  * account's token store unlocked with the verified password) or, 1 s after a failure, with 0.

@@ -188,7 +188,33 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
         default:
             break;
         }
-        /* Inside a line: copy up to the next LF in one go; this is where the bytes are. */
+        /* At the start of a line that does not begin with ".": a run of complete ordinary lines
+         * (CRLF, not too long, the next one not starting with ".") needs none of the state
+         * above and is copied in one go. This is where a message's bytes are; per line it
+         * leaves a memchr and two compares (callgrind: the scan cost 1.6 instructions per
+         * byte with a state change per line). Anything else takes the way below. */
+        if (s->line_len == 0) {
+            size_t j = i;
+            for (;;) {
+                const char *lf = memchr(buf + j, '\n', len - j);
+                if (lf == NULL)
+                    break;
+                size_t e = (size_t)(lf - buf);
+                if (e == j || buf[e - 1] != '\r' || e - 1 - j > SMTP_TEXT_LINE_MAX - 2)
+                    break; /* bare LF or too long: the careful way */
+                j = e + 1;
+                if (j == len || buf[j] == '.')
+                    break;
+            }
+            if (j > i) { /* j is just after a line end */
+                memcpy(out + o, buf + i, j - i);
+                o += j - i;
+                i = j;
+                s->state = DATA_LINE_START;
+                continue;
+            }
+        }
+        /* Inside a line: copy up to the next LF in one go. */
         const char *lf = memchr(buf + i, '\n', len - i);
         size_t n = (lf != NULL ? (size_t)(lf - buf) : len) - i;
         if (n > 0) {

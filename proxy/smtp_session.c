@@ -1,7 +1,6 @@
 #include "smtp_session.h"
 
 #include <openssl/crypto.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +11,11 @@
 #include "conn.h"
 #include "line.h"
 #include "listener.h"
-#include "authlimit.h"
-#include "localauth.h"
 #include "log.h"
 #include "sasl.h"
 #include "sender_rules.h"
 #include "server.h"
+#include "session.h"
 #include "session_log.h"
 #include "smtp_parse.h"
 #include "smtp_upstream.h"
@@ -26,7 +24,6 @@
 #define SMTP_COMMAND_LINE_MAX 512   /* RFC 5321 4.5.3.1.4, CRLF included */
 #define SMTP_AUTH_LINE_MAX 12288    /* RFC 4954 4: SASL responses may be this long */
 #define SMTP_CLIENT_TIMEOUT_MS (5 * 60 * 1000) /* RFC 5321 4.5.3.2.7 */
-#define SMTP_AUTH_FAIL_DELAY_MS 1000
 #define SMTP_MAX_BAD_COMMANDS 10
 #define SMTP_DATA_CHUNK (64 * 1024)
 #define SMTP_PIPELINE_MAX 32        /* relayed commands whose replies may be due at once */
@@ -37,8 +34,7 @@ enum smtp_state {
     SMTP_S_AUTH_PLAIN,     /* "334 " sent, PLAIN response expected */
     SMTP_S_AUTH_LOGIN_USER,
     SMTP_S_AUTH_LOGIN_PASS,
-    SMTP_S_AUTH_VERIFY,    /* local password check on the thread pool */
-    SMTP_S_AUTH_DELAY,     /* failed login, reply held back */
+    SMTP_S_AUTH_VERIFY,    /* local password check (and, after a failure, its delay) */
     SMTP_S_UPSTREAM_LOGIN, /* token + upstream login running */
     SMTP_S_UPSTREAM_REPLY, /* a command was relayed, its reply is awaited */
     SMTP_S_DATA,           /* message bytes flow upstream */
@@ -49,36 +45,20 @@ enum smtp_state {
 
 static const char *const smtp_state_names[] = {
     "command", "tls", "auth-plain", "auth-login-user", "auth-login-pass", "auth-verify",
-    "auth-delay", "upstream-login", "upstream-reply", "data", "data-discard", "data-reply",
+    "upstream-login", "upstream-reply", "data", "data-discard", "data-reply",
     "closing"};
 
 struct smtp_session {
-    struct session_link link; /* first: the server's list points here */
-    struct server *srv;
-    struct listener *listener;
-    struct conn conn;
-    uv_timer_t delay_timer;
-    int open_handles;
-    char sid[32];
+    /* First: session.c frees through it. base.acct is set once the client logged in or was
+     * found allowlisted; base.login_user holds the AUTH LOGIN user name until the password. */
+    struct session base;
     enum smtp_state state;
-    struct session_log slog; /* the summary line at close (session_log.h) */
 
     int ehlo_seen;
     int skipping_long_line;
     unsigned bad_commands;
-    int processing, process_again;
     int shutdown_requested;
-
-    /* login */
-    const struct config_account *acct; /* set once the client logged in (or is allowlisted) */
-    int authenticated;
-    char login_user[SASL_MAX_FIELD + 1];
-    struct localauth_req *auth_req;
-    const struct config_account *auth_candidate;
-    /* The password being verified, kept only until the verdict: a verified one unlocks the
-     * account's token store (token_unlock). Cleansed right after, and with the session. */
-    char auth_password[SASL_MAX_FIELD + 1];
-    size_t auth_password_len;
+    int authenticated; /* AUTH succeeded (an allowlisted client has an account without it) */
 
     /* upstream and transaction */
     struct smtp_upstream *up;
@@ -98,15 +78,13 @@ struct smtp_session {
     char mail_from[256];
 };
 
+#define smtp_reply(s, ...) session_send(&(s)->base, __VA_ARGS__)
+
 static void smtp_enter_state(struct smtp_session *s, enum smtp_state st);
-static void smtp_process(struct smtp_session *s);
-static void smtp_close(struct smtp_session *s);
-static void smtp_conn_event_cb(struct conn *c, enum conn_event ev);
-static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, const char *line,
                                size_t len);
 static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev);
+static size_t smtp_data_pass_cb(struct conn *c, const char *buf, size_t len);
 
 /* One buffer for the relayed DATA bytes of every session: each chunk is written (copied) before
  * the next one is scanned, and a bare LF can double a byte. */
@@ -116,7 +94,7 @@ static void smtp_enter_state(struct smtp_session *s, enum smtp_state st)
 {
     if (s->state == st)
         return;
-    log_debug(s->sid, "event=smtp_state from=%s to=%s", smtp_state_names[s->state],
+    log_debug(s->base.sid, "event=smtp_state from=%s to=%s", smtp_state_names[s->state],
               smtp_state_names[st]);
     s->state = st;
     switch (st) {
@@ -127,49 +105,22 @@ static void smtp_enter_state(struct smtp_session *s, enum smtp_state st)
     case SMTP_S_DATA:
     case SMTP_S_DATA_DISCARD:
     case SMTP_S_TLS:
-        conn_set_timeout(&s->conn, SMTP_CLIENT_TIMEOUT_MS);
+        conn_set_timeout(&s->base.conn, SMTP_CLIENT_TIMEOUT_MS);
         break;
     default:
         /* Waiting for ourselves or the upstream: the client may rightly be silent. */
-        conn_set_timeout(&s->conn, 0);
+        conn_set_timeout(&s->base.conn, 0);
         break;
     }
 }
 
-static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof buf - 3)
-        n = (int)sizeof buf - 3;
-    buf[n++] = '\r';
-    buf[n++] = '\n';
-    conn_write(&s->conn, buf, (size_t)n);
-}
-
-static int smtp_auth_allowed(struct smtp_session *s)
-{
-    if (conn_is_tls(&s->conn))
-        return 1;
-    switch (s->listener->cfg->allow_plaintext_auth) {
-    case CONFIG_PLAINTEXT_ALWAYS:
-        return 1;
-    case CONFIG_PLAINTEXT_NEVER:
-        return 0;
-    case CONFIG_PLAINTEXT_LOOPBACK:
-        return conn_peer_is_loopback(&s->conn);
-    }
-    return 0;
-}
+/* Replies can arrive synchronously (cached token, cached password): session_process turns
+ * re-entry into another turn of its loop. */
+static void smtp_process(struct smtp_session *s) { session_process(&s->base); }
 
 static int smtp_starttls_offered(struct smtp_session *s)
 {
-    return s->listener->cfg->tls == CONFIG_TLS_STARTTLS && s->conn.ssl == NULL;
+    return s->base.listener->cfg->tls == CONFIG_TLS_STARTTLS && s->base.conn.ssl == NULL;
 }
 
 static void smtp_reset_transaction(struct smtp_session *s)
@@ -192,75 +143,45 @@ static void smtp_drop_upstream(struct smtp_session *s, int polite)
 
 /* ---- closing ------------------------------------------------------------------------------ */
 
-static void smtp_handle_closed(struct smtp_session *s)
+/* session_close's hook: what the SMTP session owns besides the client. */
+static void smtp_closing(struct session *base)
 {
-    if (--s->open_handles > 0)
-        return;
-    log_info(s->sid, "event=disconnect");
-    session_log_end(&s->slog, uv_now(s->srv->loop));
-    struct listener *l = s->listener;
-    struct server *srv = s->srv;
-    listener_peer_release(l, &s->conn);
-    server_session_remove(srv, &s->link);
-    sender_filter_reset(&s->hdr_filter);
-    OPENSSL_cleanse(s, sizeof *s);
-    free(s);
-    listener_session_closed(l);
-}
-
-static void smtp_conn_closed_cb(struct conn *c) { smtp_handle_closed(c->data); }
-
-static void smtp_timer_closed_cb(uv_handle_t *h) { smtp_handle_closed(h->data); }
-
-static void smtp_close_now(struct smtp_session *s, int flush)
-{
-    if (s->state == SMTP_S_CLOSING)
-        return;
+    struct smtp_session *s = (struct smtp_session *)base;
     smtp_enter_state(s, SMTP_S_CLOSING);
-    if (s->auth_req != NULL) {
-        localauth_cancel(s->auth_req);
-        s->auth_req = NULL;
-    }
     /* Mid-DATA the upstream must never see the final dot: close it without QUIT. */
     smtp_drop_upstream(s, 1);
     /* Nothing was sent before the end of DATA; the stored message goes with the session. */
     submit_free(s->sub);
     s->sub = NULL;
-    uv_close((uv_handle_t *)&s->delay_timer, smtp_timer_closed_cb);
-    if (flush)
-        conn_close_after_flush(&s->conn, smtp_conn_closed_cb);
-    else
-        conn_close(&s->conn, smtp_conn_closed_cb);
+    sender_filter_reset(&s->hdr_filter);
 }
 
-static void smtp_close(struct smtp_session *s) { smtp_close_now(s, 1); }
+/* Closes once the queued replies (a goodbye line) are written. */
+static void smtp_close(struct smtp_session *s) { session_close(&s->base, 1); }
 
-static void smtp_link_shutdown(struct session_link *link)
+static void smtp_shutdown(struct session *base)
 {
-    struct smtp_session *s = (struct smtp_session *)link;
-    if (s->state == SMTP_S_CLOSING)
-        return;
+    struct smtp_session *s = (struct smtp_session *)base;
     s->shutdown_requested = 1;
     /* A transaction in flight finishes first; its end checks shutdown_requested. */
     if (s->relay_count > 0) {
         /* Replies are due; smtp_command_done checks shutdown_requested after the last. */
     } else if (s->state == SMTP_S_COMMAND && !s->in_transaction) {
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.srv->hostname);
         smtp_close(s);
     } else if (s->state != SMTP_S_DATA && s->state != SMTP_S_DATA_REPLY &&
                s->state != SMTP_S_UPSTREAM_REPLY) {
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.srv->hostname);
         smtp_close(s);
     }
 }
 
-static void smtp_link_abort(struct session_link *link)
+static void smtp_aborting(struct session *base)
 {
-    struct smtp_session *s = (struct smtp_session *)link;
+    struct smtp_session *s = (struct smtp_session *)base;
     if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_REPLY)
-        log_warn(s->sid, "event=aborted note=\"shutdown grace period over during DATA; the "
+        log_warn(s->base.sid, "event=aborted note=\"shutdown grace period over during DATA; the "
                  "client was not told 250 and will retry\"");
-    smtp_close_now(s, 0);
 }
 
 /* After a command completed: either the next buffered command, or the end of the session. */
@@ -268,7 +189,7 @@ static void smtp_command_done(struct smtp_session *s)
 {
     smtp_enter_state(s, SMTP_S_COMMAND);
     if (s->shutdown_requested && !s->in_transaction) {
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.srv->hostname);
         smtp_close(s);
         return;
     }
@@ -282,103 +203,50 @@ static void smtp_cmd_ehlo(struct smtp_session *s, int extended)
     smtp_reset_transaction(s);
     s->ehlo_seen = 1;
     if (!extended) {
-        smtp_reply(s, "250 %s", s->srv->hostname);
+        smtp_reply(s, "250 %s", s->base.srv->hostname);
         return;
     }
     char buf[1024];
     size_t n = 0;
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-%s\r\n", s->srv->hostname);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-%s\r\n", s->base.srv->hostname);
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250-PIPELINING\r\n");
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250-SIZE %zu\r\n",
-                          s->srv->cfg->max_message_size);
+                          s->base.srv->cfg->max_message_size);
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250-8BITMIME\r\n");
     if (smtp_starttls_offered(s))
         n += (size_t)snprintf(buf + n, sizeof buf - n, "250-STARTTLS\r\n");
-    if (smtp_auth_allowed(s) && !s->authenticated) {
+    if (session_plaintext_auth_ok(&s->base) && !s->authenticated) {
         /* The "AUTH=" form is for clients from before RFC 2554 was final (old Outlook,
          * some printers). */
         n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH PLAIN LOGIN\r\n");
         n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH=PLAIN LOGIN\r\n");
     }
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250 ENHANCEDSTATUSCODES\r\n");
-    conn_write(&s->conn, buf, n);
+    conn_write(&s->base.conn, buf, n);
 }
 
 /* ---- STARTTLS ----------------------------------------------------------------------------- */
 
 static void smtp_cmd_starttls(struct smtp_session *s)
 {
-    if (s->conn.ssl != NULL) {
+    if (s->base.conn.ssl != NULL) {
         smtp_reply(s, "503 5.5.1 TLS already active");
         return;
     }
-    if (s->listener->tls == NULL || s->listener->cfg->tls != CONFIG_TLS_STARTTLS) {
+    if (s->base.listener->tls == NULL || s->base.listener->cfg->tls != CONFIG_TLS_STARTTLS) {
         smtp_reply(s, "502 5.5.1 STARTTLS not available");
         return;
     }
     smtp_reply(s, "220 2.0.0 Ready to start TLS");
-    /* RFC 3207 5: commands pipelined behind STARTTLS came in clear and could have been
-     * injected; they are dropped, and everything learned before TLS is forgotten. */
-    conn_discard_input(&s->conn);
+    /* RFC 3207 5: everything learned before TLS is forgotten (session_starttls drops the
+     * commands pipelined behind STARTTLS: they came in clear and could have been injected). */
     s->ehlo_seen = 0;
     smtp_reset_transaction(s);
     smtp_enter_state(s, SMTP_S_TLS);
-    if (conn_tls_start(&s->conn, s->listener->tls, 0, NULL) != 0) {
-        log_warn(s->sid, "event=tls_failed reason=\"%s\"", s->conn.error);
-        smtp_close_now(s, 0);
-    }
+    session_starttls(&s->base);
 }
 
 /* ---- AUTH --------------------------------------------------------------------------------- */
-
-static void smtp_auth_verify_cb(void *arg, int result);
-
-static void smtp_auth_fail_reply_cb(uv_timer_t *t)
-{
-    struct smtp_session *s = t->data;
-    smtp_reply(s, "535 5.7.8 Authentication credentials invalid");
-    smtp_command_done(s);
-}
-
-static void smtp_auth_failed(struct smtp_session *s, const char *why)
-{
-    char user[128];
-    authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
-    log_warn(s->sid, "event=auth_failed peer=%s user=%s reason=\"%s\"", s->conn.peer,
-             log_quote(user, sizeof user, s->login_user, strlen(s->login_user)), why);
-    session_log_result(&s->slog, "auth_failed");
-    stats_auth_failure();
-    OPENSSL_cleanse(s->login_user, sizeof s->login_user);
-    /* The delay slows guessing; the client cannot tell an unknown user from a wrong password. */
-    smtp_enter_state(s, SMTP_S_AUTH_DELAY);
-    uv_timer_start(&s->delay_timer, smtp_auth_fail_reply_cb, SMTP_AUTH_FAIL_DELAY_MS, 0);
-}
-
-static void smtp_check_password(struct smtp_session *s, const char *user, const char *password)
-{
-    /* An unknown user pays for one full hash too, so that timing does not reveal which
-     * names exist; no password matches the dummy. */
-    snprintf(s->login_user, sizeof s->login_user, "%s", user);
-    const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
-    if (authlimit_locked(s->conn.peer, user, uv_now(s->srv->loop)))
-        acct = NULL; /* locked out (authlimit.h): fails exactly like an unknown user */
-    const char *hash = localauth_dummy_hash();
-    if (acct != NULL && acct->local_password != NULL)
-        hash = acct->local_password;
-    else
-        acct = NULL;
-    s->auth_candidate = acct;
-    s->auth_password_len = strlen(password);
-    if (acct != NULL && s->auth_password_len < sizeof s->auth_password)
-        memcpy(s->auth_password, password, s->auth_password_len + 1);
-    else
-        s->auth_password_len = 0;
-    smtp_enter_state(s, SMTP_S_AUTH_VERIFY);
-    struct localauth_req *req = localauth_verify_async(s->srv->loop, hash, password,
-                                                       strlen(password), smtp_auth_verify_cb, s);
-    if (req != NULL && s->state == SMTP_S_AUTH_VERIFY)
-        s->auth_req = req;
-}
 
 static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *reason);
 static void smtp_local_drain_cb(void *arg);
@@ -387,32 +255,26 @@ static void smtp_local_drain_cb(void *arg);
 static int smtp_local_submit(struct smtp_session *s)
 {
     if (s->sub == NULL)
-        s->sub = submit_new(s->srv, s->acct, s->sid, smtp_local_drain_cb, s);
+        s->sub = submit_new(s->base.srv, s->base.acct, s->base.sid, smtp_local_drain_cb, s);
     return s->sub != NULL ? 0 : -1;
 }
 
-static void smtp_auth_verify_cb(void *arg, int result)
+/* session_check_password's verdict. ok = 1: s->base.acct logged in; the upstream login
+ * follows and the 235 waits for it. ok = 0: logged, and the failure delay is over. */
+static void smtp_auth_cb(struct session *base, int ok)
 {
-    struct smtp_session *s = arg;
-    s->auth_req = NULL;
-    if (result == 1 && s->auth_candidate != NULL)
-        token_unlock(s->srv->tokens, s->auth_candidate, s->auth_password, s->auth_password_len);
-    OPENSSL_cleanse(s->auth_password, sizeof s->auth_password);
-    s->auth_password_len = 0;
-    if (result != 1 || s->auth_candidate == NULL) {
-        smtp_auth_failed(s, result < 0 ? "malformed password hash in the configuration"
-                            : s->auth_candidate == NULL ? "unknown user" : "wrong password");
+    struct smtp_session *s = (struct smtp_session *)base;
+    if (!ok) {
+        smtp_reply(s, "535 5.7.8 Authentication credentials invalid");
+        smtp_command_done(s);
         return;
     }
-    if (s->acct != s->auth_candidate) {
+    if (s->sub != NULL && submit_account(s->sub) != s->base.acct) {
         submit_free(s->sub); /* an allowlisted transaction's store, for another account */
         s->sub = NULL;
     }
-    s->acct = s->auth_candidate;
-    log_info(s->sid, "event=local_login peer=%s account=%s", s->conn.peer, s->acct->name);
-    session_log_login(&s->slog, s->login_user, s->acct);
     smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
-    if (submit_is_local(s->acct)) {
+    if (submit_is_local(s->base.acct)) {
         /* No SMTP upstream: a token now, so that a broken token endpoint is a 454 here. */
         if (smtp_local_submit(s) != 0) {
             smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
@@ -421,7 +283,7 @@ static void smtp_auth_verify_cb(void *arg, int result)
         submit_check_login(s->sub, smtp_login_done_cb);
         return;
     }
-    s->up = smtp_upstream_new(s->srv, s->acct, s->sid, smtp_upstream_event, s);
+    s->up = smtp_upstream_new(s->base.srv, s->base.acct, s->base.sid, smtp_upstream_event, s);
     if (s->up == NULL) {
         smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
         return;
@@ -429,18 +291,21 @@ static void smtp_auth_verify_cb(void *arg, int result)
     smtp_upstream_login(s->up, smtp_login_done_cb);
 }
 
+static void smtp_check_password(struct smtp_session *s, const char *user, const char *password)
+{
+    smtp_enter_state(s, SMTP_S_AUTH_VERIFY);
+    session_check_password(&s->base, user, password, smtp_auth_cb);
+}
+
 static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *reason)
 {
     struct smtp_session *s = arg;
     int at_auth = !s->authenticated && s->pending_len == 0;
     if (f != UPSTREAM_OK) {
-        log_error(s->sid, "event=upstream_login_failed account=%s class=%s reason=\"%s\"",
-                  s->acct->name, upstream_failure_name(f), reason);
-        session_log_result(&s->slog, "upstream_failed");
-        stats_upstream_error(upstream_failure_name(f));
+        session_log_upstream_failure(&s->base, f, reason);
         smtp_drop_upstream(s, 0);
         if (at_auth) {
-            s->acct = NULL;
+            s->base.acct = NULL;
             smtp_reply(s, "454 4.7.0 Temporary authentication failure, try again later");
         } else {
             s->pending_len = 0;
@@ -496,7 +361,7 @@ static void smtp_auth_login_user(struct smtp_session *s, const char *b64, size_t
         smtp_command_done(s);
         return;
     }
-    if (sasl_login_decode(b64, len, s->login_user) != 0 || s->login_user[0] == '\0') {
+    if (sasl_login_decode(b64, len, s->base.login_user) != 0 || s->base.login_user[0] == '\0') {
         smtp_reply(s, "501 5.5.2 Cannot decode AUTH LOGIN response");
         smtp_command_done(s);
         return;
@@ -520,7 +385,7 @@ static void smtp_auth_login_pass(struct smtp_session *s, const char *b64, size_t
         return;
     }
     char user[SASL_MAX_FIELD + 1];
-    snprintf(user, sizeof user, "%s", s->login_user);
+    snprintf(user, sizeof user, "%s", s->base.login_user);
     smtp_check_password(s, user, password);
     OPENSSL_cleanse(password, sizeof password);
 }
@@ -539,7 +404,7 @@ static void smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd
         smtp_reply(s, "503 5.5.1 AUTH not allowed during a mail transaction");
         return;
     }
-    if (!smtp_auth_allowed(s)) {
+    if (!session_plaintext_auth_ok(&s->base)) {
         smtp_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
         return;
     }
@@ -578,15 +443,6 @@ static void smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd
 /* ---- relayed commands --------------------------------------------------------------------- */
 
 static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t len);
-
-/* Who is this client, when it did not log in? A listener's allow_networks may say. */
-static const struct config_account *smtp_allowlisted_account(struct smtp_session *s)
-{
-    struct sockaddr_storage ss;
-    if (conn_peer_sockaddr(&s->conn, &ss) != 0)
-        return NULL;
-    return listener_allowed_account(s->listener, &ss);
-}
 
 /* How many relayed commands with this verb still wait for their reply. */
 static unsigned smtp_relay_due(const struct smtp_session *s, enum smtp_verb verb)
@@ -630,7 +486,7 @@ static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, cons
         s->pending_len = len;
         s->pending_verb = verb;
         smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
-        s->up = smtp_upstream_new(s->srv, s->acct, s->sid, smtp_upstream_event, s);
+        s->up = smtp_upstream_new(s->base.srv, s->base.acct, s->base.sid, smtp_upstream_event, s);
         if (s->up == NULL) {
             smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
             return;
@@ -647,13 +503,14 @@ static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, cons
     s->relay_count++;
     if (!group)
         smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
+    smtp_upstream_set_client(s->up, &s->base.conn);
     smtp_upstream_command(s->up, line, len, smtp_relay_reply_cb);
 }
 
 static void smtp_upstream_lost_reply(struct smtp_session *s, const char *why)
 {
-    log_warn(s->sid, "event=upstream_lost account=%s command=%s reason=\"%s\"", s->acct->name,
-             smtp_verb_name(s->relayed_verb), why);
+    log_warn(s->base.sid, "event=upstream_lost account=%s command=%s reason=\"%s\"",
+             s->base.acct->name, smtp_verb_name(s->relayed_verb), why);
     smtp_drop_upstream(s, 0);
     smtp_reset_transaction(s);
     smtp_reply(s, "451 4.4.2 Connection to the mail provider lost, try again later");
@@ -704,9 +561,10 @@ static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t l
         break;
     case SMTP_CMD_DATA:
         if (code == 354) {
-            conn_write(&s->conn, reply, len);
+            conn_write(&s->base.conn, reply, len);
+            s->base.conn.pass_cb = smtp_data_pass_cb;
             smtp_data_scan_init(&s->scan);
-            sender_filter_init(&s->hdr_filter, s->acct);
+            sender_filter_init(&s->hdr_filter, s->base.acct);
             s->discard_reply[0] = '\0';
             smtp_enter_state(s, SMTP_S_DATA);
             smtp_process(s);
@@ -718,10 +576,10 @@ static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t l
     }
     if (code >= 500 && s->relayed_verb == SMTP_CMD_MAIL) {
         char r[200];
-        log_info(s->sid, "event=mail_refused account=%s reply=%s", s->acct->name,
+        log_info(s->base.sid, "event=mail_refused account=%s reply=%s", s->base.acct->name,
                  log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
     }
-    conn_write(&s->conn, reply, len);
+    conn_write(&s->base.conn, reply, len);
     if (s->relay_count == 0)
         smtp_command_done(s);
 }
@@ -735,8 +593,8 @@ static void smtp_local_mail(struct smtp_session *s, const struct smtp_command *c
         return;
     }
     /* The reverse path matters only to an SMTP fallback; EWS and Graph send as the mailbox. */
-    if (s->acct->envelope_from == CONFIG_ENVFROM_ACCOUNT)
-        submit_mail(s->sub, s->acct->username, strlen(s->acct->username));
+    if (s->base.acct->envelope_from == CONFIG_ENVFROM_ACCOUNT)
+        submit_mail(s->sub, s->base.acct->username, strlen(s->base.acct->username));
     else
         submit_mail(s->sub, cmd->path, cmd->path_len);
     s->in_transaction = 1;
@@ -767,9 +625,10 @@ static void smtp_local_data(struct smtp_session *s)
         return;
     }
     smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    s->base.conn.pass_cb = smtp_data_pass_cb;
     smtp_data_scan_init(&s->scan);
     smtp_data_scan_unstuffed(&s->scan);
-    sender_filter_init(&s->hdr_filter, s->acct);
+    sender_filter_init(&s->hdr_filter, s->base.acct);
     s->discard_reply[0] = '\0';
     smtp_enter_state(s, SMTP_S_DATA);
     smtp_process(s);
@@ -778,7 +637,7 @@ static void smtp_local_data(struct smtp_session *s)
 static void smtp_local_reply_cb(void *arg, const char *reply)
 {
     struct smtp_session *s = arg;
-    session_log_message(&s->slog, s->scan.size, atoi(reply), reply, strlen(reply));
+    session_log_message(&s->base.slog, s->scan.size, atoi(reply), reply, strlen(reply));
     smtp_reset_transaction(s);
     smtp_reply(s, "%s", reply);
     smtp_command_done(s);
@@ -788,7 +647,7 @@ static void smtp_local_drain_cb(void *arg)
 {
     struct smtp_session *s = arg;
     if (s->state == SMTP_S_DATA) {
-        conn_read_start(&s->conn);
+        conn_read_start(&s->base.conn);
         smtp_process(s);
     }
 }
@@ -804,16 +663,10 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         smtp_reply(s, "503 5.5.1 Send HELO/EHLO first");
         return;
     }
-    if (!s->authenticated) {
-        const struct config_account *acct = smtp_allowlisted_account(s);
-        if (acct == NULL) {
-            smtp_reply(s, "530 5.7.0 Authentication required");
-            return;
-        }
-        if (s->acct != acct)
-            log_info(s->sid, "event=allowlisted peer=%s account=%s", s->conn.peer, acct->name);
-        s->acct = acct;
-        session_log_login(&s->slog, NULL, acct);
+    /* Without a login, a listener's allow_networks may say who this client is. */
+    if (!s->authenticated && session_allowlisted_login(&s->base) != 0) {
+        smtp_reply(s, "530 5.7.0 Authentication required");
+        return;
     }
     /* SIZE=n (RFC 1870): refuse early what would be refused after the upload. */
     const char *p = cmd->params;
@@ -821,7 +674,7 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
     while (p < end) {
         if (end - p > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
             unsigned long long n = strtoull(p + 5, NULL, 10);
-            if (n > s->srv->cfg->max_message_size) {
+            if (n > s->base.srv->cfg->max_message_size) {
                 smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
                 return;
             }
@@ -830,25 +683,25 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         p = sp ? sp + 1 : end;
     }
     /* Sender rules (sender_rules.h): refused before a byte of the message is sent. */
-    if (!sender_rules_allowed(s->acct, cmd->path, cmd->path_len)) {
+    if (!sender_rules_allowed(s->base.acct, cmd->path, cmd->path_len)) {
         char q[300];
-        log_info(s->sid, "event=sender_refused account=%s from=%s", s->acct->name,
+        log_info(s->base.sid, "event=sender_refused account=%s from=%s", s->base.acct->name,
                  log_quote(q, sizeof q, cmd->path, cmd->path_len));
         smtp_reply(s, "550 5.7.1 Sender address not allowed for this account");
         return;
     }
     char mail_rw[SMTP_COMMAND_LINE_MAX + 1];
-    long rw = sender_rules_mail_line(s->acct, cmd->path, cmd->path_len, cmd->params,
+    long rw = sender_rules_mail_line(s->base.acct, cmd->path, cmd->path_len, cmd->params,
                                      cmd->params_len, mail_rw, sizeof mail_rw);
     if (rw > 0) {
-        log_info(s->sid, "event=envelope_from_rewritten account=%s from=<%.*s> to=<%s>",
-                 s->acct->name, (int)(cmd->path_len < 200 ? cmd->path_len : 200), cmd->path,
-                 s->acct->username);
+        log_info(s->base.sid, "event=envelope_from_rewritten account=%s from=<%.*s> to=<%s>",
+                 s->base.acct->name, (int)(cmd->path_len < 200 ? cmd->path_len : 200), cmd->path,
+                 s->base.acct->username);
         line = mail_rw;
         len = (size_t)rw;
     }
     snprintf(s->mail_from, sizeof s->mail_from, "%.*s", (int)cmd->path_len, cmd->path);
-    if (submit_is_local(s->acct)) {
+    if (submit_is_local(s->base.acct)) {
         smtp_local_mail(s, cmd);
         return;
     }
@@ -861,7 +714,7 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
         smtp_reply(s, "503 5.5.1 Need MAIL command");
         return;
     }
-    if (s->sub != NULL && submit_is_local(s->acct)) {
+    if (s->sub != NULL && submit_is_local(s->base.acct)) {
         smtp_local_rcpt(s, line, len);
         return;
     }
@@ -878,7 +731,7 @@ static void smtp_cmd_data(struct smtp_session *s, const char *line, size_t len)
         smtp_reply(s, "554 5.5.1 No valid recipients");
         return;
     }
-    if (s->sub != NULL && submit_is_local(s->acct)) {
+    if (s->sub != NULL && submit_is_local(s->base.acct)) {
         smtp_local_data(s);
         return;
     }
@@ -905,8 +758,8 @@ static void smtp_bad_command(struct smtp_session *s, const char *reply)
 {
     smtp_reply(s, "%s", reply);
     if (++s->bad_commands >= SMTP_MAX_BAD_COMMANDS) {
-        smtp_reply(s, "421 4.7.0 %s Too many errors, closing connection", s->srv->hostname);
-        log_warn(s->sid, "event=too_many_errors peer=%s", s->conn.peer);
+        smtp_reply(s, "421 4.7.0 %s Too many errors, closing connection", s->base.srv->hostname);
+        log_warn(s->base.sid, "event=too_many_errors peer=%s", s->base.conn.peer);
         smtp_close(s);
     }
 }
@@ -981,10 +834,10 @@ static void smtp_data_reply_cb(void *arg, int code, const char *reply, size_t le
     if (code == 0) {
         /* The provider may or may not have the message: 451 makes the sender retry, which at
          * worst duplicates it; 250 could lose it. */
-        log_error(s->sid, "event=message_unconfirmed account=%s from=<%s> reason=\"%.*s\" "
-                  "note=\"client told 451; it will retry\"", s->acct->name, s->mail_from,
+        log_error(s->base.sid, "event=message_unconfirmed account=%s from=<%s> reason=\"%.*s\" "
+                  "note=\"client told 451; it will retry\"", s->base.acct->name, s->mail_from,
                   (int)(len < 150 ? len : 150), reply);
-        session_log_result(&s->slog, "upstream_lost");
+        session_log_result(&s->base.slog, "upstream_lost");
         stats_upstream_error("lost");
         smtp_drop_upstream(s, 0);
         smtp_reset_transaction(s);
@@ -993,24 +846,26 @@ static void smtp_data_reply_cb(void *arg, int code, const char *reply, size_t le
         smtp_command_done(s);
         return;
     }
-    log_info(s->sid, "event=message account=%s from=<%s> rcpts=%u size=%zu reply=%s",
-             s->acct->name, s->mail_from, s->rcpt_ok, s->scan.size,
-             log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
-    session_log_message(&s->slog, s->scan.size, code, reply, len);
+    /* log_quote runs before log_msg can look at the level: once per message. */
+    if (log_get_level() >= LOG_INFO)
+        log_info(s->base.sid, "event=message account=%s from=<%s> rcpts=%u size=%zu reply=%s",
+                 s->base.acct->name, s->mail_from, s->rcpt_ok, s->scan.size,
+                 log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
+    session_log_message(&s->base.slog, s->scan.size, code, reply, len);
     smtp_reset_transaction(s);
     if (code == 421) {
         smtp_drop_upstream(s, 0);
         smtp_reply(s, "451 4.4.2 The mail provider closed the connection; try again later");
     } else {
-        conn_write(&s->conn, reply, len);
+        conn_write(&s->base.conn, reply, len);
     }
     smtp_command_done(s);
 }
 
 static void smtp_data_abort(struct smtp_session *s, const char *reply, const char *why)
 {
-    log_warn(s->sid, "event=message_aborted account=%s from=<%s> reason=\"%s\"",
-             s->acct ? s->acct->name : "-", s->mail_from, why);
+    log_warn(s->base.sid, "event=message_aborted account=%s from=<%s> reason=\"%s\"",
+             s->base.acct ? s->base.acct->name : "-", s->mail_from, why);
     /* Closing without the final dot makes the upstream discard what it got so far. */
     smtp_drop_upstream(s, 0);
     if (s->sub != NULL)
@@ -1032,10 +887,11 @@ static int smtp_data_relay(struct smtp_session *s, const char *buf, size_t len)
         return -1;
     if (s->hdr_filter.rewritten && !was) {
         char q[300];
-        log_info(s->sid, "event=header_from_rewritten account=%s from=%s to=<%s>", s->acct->name,
+        log_info(s->base.sid, "event=header_from_rewritten account=%s from=%s to=<%s>",
+                 s->base.acct->name,
                  log_quote(q, sizeof q, s->hdr_filter.original_from,
                            strlen(s->hdr_filter.original_from)),
-                 s->acct->username);
+                 s->base.acct->username);
     }
     if (out_len == 0)
         return 0;
@@ -1043,23 +899,25 @@ static int smtp_data_relay(struct smtp_session *s, const char *buf, size_t len)
                           : smtp_upstream_write(s->up, out, out_len);
 }
 
-static void smtp_process_data(struct smtp_session *s)
+/* Scans and relays message bytes from buf; returns how many it used: all, or up to the end
+ * of the message, or fewer when the upstream is congested. The caller consumes them. */
+static size_t smtp_data_feed(struct smtp_session *s, const char *buf, size_t len)
 {
-    while (s->conn.in_len > 0 &&
-           (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)) {
+    size_t off = 0;
+    while (off < len && (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)) {
         if (s->state == SMTP_S_DATA && (s->sub != NULL ? submit_data_congested(s->sub)
                                                        : smtp_upstream_congested(s->up))) {
             /* Resumed by SMTP_UPSTREAM_DRAINED (or the spool file's drain callback): the
              * client waits, memory stays bounded. */
-            conn_read_stop(&s->conn);
-            return;
+            conn_read_stop(&s->base.conn);
+            break;
         }
-        size_t chunk = s->conn.in_len < SMTP_DATA_CHUNK ? s->conn.in_len : SMTP_DATA_CHUNK;
+        size_t chunk = len - off < SMTP_DATA_CHUNK ? len - off : SMTP_DATA_CHUNK;
         size_t out_len = 0;
-        long end = smtp_data_scan(&s->scan, s->conn.in, chunk, smtp_data_out, &out_len);
+        long end = smtp_data_scan(&s->scan, buf + off, chunk, smtp_data_out, &out_len);
         size_t used = end >= 0 ? (size_t)end : chunk;
         if (s->state == SMTP_S_DATA) {
-            if (s->scan.size > s->srv->cfg->max_message_size) {
+            if (s->scan.size > s->base.srv->cfg->max_message_size) {
                 smtp_data_abort(s, "552 5.3.4 Message size exceeds fixed maximum message size",
                                 "message too big");
             } else if (s->scan.line_too_long) {
@@ -1070,7 +928,7 @@ static void smtp_process_data(struct smtp_session *s)
                                 "later", "upstream write failed");
             }
         }
-        conn_consume(&s->conn, used);
+        off += used;
         if (end < 0)
             continue;
         if (s->state == SMTP_S_DATA && smtp_data_relay(s, NULL, 0) != 0)
@@ -1087,8 +945,34 @@ static void smtp_process_data(struct smtp_session *s)
             smtp_reply(s, "%s", s->discard_reply);
             smtp_enter_state(s, SMTP_S_COMMAND);
         }
-        return;
+        break;
     }
+    return off;
+}
+
+static void smtp_process_data(struct smtp_session *s)
+{
+    size_t used = smtp_data_feed(s, s->base.conn.in, s->base.conn.in_len);
+    conn_consume(&s->base.conn, used);
+}
+
+/* conn's pass_cb: while nothing else is buffered, message bytes are scanned straight from the
+ * shared read buffer instead of being copied into the connection's input buffer first (one
+ * copy of every message byte less). Anything else takes the usual way through c->in. */
+static size_t smtp_data_pass_cb(struct conn *c, const char *buf, size_t len)
+{
+    struct smtp_session *s = c->data;
+    if ((s->state != SMTP_S_DATA && s->state != SMTP_S_DATA_DISCARD) || s->base.processing ||
+        s->base.closing || s->base.conn.above_high)
+        return 0;
+    /* As inside smtp_process: a reply that comes synchronously (a local submit, an upstream
+     * lost) asks for another turn instead of re-entering. */
+    s->base.processing = 1;
+    size_t used = smtp_data_feed(s, buf, len);
+    s->base.processing = 0;
+    if (used == len && s->base.process_again)
+        smtp_process(s); /* otherwise the rest arrives as CONN_EV_READ and is processed then */
+    return used;
 }
 
 static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev)
@@ -1097,7 +981,7 @@ static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev)
     switch (ev) {
     case SMTP_UPSTREAM_DRAINED:
         if (s->state == SMTP_S_DATA) {
-            conn_read_start(&s->conn);
+            conn_read_start(&s->base.conn);
             smtp_process(s);
         }
         break;
@@ -1105,11 +989,11 @@ static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev)
         if (s->state == SMTP_S_DATA) {
             smtp_data_abort(s, "451 4.4.2 Connection to the mail provider lost, try again later",
                             "upstream closed during DATA");
-            conn_read_start(&s->conn);
+            conn_read_start(&s->base.conn);
             smtp_process(s);
         } else {
             /* Idle: log in again at the next MAIL. */
-            log_info(s->sid, "event=upstream_idle_close account=%s", s->acct->name);
+            log_info(s->base.sid, "event=upstream_idle_close account=%s", s->base.acct->name);
             smtp_drop_upstream(s, 0);
         }
         break;
@@ -1153,15 +1037,16 @@ static void smtp_process_once(struct smtp_session *s)
     }
     /* A client that does not read its replies: leave its commands in the bounded input
      * buffer (reading stops) until CONN_EV_DRAINED, instead of queueing replies without end. */
-    while (smtp_state_reads_lines(s->state) && s->conn.in_len > 0 && !s->conn.above_high) {
+    while (smtp_state_reads_lines(s->state) && s->base.conn.in_len > 0 &&
+           !s->base.conn.above_high) {
         size_t len, used;
         if (s->relay_count > 0 && s->skipping_long_line) {
             smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY); /* its 500 waits for the replies due */
             return;
         }
         if (s->skipping_long_line) {
-            int found = line_skip(s->conn.in, s->conn.in_len, &used);
-            conn_consume(&s->conn, used);
+            int found = line_skip(s->base.conn.in, s->base.conn.in_len, &used);
+            conn_consume(&s->base.conn, used);
             if (!found)
                 return;
             s->skipping_long_line = 0;
@@ -1171,26 +1056,26 @@ static void smtp_process_once(struct smtp_session *s)
             continue;
         }
         size_t max = s->state == SMTP_S_COMMAND ? SMTP_COMMAND_LINE_MAX : SMTP_AUTH_LINE_MAX;
-        enum line_result r = line_next(s->conn.in, s->conn.in_len, max, &len, &used);
+        enum line_result r = line_next(s->base.conn.in, s->base.conn.in_len, max, &len, &used);
         if (r == LINE_AGAIN) {
             /* An AUTH response may exceed the input buffer's default size. */
-            if (s->conn.in_len >= s->conn.in_max && s->conn.in_max < max)
-                s->conn.in_max = max;
+            if (s->base.conn.in_len >= s->base.conn.in_max && s->base.conn.in_max < max)
+                s->base.conn.in_max = max;
             return;
         }
         if (r == LINE_TOO_LONG) {
             s->skipping_long_line = 1;
             continue;
         }
-        if (s->relay_count > 0 && !smtp_pipeline_next(s, s->conn.in, len)) {
+        if (s->relay_count > 0 && !smtp_pipeline_next(s, s->base.conn.in, len)) {
             /* Back to it when the last reply due was relayed (smtp_command_done). */
             smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
             return;
         }
         /* Copy: the handler may consume or discard input (STARTTLS). */
         char line[SMTP_AUTH_LINE_MAX];
-        memcpy(line, s->conn.in, len);
-        conn_consume(&s->conn, used);
+        memcpy(line, s->base.conn.in, len);
+        conn_consume(&s->base.conn, used);
         smtp_handle_line(s, line, len);
         OPENSSL_cleanse(line, len);
         if (s->state == SMTP_S_DATA)
@@ -1198,115 +1083,81 @@ static void smtp_process_once(struct smtp_session *s)
     }
 }
 
-static void smtp_process(struct smtp_session *s)
+static void smtp_input(struct session *base)
 {
-    /* Replies can arrive synchronously (cached token, cached password): re-entry is turned
-     * into another turn of the outer loop. */
-    if (s->processing) {
-        s->process_again = 1;
-        return;
-    }
-    s->processing = 1;
-    do {
-        s->process_again = 0;
-        if (s->state == SMTP_S_CLOSING)
-            break;
-        smtp_process_once(s);
-    } while (s->process_again);
-    s->processing = 0;
+    struct smtp_session *s = (struct smtp_session *)base;
+    /* The commands of a pipelined group (MAIL, RCPT..., DATA) read in one go leave for the
+     * upstream in one write. Its conn outlives this call even if the upstream is dropped
+     * meanwhile (closing it drops the cork). */
+    struct conn *uc = s->up != NULL ? smtp_upstream_conn(s->up) : NULL;
+    int corked = uc != NULL && conn_cork(uc);
+    smtp_process_once(s);
+    if (corked)
+        conn_uncork(uc);
 }
 
-static void smtp_conn_event_cb(struct conn *c, enum conn_event ev)
+static void smtp_greeting(struct session *base)
 {
-    struct smtp_session *s = c->data;
+    smtp_reply((struct smtp_session *)base, "220 %s ESMTP xoauthd", base->srv->hostname);
+}
+
+static void smtp_tls_ready(struct session *base)
+{
+    smtp_enter_state((struct smtp_session *)base, SMTP_S_COMMAND);
+}
+
+static void smtp_busy(struct session *base)
+{
+    smtp_reply((struct smtp_session *)base, "421 4.7.0 %s Too many connections, try again later",
+               base->srv->hostname);
+}
+
+/* Client events SMTP logs or answers its own way; session.c does the rest. */
+static int smtp_client_event(struct session *base, enum conn_event ev)
+{
+    struct smtp_session *s = (struct smtp_session *)base;
     switch (ev) {
-    case CONN_EV_READ:
-        smtp_process(s);
-        break;
-    case CONN_EV_TLS_DONE:
-        smtp_enter_state(s, SMTP_S_COMMAND);
-        if (s->listener->cfg->tls == CONFIG_TLS_IMPLICIT)
-            smtp_reply(s, "220 %s ESMTP xoauthd", s->srv->hostname);
-        smtp_process(s);
-        break;
-    case CONN_EV_TLS_FAILED:
-        log_warn(s->sid, "event=tls_failed peer=%s reason=\"%s\"", c->peer, c->error);
-        smtp_close_now(s, 0);
-        break;
     case CONN_EV_EOF:
     case CONN_EV_ERROR:
         if (s->state == SMTP_S_DATA || s->state == SMTP_S_DATA_DISCARD)
-            log_warn(s->sid, "event=client_gone_during_data account=%s from=<%s> "
+            log_warn(s->base.sid, "event=client_gone_during_data account=%s from=<%s> "
                      "note=\"upstream closed without the final dot; nothing was sent\"",
-                     s->acct ? s->acct->name : "-", s->mail_from);
+                     s->base.acct ? s->base.acct->name : "-", s->mail_from);
         else if (s->state == SMTP_S_DATA_REPLY)
-            log_warn(s->sid, "event=client_gone_before_reply account=%s from=<%s>",
-                     s->acct ? s->acct->name : "-", s->mail_from);
-        if (ev == CONN_EV_ERROR)
-            log_info(s->sid, "event=client_error reason=\"%s\"", c->error);
-        smtp_close_now(s, 0);
-        break;
+            log_warn(s->base.sid, "event=client_gone_before_reply account=%s from=<%s>",
+                     s->base.acct ? s->base.acct->name : "-", s->mail_from);
+        return 0;
     case CONN_EV_TIMEOUT:
-        log_info(s->sid, "event=client_timeout state=%s", smtp_state_names[s->state]);
-        session_log_result(&s->slog, "timeout");
-        smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", s->srv->hostname);
+        log_info(s->base.sid, "event=client_timeout state=%s", smtp_state_names[s->state]);
+        session_log_result(&s->base.slog, "timeout");
+        smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", s->base.srv->hostname);
         smtp_close(s);
-        break;
-    case CONN_EV_DRAINED:
-        if (smtp_state_reads_lines(s->state))
-            smtp_process(s);
-        break;
-    case CONN_EV_CONNECTED:
-    case CONN_EV_CONNECT_FAILED:
-        break;
+        return 1;
+    default:
+        return 0;
     }
 }
+
+/* No busy_line, timeout_line or shutdown_line: SMTP's name the host (the hooks write them). */
+static const struct session_ops smtp_session_ops = {
+    .proto = "smtp",
+    .log_proto = "",
+    .stats_proto = STATS_PROTO_SMTP,
+    .input = smtp_input,
+    .greeting = smtp_greeting,
+    .tls_ready = smtp_tls_ready,
+    .closing = smtp_closing,
+    .busy = smtp_busy,
+    .client_event = smtp_client_event,
+    .shutdown = smtp_shutdown,
+    .aborting = smtp_aborting,
+};
 
 int smtp_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
 {
     struct smtp_session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return -1;
-    s->srv = srv;
-    s->listener = l;
-    s->link.shutdown = smtp_link_shutdown;
-    s->link.abort = smtp_link_abort;
-    server_session_id(srv, s->sid, sizeof s->sid);
-    if (conn_init(&s->conn, srv->loop, smtp_conn_event_cb, s) != 0) {
-        free(s);
-        return -1;
-    }
-    uv_timer_init(srv->loop, &s->delay_timer);
-    s->delay_timer.data = s;
-    s->open_handles = 2;
-    l->active++;
-    server_session_add(srv, &s->link);
-    if (listener_conn_accept(l, &s->conn, stream) != 0) {
-        smtp_close_now(s, 0);
-        return -1;
-    }
-    session_log_begin(&s->slog, &s->link, STATS_PROTO_SMTP, s->sid, s->conn.peer,
-                      uv_now(srv->loop));
-    log_info(s->sid, "event=connect peer=%s listener=%s", s->conn.peer, l->cfg->name);
-    s->state = SMTP_S_COMMAND;
-    if ((l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) ||
-        listener_peer_admit(l, &s->conn) != 0) {
-        log_warn(s->sid, "event=refused peer=%s reason=\"listener %s: too many connections "
-                 "(max_connections or max_connections_per_ip)\"", s->conn.peer, l->cfg->name);
-        if (l->cfg->tls != CONFIG_TLS_IMPLICIT)
-            smtp_reply(s, "421 4.7.0 %s Too many connections, try again later", srv->hostname);
-        smtp_close(s);
-        return 0;
-    }
-    conn_read_start(&s->conn);
-    if (l->cfg->tls == CONFIG_TLS_IMPLICIT) {
-        smtp_enter_state(s, SMTP_S_TLS);
-        conn_set_timeout(&s->conn, SMTP_CLIENT_TIMEOUT_MS);
-        if (conn_tls_start(&s->conn, l->tls, 0, NULL) != 0)
-            smtp_close_now(s, 0);
-        return 0;
-    }
-    conn_set_timeout(&s->conn, SMTP_CLIENT_TIMEOUT_MS);
-    smtp_reply(s, "220 %s ESMTP xoauthd", srv->hostname);
-    return 0;
+    s->state = l->cfg->tls == CONFIG_TLS_IMPLICIT ? SMTP_S_TLS : SMTP_S_COMMAND;
+    return session_accept(&s->base, srv, l, stream, &smtp_session_ops, SMTP_CLIENT_TIMEOUT_MS);
 }

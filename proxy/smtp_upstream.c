@@ -53,6 +53,7 @@ struct smtp_upstream {
     int reply_lines;
     smtp_upstream_reply_cb reply_cb;
     smtp_upstream_event_cb event_cb;
+    struct conn *client; /* smtp_upstream_set_client */
     char reply[UP_REPLY_MAX]; /* last: not zeroed at creation, only reply_len bytes count */
 };
 
@@ -408,7 +409,18 @@ static void up_starttls_done(struct upstream_base *b)
     up_send_line(up, "EHLO", b->srv->hostname);
 }
 
-static void up_readable(struct upstream_base *b) { up_process((struct smtp_upstream *)b); }
+static void up_readable(struct upstream_base *b)
+{
+    struct smtp_upstream *up = (struct smtp_upstream *)b;
+    /* A pipelined group's replies (250, 250, 354) usually arrive in one read: relay them in
+     * one write, not one segment and one wake-up of the client each. The client's conn
+     * outlives this call even if the session drops this upstream meanwhile. */
+    struct conn *client = up->client;
+    int corked = client != NULL && conn_cork(client);
+    up_process(up);
+    if (corked)
+        conn_uncork(client);
+}
 
 static void up_lost(struct upstream_base *b, const char *why)
 {
@@ -483,6 +495,13 @@ void smtp_upstream_expect_reply(struct smtp_upstream *up, smtp_upstream_reply_cb
 size_t smtp_upstream_backlog(const struct smtp_upstream *up)
 {
     return up->base.conn != NULL ? up->base.conn->out_pending : 0;
+}
+
+struct conn *smtp_upstream_conn(const struct smtp_upstream *up) { return up->base.conn; }
+
+void smtp_upstream_set_client(struct smtp_upstream *up, struct conn *client)
+{
+    up->client = client;
 }
 
 int smtp_upstream_congested(const struct smtp_upstream *up)

@@ -50,6 +50,12 @@ int smtp_upstream_write(struct smtp_upstream *up, const char *buf, size_t len);
 /* After the end-of-data marker was written: wait for the reply. */
 void smtp_upstream_expect_reply(struct smtp_upstream *up, smtp_upstream_reply_cb cb);
 size_t smtp_upstream_backlog(const struct smtp_upstream *up);
+/* The connection towards the provider (NULL while there is none), e.g. to cork it around a
+ * client read that may produce several pipelined commands (conn_cork). */
+struct conn *smtp_upstream_conn(const struct smtp_upstream *up);
+/* The client's conn, which the reply callbacks write to: the replies that one read from the
+ * provider completes are corked into one write towards it. NULL: none. */
+void smtp_upstream_set_client(struct smtp_upstream *up, struct conn *client);
 int smtp_upstream_congested(const struct smtp_upstream *up);
 
 /* Ends the upstream side; no callback runs afterwards. polite: QUIT when the connection is

@@ -194,6 +194,8 @@ void submit_reset(struct submit *s)
     s->state = SB_IDLE;
 }
 
+const struct config_account *submit_account(const struct submit *s) { return s->acct; }
+
 void submit_free(struct submit *s)
 {
     if (s == NULL)

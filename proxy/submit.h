@@ -38,6 +38,8 @@ struct submit *submit_new(struct server *srv, const struct config_account *acct,
                           submit_drain_cb drain_cb, void *arg);
 /* Cancels whatever runs (no callback afterwards); the stored message is discarded. */
 void submit_free(struct submit *s);
+/* The account the submission was made for. */
+const struct config_account *submit_account(const struct submit *s);
 
 /* At AUTH: fetch a token so that a broken token endpoint shows as 454 at once. cb gets
  * UPSTREAM_OK or UPSTREAM_FAIL_TOKEN. May call cb before returning. */

@@ -859,11 +859,7 @@ static void token_http_done_cb(void *arg, const struct http_response *resp)
     struct token_response r;
 
     e->req = NULL;
-    memset(&r, 0, sizeof r);
-    if (resp->status == 0)
-        token_response_transport(&r, resp->timed_out, resp->error);
-    else
-        token_response_parse(resp->status, resp->body, resp->body_len, &r);
+    token_response_from_http(resp, &r);
     token_entry_result(e, token_grant_for(e->acct->flow), resp->status, &r, resp->retry_after);
 }
 

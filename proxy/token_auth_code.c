@@ -30,7 +30,6 @@
 
 #define TOKEN_AC_DEFAULT_TIMEOUT_S 300u
 #define TOKEN_AC_MAX_REQUEST 8192u
-#define TOKEN_AC_MAX_RESPONSE (64u * 1024u)
 
 struct token_ac;
 
@@ -50,16 +49,7 @@ struct token_ac_write {
 };
 
 struct token_ac {
-    struct token_signin base; /* first */
-    uv_loop_t *loop;
-    struct http *http;
-    const struct config_account *acct;
-    FILE *out;
-    unsigned http_timeout_s;
-    token_signin_cb cb;
-    void *arg;
-    struct http_request *req;
-    uv_timer_t timer;
+    struct token_signin base; /* first; its timer gives up on the browser */
     uv_tcp_t listen4, listen6;
     int listening4, listening6;
     struct token_ac_conn *conns;
@@ -67,7 +57,6 @@ struct token_ac {
     char verifier[TOKEN_PKCE_LEN + 1];
     char *state;
     char *redirect_uri;
-    char *token_url;
     int done;     /* cb called or cancelled */
     int exchanging;
     int freeing;
@@ -200,7 +189,7 @@ static void token_ac_maybe_free(struct token_ac *ac)
     OPENSSL_cleanse(ac->verifier, sizeof ac->verifier);
     token_ac_free_secret(&ac->state);
     free(ac->redirect_uri);
-    free(ac->token_url);
+    free(ac->base.token_url);
     free(ac);
 }
 
@@ -255,10 +244,10 @@ static void token_ac_cancel(struct token_signin *s)
         return;
     ac->done = 1;
     ac->freeing = 1;
-    ac->cb = NULL;
-    if (ac->req != NULL) {
-        http_request_cancel(ac->req);
-        ac->req = NULL;
+    ac->base.cb = NULL;
+    if (ac->base.req != NULL) {
+        http_request_cancel(ac->base.req);
+        ac->base.req = NULL;
     }
     token_ac_stop_listening(ac);
     /* A connection being answered closes from its write callback, so the browser still gets
@@ -269,20 +258,14 @@ static void token_ac_cancel(struct token_signin *s)
         if (!c->answered)
             token_ac_conn_close(c);
     }
-    uv_close((uv_handle_t *)&ac->timer, token_ac_handle_closed_cb);
+    uv_close((uv_handle_t *)&ac->base.timer, token_ac_handle_closed_cb);
     token_ac_maybe_free(ac);
 }
 
 static void token_ac_end(struct token_ac *ac, enum token_status st, struct token_response *r,
                          const char *reason)
 {
-    token_signin_cb cb = ac->cb;
-    void *arg = ac->arg;
-    ac->cb = NULL;
-    ac->done = 1;
-    if (cb != NULL)
-        cb(arg, st, r, reason);
-    token_ac_cancel(&ac->base);
+    token_signin_end(&ac->base, st, r, reason);
 }
 
 /* ---- the code exchange ---- */
@@ -293,19 +276,14 @@ static void token_ac_exchange_done_cb(void *arg, const struct http_response *res
     struct token_response r;
     char reason[512];
 
-    ac->req = NULL;
-    memset(&r, 0, sizeof r);
-    if (resp->status == 0)
-        token_response_transport(&r, resp->timed_out, resp->error);
-    else
-        token_response_parse(resp->status, resp->body, resp->body_len, &r);
+    ac->base.req = NULL;
+    token_response_from_http(resp, &r);
     if (r.status == TOKEN_OK) {
         token_ac_end(ac, TOKEN_OK, &r, NULL);
         token_response_clear(&r);
         return;
     }
-    snprintf(reason, sizeof reason, "the code exchange failed: %s%s%s", r.reason,
-             r.error_description[0] != '\0' ? ": " : "", r.error_description);
+    token_signin_reason(reason, sizeof reason, "the code exchange failed: ", &r);
     enum token_status st = r.status;
     token_response_clear(&r);
     token_ac_end(ac, st, NULL, reason);
@@ -313,36 +291,23 @@ static void token_ac_exchange_done_cb(void *arg, const struct http_response *res
 
 static void token_ac_exchange(struct token_ac *ac, const char *code)
 {
-    struct http_header hdr = {"Accept", "application/json"};
     struct token_form form;
-    struct http_opts o;
-    const char *body;
+    int rc;
 
     ac->exchanging = 1;
     token_form_init(&form);
     token_form_add(&form, "grant_type", "authorization_code");
-    token_form_add(&form, "client_id", ac->acct->client_id);
-    if (ac->acct->client_secret != NULL && ac->acct->client_secret[0] != '\0')
-        token_form_add(&form, "client_secret", ac->acct->client_secret);
+    token_form_add(&form, "client_id", ac->base.acct->client_id);
+    if (ac->base.acct->client_secret != NULL && ac->base.acct->client_secret[0] != '\0')
+        token_form_add(&form, "client_secret", ac->base.acct->client_secret);
     token_form_add(&form, "code", code);
     token_form_add(&form, "redirect_uri", ac->redirect_uri);
     token_form_add(&form, "code_verifier", ac->verifier);
-    if (ac->acct->scope != NULL && ac->acct->scope[0] != '\0')
-        token_form_add(&form, "scope", ac->acct->scope);
-    body = token_form_finish(&form);
-    memset(&o, 0, sizeof o);
-    o.url = ac->token_url;
-    o.body = body;
-    o.body_len = body != NULL ? strlen(body) : 0;
-    o.headers = &hdr;
-    o.n_headers = 1;
-    o.ca_file = ac->acct->provider != NULL ? ac->acct->provider->ca_file : NULL;
-    o.timeout_ms = ac->http_timeout_s * 1000u;
-    o.max_response = TOKEN_AC_MAX_RESPONSE;
-    ac->req = body != NULL ? http_request_start(ac->http, &o, token_ac_exchange_done_cb, ac)
-                           : NULL;
+    if (ac->base.acct->scope != NULL && ac->base.acct->scope[0] != '\0')
+        token_form_add(&form, "scope", ac->base.acct->scope);
+    rc = token_signin_post(&ac->base, ac->base.token_url, &form, token_ac_exchange_done_cb);
     token_form_free(&form);
-    if (ac->req == NULL)
+    if (rc != 0)
         token_ac_end(ac, TOKEN_MISCONFIGURED, NULL,
                      "the token request could not start (token_url must be https://, or "
                      "http:// to a loopback address)");
@@ -372,9 +337,9 @@ static enum token_ac_action token_ac_redirect(struct token_ac *ac, const char *u
         goto done;
     if (state == NULL || strlen(state) != strlen(ac->state) ||
         CRYPTO_memcmp(state, ac->state, strlen(ac->state)) != 0) {
-        fprintf(ac->out, "(ignored a redirect with a wrong state: it was not started by this "
-                         "sign-in)\n");
-        fflush(ac->out);
+        fprintf(ac->base.out, "(ignored a redirect with a wrong state: it was not started by "
+                              "this sign-in)\n");
+        fflush(ac->base.out);
         *page = "The state does not match the sign-in xoauthd started; ignored.";
         token_ac_free_secret(code);
         goto done;
@@ -513,7 +478,7 @@ static void token_ac_connection_cb(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->ac = ac;
-    uv_tcp_init(ac->loop, &c->tcp);
+    uv_tcp_init(ac->base.loop, &c->tcp);
     c->tcp.data = c;
     ac->open_handles++;
     c->next = ac->conns;
@@ -576,7 +541,7 @@ static int token_ac_listen(struct token_ac *ac, const char *host, int port, int 
                          ? "127.0.0.1" : host;
 
     if (strchr(host, ':') == NULL) {
-        uv_tcp_init(ac->loop, &ac->listen4);
+        uv_tcp_init(ac->base.loop, &ac->listen4);
         ac->listen4.data = ac;
         ac->open_handles++;
         ac->listening4 = 1;
@@ -588,7 +553,7 @@ static int token_ac_listen(struct token_ac *ac, const char *host, int port, int 
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     if (strcmp(host, "localhost") == 0 || strchr(host, ':') != NULL) {
-        uv_tcp_init(ac->loop, &ac->listen6);
+        uv_tcp_init(ac->base.loop, &ac->listen6);
         ac->listen6.data = ac;
         ac->open_handles++;
         ac->listening6 = 1;
@@ -614,7 +579,7 @@ static int token_ac_listen(struct token_ac *ac, const char *host, int port, int 
 
 static char *token_ac_build_url(struct token_ac *ac, const char *authorize, const char *challenge)
 {
-    const struct config_account *a = ac->acct;
+    const struct config_account *a = ac->base.acct;
     const char *sep = strchr(authorize, '?') != NULL ? "&" : "?";
     int google = (a->provider != NULL && strcmp(a->provider->name, "google") == 0) ||
                  strstr(authorize, "accounts.google.com") != NULL;
@@ -654,29 +619,12 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
     int port = 0, bound = 0;
     int ms = acct->provider != NULL && strcmp(acct->provider->name, "microsoft") == 0;
 
-    if (acct->provider == NULL || acct->provider->authorize_url == NULL) {
-        fprintf(o->out, "xoauthd: provider %s has no authorize_url: set it in its [provider] "
-                        "section\n", acct->provider != NULL ? acct->provider->name : "?");
-        return NULL;
-    }
-    if (acct->client_id == NULL) {
-        fprintf(o->out, "xoauthd: account %s has no client_id\n", acct->name);
-        return NULL;
-    }
-    ac = calloc(1, sizeof *ac);
+    ac = token_signin_new(sizeof *ac, o, "authorize_url",
+                          acct->provider != NULL ? acct->provider->authorize_url : NULL, "",
+                          token_ac_cancel, cb, arg);
     if (ac == NULL)
         return NULL;
-    ac->base.cancel = token_ac_cancel;
-    ac->loop = o->loop;
-    ac->http = o->http;
-    ac->acct = acct;
-    ac->out = o->out;
-    ac->http_timeout_s = o->http_timeout_s != 0 ? o->http_timeout_s : 30;
-    ac->cb = cb;
-    ac->arg = arg;
-    uv_timer_init(o->loop, &ac->timer);
-    ac->timer.data = ac;
-    ac->open_handles = 1;
+    ac->open_handles = 1; /* the timer */
 
     const char *ruri = acct->redirect_uri != NULL ? acct->redirect_uri
                        : ms ? "http://localhost/" : "http://127.0.0.1/";
@@ -713,9 +661,8 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
         else
             snprintf(ac->redirect_uri, n, "http://%s%s", host, path);
     }
-    ac->token_url = config_token_url(acct);
     authorize = config_account_url(acct, acct->provider->authorize_url);
-    if (ac->token_url == NULL || authorize == NULL ||
+    if (ac->base.token_url == NULL || authorize == NULL ||
         (url = token_ac_build_url(ac, authorize, challenge)) == NULL) {
         fprintf(o->out, "xoauthd: provider %s needs token_url and authorize_url\n",
                 acct->provider->name);
@@ -735,7 +682,7 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
         fprintf(o->out, "Waiting for the browser on %s (up to %u minutes)...\n", ac->redirect_uri,
                 ((o->timeout_s != 0 ? o->timeout_s : TOKEN_AC_DEFAULT_TIMEOUT_S) + 59) / 60);
     fflush(o->out);
-    uv_timer_start(&ac->timer, token_ac_timer_cb,
+    uv_timer_start(&ac->base.timer, token_ac_timer_cb,
                    (uint64_t)(o->timeout_s != 0 ? o->timeout_s : TOKEN_AC_DEFAULT_TIMEOUT_S) *
                        1000u,
                    0);

@@ -7,12 +7,10 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,68 +25,14 @@
 #include "token.h"
 #include "token_grant.h"
 #include "token_store.h"
+#include "tty_line.h"
 
 #define TOKEN_CLI_DEFAULT_CONFIG "/etc/xoauthd/xoauthd.ini"
 #define TOKEN_CLI_MAX_LINE 16384
 
 enum token_cli_method { TOKEN_CLI_AUTO, TOKEN_CLI_DEVICE, TOKEN_CLI_BROWSER, TOKEN_CLI_PASTE };
 
-/* ---- terminal input ---- */
-
-static struct termios token_cli_saved_tty;
-static volatile sig_atomic_t token_cli_tty_changed;
-
-static void token_cli_restore_tty_signal(int sig)
-{
-    /* Leaving the terminal without echo after ^C would baffle the admin. */
-    if (token_cli_tty_changed)
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &token_cli_saved_tty);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* One line of stdin without its line end, malloc'ed; -1 at EOF. With hide and a terminal, the
- * typing is not echoed. */
-static long token_cli_read_line(const char *prompt, int hide, char **out)
-{
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int tty = isatty(STDIN_FILENO);
-
-    *out = NULL;
-    if (prompt != NULL && tty) {
-        fputs(prompt, stderr);
-        fflush(stderr);
-    }
-    if (hide && tty && tcgetattr(STDIN_FILENO, &token_cli_saved_tty) == 0) {
-        struct termios noecho = token_cli_saved_tty;
-        signal(SIGINT, token_cli_restore_tty_signal);
-        signal(SIGTERM, token_cli_restore_tty_signal);
-        noecho.c_lflag &= ~(tcflag_t)ECHO;
-        noecho.c_lflag |= ECHONL;
-        token_cli_tty_changed = 1;
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
-    }
-    n = getline(&line, &cap, stdin);
-    if (token_cli_tty_changed) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &token_cli_saved_tty);
-        token_cli_tty_changed = 0;
-    }
-    if (n < 0 || n > TOKEN_CLI_MAX_LINE || memchr(line, '\0', (size_t)n) != NULL) {
-        if (line != NULL) {
-            OPENSSL_cleanse(line, cap);
-            free(line);
-        }
-        return -1;
-    }
-    if (n > 0 && line[n - 1] == '\n')
-        line[--n] = '\0';
-    if (n > 0 && line[n - 1] == '\r')
-        line[--n] = '\0';
-    *out = line;
-    return (long)n;
-}
+/* ---- secrets ---- */
 
 static void token_cli_free_secret(char **p)
 {
@@ -312,7 +256,8 @@ int token_cli_auth(int argc, char **argv)
     /* The key first: nobody should sign in at the provider only to learn that the local
      * password was mistyped. */
     if (token_account_password_key(cfg, acct)) {
-        long n = token_cli_read_line("Local password of the account (local_user): ", 1, &pw);
+        long n = tty_line_read("Local password of the account (local_user): ", 1,
+                               TOKEN_CLI_MAX_LINE, &pw);
         if (n < 0) {
             fprintf(stderr, "xoauthd: account %s encrypts its token store with its local "
                             "password: type it (or give it as one line on standard input)\n",
@@ -376,7 +321,7 @@ int token_cli_auth(int argc, char **argv)
     if (flow == NULL)
         goto done;
     if (method == TOKEN_CLI_PASTE) {
-        if (token_cli_read_line(NULL, 0, &pasted) < 0) {
+        if (tty_line_read(NULL, 0, TOKEN_CLI_MAX_LINE, &pasted) < 0) {
             fprintf(stderr, "xoauthd: nothing was pasted\n");
             token_signin_cancel(flow);
             flow = NULL;

@@ -22,21 +22,9 @@
 
 #define TOKEN_DC_DEFAULT_INTERVAL 5u
 #define TOKEN_DC_DEFAULT_EXPIRES 900u
-#define TOKEN_DC_MAX_RESPONSE (64u * 1024u)
 
 struct token_dc {
-    struct token_signin base; /* first */
-    uv_loop_t *loop;
-    struct http *http;
-    const struct config_account *acct;
-    FILE *out;
-    unsigned http_timeout_s;
-    token_signin_cb cb;
-    void *arg;
-    struct http_request *req;
-    uv_timer_t timer;
-    int timer_open;
-    char *token_url;
+    struct token_signin base; /* first; its timer paces the polls */
     char *device_code; /* secret: whoever has it can collect the tokens */
     unsigned interval_s;
     uint64_t deadline_ms;
@@ -52,7 +40,7 @@ static void token_dc_free_cb(uv_handle_t *h)
         OPENSSL_cleanse(d->device_code, strlen(d->device_code));
         free(d->device_code);
     }
-    free(d->token_url);
+    free(d->base.token_url);
     free(d);
 }
 
@@ -60,44 +48,17 @@ static void token_dc_cancel(struct token_signin *s)
 {
     struct token_dc *d = (struct token_dc *)s;
     d->done = 1;
-    if (d->req != NULL) {
-        http_request_cancel(d->req);
-        d->req = NULL;
+    if (d->base.req != NULL) {
+        http_request_cancel(d->base.req);
+        d->base.req = NULL;
     }
-    uv_close((uv_handle_t *)&d->timer, token_dc_free_cb);
+    uv_close((uv_handle_t *)&d->base.timer, token_dc_free_cb);
 }
 
-/* Ends the flow: cb once, then the state goes away. */
 static void token_dc_end(struct token_dc *d, enum token_status st, struct token_response *r,
                          const char *reason)
 {
-    token_signin_cb cb = d->cb;
-    void *arg = d->arg;
-    d->cb = NULL;
-    token_dc_cancel(&d->base);
-    if (cb != NULL)
-        cb(arg, st, r, reason);
-}
-
-static int token_dc_post(struct token_dc *d, const char *url, struct token_form *form,
-                         http_done_cb done)
-{
-    struct http_header hdr = {"Accept", "application/json"};
-    struct http_opts o;
-    const char *body = token_form_finish(form);
-    if (body == NULL)
-        return -1;
-    memset(&o, 0, sizeof o);
-    o.url = url;
-    o.body = body;
-    o.body_len = strlen(body);
-    o.headers = &hdr;
-    o.n_headers = 1;
-    o.ca_file = d->acct->provider != NULL ? d->acct->provider->ca_file : NULL;
-    o.timeout_ms = d->http_timeout_s * 1000u;
-    o.max_response = TOKEN_DC_MAX_RESPONSE;
-    d->req = http_request_start(d->http, &o, done, d);
-    return d->req != NULL ? 0 : -1;
+    token_signin_end(&d->base, st, r, reason);
 }
 
 static void token_dc_timer_cb(uv_timer_t *t)
@@ -107,7 +68,7 @@ static void token_dc_timer_cb(uv_timer_t *t)
 
 static void token_dc_schedule(struct token_dc *d)
 {
-    uint64_t now = uv_now(d->loop);
+    uint64_t now = uv_now(d->base.loop);
     uint64_t wait = (uint64_t)d->interval_s * 1000u;
     if (now + wait > d->deadline_ms) {
         if (now >= d->deadline_ms) {
@@ -118,7 +79,7 @@ static void token_dc_schedule(struct token_dc *d)
         }
         wait = d->deadline_ms - now;
     }
-    uv_timer_start(&d->timer, token_dc_timer_cb, wait, 0);
+    uv_timer_start(&d->base.timer, token_dc_timer_cb, wait, 0);
 }
 
 static void token_dc_poll_done_cb(void *arg, const struct http_response *resp)
@@ -127,12 +88,8 @@ static void token_dc_poll_done_cb(void *arg, const struct http_response *resp)
     struct token_response r;
     char reason[512];
 
-    d->req = NULL;
-    memset(&r, 0, sizeof r);
-    if (resp->status == 0)
-        token_response_transport(&r, resp->timed_out, resp->error);
-    else
-        token_response_parse(resp->status, resp->body, resp->body_len, &r);
+    d->base.req = NULL;
+    token_response_from_http(resp, &r);
     if (r.status == TOKEN_OK) {
         token_dc_end(d, TOKEN_OK, &r, NULL);
         token_response_clear(&r);
@@ -146,9 +103,9 @@ static void token_dc_poll_done_cb(void *arg, const struct http_response *resp)
     if (strcmp(r.error, "slow_down") == 0) {
         /* RFC 8628 3.5: the interval grows by 5 seconds for this and all later requests. */
         d->interval_s += 5;
-        fprintf(d->out, "(the provider asked to poll more slowly: every %u s now)\n",
+        fprintf(d->base.out, "(the provider asked to poll more slowly: every %u s now)\n",
                 d->interval_s);
-        fflush(d->out);
+        fflush(d->base.out);
         token_response_clear(&r);
         token_dc_schedule(d);
         return;
@@ -167,14 +124,13 @@ static void token_dc_poll_done_cb(void *arg, const struct http_response *resp)
     }
     if (r.status == TOKEN_TEMPFAIL && r.error[0] == '\0') {
         /* Network trouble or a 5xx: the code is still good, try again at the next interval. */
-        fprintf(d->out, "(token endpoint: %s; still waiting)\n", r.reason);
-        fflush(d->out);
+        fprintf(d->base.out, "(token endpoint: %s; still waiting)\n", r.reason);
+        fflush(d->base.out);
         token_response_clear(&r);
         token_dc_schedule(d);
         return;
     }
-    snprintf(reason, sizeof reason, "%s%s%s", r.reason,
-             r.error_description[0] != '\0' ? ": " : "", r.error_description);
+    token_signin_reason(reason, sizeof reason, "", &r);
     enum token_status st = r.status;
     token_response_clear(&r);
     token_dc_end(d, st, NULL, reason);
@@ -188,11 +144,11 @@ static void token_dc_poll(struct token_dc *d)
         return;
     token_form_init(&form);
     token_form_add(&form, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
-    token_form_add(&form, "client_id", d->acct->client_id);
-    if (d->acct->client_secret != NULL && d->acct->client_secret[0] != '\0')
-        token_form_add(&form, "client_secret", d->acct->client_secret);
+    token_form_add(&form, "client_id", d->base.acct->client_id);
+    if (d->base.acct->client_secret != NULL && d->base.acct->client_secret[0] != '\0')
+        token_form_add(&form, "client_secret", d->base.acct->client_secret);
     token_form_add(&form, "device_code", d->device_code);
-    rc = token_dc_post(d, d->token_url, &form, token_dc_poll_done_cb);
+    rc = token_signin_post(&d->base, d->base.token_url, &form, token_dc_poll_done_cb);
     token_form_free(&form);
     if (rc != 0)
         token_dc_end(d, TOKEN_MISCONFIGURED, NULL,
@@ -243,16 +199,12 @@ static void token_dc_start_done_cb(void *arg, const struct http_response *resp)
     long expires, interval;
     char reason[512];
 
-    d->req = NULL;
+    d->base.req = NULL;
     if (resp->status == 0 || resp->status < 200 || resp->status > 299) {
         struct token_response r;
-        memset(&r, 0, sizeof r);
-        if (resp->status == 0)
-            token_response_transport(&r, resp->timed_out, resp->error);
-        else
-            token_response_parse(resp->status, resp->body, resp->body_len, &r);
-        snprintf(reason, sizeof reason, "the device authorization endpoint refused: %s%s%s",
-                 r.reason, r.error_description[0] != '\0' ? ": " : "", r.error_description);
+        token_response_from_http(resp, &r);
+        token_signin_reason(reason, sizeof reason, "the device authorization endpoint refused: ",
+                            &r);
         enum token_status st = r.status == TOKEN_OK ? TOKEN_TEMPFAIL : r.status;
         token_response_clear(&r);
         token_dc_end(d, st, NULL, reason);
@@ -284,19 +236,20 @@ static void token_dc_start_done_cb(void *arg, const struct http_response *resp)
         return;
     }
     d->interval_s = (unsigned)interval;
-    d->deadline_ms = uv_now(d->loop) + (uint64_t)expires * 1000u;
-    fprintf(d->out,
+    d->deadline_ms = uv_now(d->base.loop) + (uint64_t)expires * 1000u;
+    fprintf(d->base.out,
             "To sign in account %s (%s), open this address in a browser on any device:\n"
             "  Open: %s\n"
             "and enter this code:\n"
             "  Code: %s\n",
-            d->acct->name, d->acct->username != NULL ? d->acct->username : "-", uri, uc);
+            d->base.acct->name, d->base.acct->username != NULL ? d->base.acct->username : "-",
+            uri, uc);
     if (complete != NULL)
-        fprintf(d->out, "(or open %s, which has the code in it)\n", complete);
-    fprintf(d->out, "Sign in as %s. Waiting up to %ld minutes (polling every %u s)...\n",
-            d->acct->username != NULL ? d->acct->username : "the mailbox's user",
+        fprintf(d->base.out, "(or open %s, which has the code in it)\n", complete);
+    fprintf(d->base.out, "Sign in as %s. Waiting up to %ld minutes (polling every %u s)...\n",
+            d->base.acct->username != NULL ? d->base.acct->username : "the mailbox's user",
             (expires + 59) / 60, d->interval_s);
-    fflush(d->out);
+    fflush(d->base.out);
     OPENSSL_cleanse((void *)dc, strlen(dc));
     cJSON_Delete(json);
     token_dc_schedule(d);
@@ -311,32 +264,13 @@ struct token_signin *token_signin_device_code(const struct token_signin_opts *o,
     char *url;
     int rc;
 
-    if (acct->provider == NULL || acct->provider->device_code_url == NULL) {
-        fprintf(o->out, "xoauthd: provider %s has no device_code_url: set it in its "
-                        "[provider] section, or sign in with --browser\n",
-                acct->provider != NULL ? acct->provider->name : "?");
-        return NULL;
-    }
-    if (acct->client_id == NULL) {
-        fprintf(o->out, "xoauthd: account %s has no client_id\n", acct->name);
-        return NULL;
-    }
-    d = calloc(1, sizeof *d);
+    d = token_signin_new(sizeof *d, o, "device_code_url",
+                         acct->provider != NULL ? acct->provider->device_code_url : NULL,
+                         ", or sign in with --browser", token_dc_cancel, cb, arg);
     if (d == NULL)
         return NULL;
-    d->base.cancel = token_dc_cancel;
-    d->loop = o->loop;
-    d->http = o->http;
-    d->acct = acct;
-    d->out = o->out;
-    d->http_timeout_s = o->http_timeout_s != 0 ? o->http_timeout_s : 30;
-    d->cb = cb;
-    d->arg = arg;
-    uv_timer_init(o->loop, &d->timer);
-    d->timer.data = d;
-    d->token_url = config_token_url(acct);
     url = config_account_url(acct, acct->provider->device_code_url);
-    if (d->token_url == NULL || url == NULL) {
+    if (d->base.token_url == NULL || url == NULL) {
         free(url);
         fprintf(o->out, "xoauthd: provider %s has no token_url\n", acct->provider->name);
         token_dc_cancel(&d->base);
@@ -346,7 +280,7 @@ struct token_signin *token_signin_device_code(const struct token_signin_opts *o,
     token_form_add(&form, "client_id", acct->client_id);
     if (acct->scope != NULL && acct->scope[0] != '\0')
         token_form_add(&form, "scope", acct->scope);
-    rc = token_dc_post(d, url, &form, token_dc_start_done_cb);
+    rc = token_signin_post(&d->base, url, &form, token_dc_start_done_cb);
     token_form_free(&form);
     free(url);
     if (rc != 0) {

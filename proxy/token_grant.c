@@ -169,8 +169,11 @@ int token_url_is_loopback_http(const char *url)
     return config_host_is_loopback(host);
 }
 
-void token_signin_cancel(struct token_signin *s)
+void token_response_from_http(const struct http_response *resp, struct token_response *out)
 {
-    if (s != NULL)
-        s->cancel(s);
+    memset(out, 0, sizeof *out);
+    if (resp->status == 0)
+        token_response_transport(out, resp->timed_out, resp->error);
+    else
+        token_response_parse(resp->status, resp->body, resp->body_len, out);
 }

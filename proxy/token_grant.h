@@ -104,6 +104,9 @@ char *token_b64url(const unsigned char *in, size_t len);
 char *token_random_b64url(size_t n);
 /* The host of an http(s) URL is a loopback address (http:// is allowed only there). */
 int token_url_is_loopback_http(const char *url);
+/* A token endpoint's answer, classified into out (zeroed first): a transport failure
+ * (status 0) or the parsed response. */
+void token_response_from_http(const struct http_response *resp, struct token_response *out);
 
 /* ---- client credentials with a certificate (token_client_credentials.c) ---- */
 
@@ -143,9 +146,20 @@ struct token_signin_opts {
     int paste;               /* authorization code: no listener, the URL is pasted */
 };
 
-/* Every flow's state starts with this, so that one cancel serves them all. */
+/* Every flow's state starts with this, so that one cancel serves them all; the rest is what
+ * both flows keep, filled by token_signin_new (token_signin.c). */
 struct token_signin {
-    void (*cancel)(struct token_signin *s);
+    void (*cancel)(struct token_signin *s); /* the flow's own */
+    uv_loop_t *loop;
+    struct http *http;
+    const struct config_account *acct;
+    FILE *out;
+    unsigned http_timeout_s;
+    token_signin_cb cb; /* NULL once called (token_signin_end) or cancelled */
+    void *arg;
+    struct http_request *req; /* the endpoint request in flight */
+    uv_timer_t timer;         /* data = the flow; the flow closes it in its cancel */
+    char *token_url;
 };
 
 /* Device authorization grant (RFC 8628): asks device_code_url for a code, prints the
@@ -165,6 +179,27 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
 void token_signin_auth_code_paste(struct token_signin *s, const char *url);
 /* Stops a sign-in; cb is not called. Handles close on the loop. */
 void token_signin_cancel(struct token_signin *s);
+
+/* ---- what the two flows share (token_signin.c) ---- */
+
+/* A flow's state of `size` bytes (zeroed, starting with struct token_signin) with the common
+ * part filled from o, the timer initialised and token_url set (NULL when the provider has
+ * none: the flow says so). endpoint is the provider's URL the flow starts at (endpoint_key
+ * names it); when it or the account's client_id is missing, the reason (with hint after it)
+ * goes to o->out and the result is NULL, as on out of memory. */
+void *token_signin_new(size_t size, const struct token_signin_opts *o, const char *endpoint_key,
+                       const char *endpoint, const char *hint,
+                       void (*cancel)(struct token_signin *s), token_signin_cb cb, void *arg);
+/* POSTs the form (Accept: application/json) to url; done runs with the flow as its argument.
+ * 0, or -1 when it could not start (a bad URL: https://, or http:// to a loopback address). */
+int token_signin_post(struct token_signin *s, const char *url, struct token_form *form,
+                      http_done_cb done);
+/* Ends the flow: cancels it (its state goes once the handles closed), then calls cb once. */
+void token_signin_end(struct token_signin *s, enum token_status st, struct token_response *r,
+                      const char *reason);
+/* "what: reason: error_description" for a refused request. */
+void token_signin_reason(char *buf, size_t bufsz, const char *what,
+                         const struct token_response *r);
 
 /* Parses code and state (or error) out of a redirect URL or its query string. Each output is
  * malloc'ed or NULL. 0, or -1 when it has neither code nor error. Exposed for tests. */

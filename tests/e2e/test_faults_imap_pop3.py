@@ -6,12 +6,11 @@ import os
 import socket
 import sys
 import threading
-import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
 from rig import free_port  # noqa: E402
+from fake_case import FakeUpstreamCase  # noqa: E402
 
 USER = "reader@example.com"
 PASSWORD = "imap-fault-pass;7"
@@ -50,39 +49,18 @@ class HangUpServer:
         self.sock.close()
 
 
-class ImapPop3Faults(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.Rig(mail_servers=False).start()
-        cls.hash = rigmod.hash_password(PASSWORD)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
+class ImapPop3Faults(FakeUpstreamCase):
+    PASSWORD = PASSWORD
+    CLIENT_SECRET = CLIENT_SECRET
 
     def setUp(self):
-        self.rig.idp.set_client("cid", secret=CLIENT_SECRET)
-        self.socks = []
-
-    def tearDown(self):
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
+        super().setUp()
+        self.socks = rigmod.closed_after(self)
 
     def start(self, imap, pop3):
-        rt = self.rig.idp.seed_user(USER)
-        x = rigmod.Xoauthd(self.rig)
-        x.add_listen("imap", protocol="imap", tls="none")
-        x.add_listen("pop", protocol="pop3", tls="none")
-        x.add_provider("fake", token_url=self.rig.token_url, imap=imap, pop3=pop3)
-        x.add_account("reader", local_user="reader", local_password=self.hash,
-                      provider="fake", username=USER, flow="refresh_token", client_id="cid",
-                      client_secret=CLIENT_SECRET, refresh_token=rt)
-        x.start()
-        self.addCleanup(x.kill_if_running)
-        return x
+        return self.start_xoauthd({"imap": {"protocol": "imap", "tls": "none"},
+                                   "pop": {"protocol": "pop3", "tls": "none"}},
+                                  {"imap": imap, "pop3": pop3}, "reader", USER)
 
     def connect(self, port):
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -136,33 +114,16 @@ class ImapPop3Faults(unittest.TestCase):
         self.assertTrue(imap.received and pop.received, "xoauthd did reach both fakes")
         self.assert_no_secrets(x, [r1, r2])
 
-    def rss_kb(self, pid):
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
     def test_slow_reader_before_login_memory_bounded(self):
         x = self.start("127.0.0.1:%d none" % free_port(), "127.0.0.1:%d none" % free_port())
-        before = self.rss_kb(x.proc.pid)
+        before = rigmod.rss_kb(x.proc.pid)
         for name, cmd in (("imap", b"a NOOP\r\n"), ("pop", b"NOOP\r\n")):
-            s = socket.create_connection(("127.0.0.1", x.port(name)), timeout=5)
+            # (Closed for too many errors is fine too: POP3 NOOP before login.)
+            s, sent = rigmod.flood_without_reading(x.port(name), cmd, 6)
             self.socks.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.setblocking(False)
-            chunk = cmd * 8000
-            sent, deadline = 0, time.time() + 6
-            while time.time() < deadline and sent < 64 * 1024 * 1024:
-                try:
-                    sent += s.send(chunk)
-                except BlockingIOError:
-                    time.sleep(0.05)
-                except OSError:
-                    break  # closed for too many errors is fine too (POP3 NOOP before login)
             self.assertLess(sent, 32 * 1024 * 1024, "%s: xoauthd kept reading (%d bytes)"
                             % (name, sent))
-        after = self.rss_kb(x.proc.pid)
+        after = rigmod.rss_kb(x.proc.pid)
         self.assertLess(after - before, 64 * 1024, "RSS grew %d kB" % (after - before))
         self.assertTrue(x.running())
         # (Close first: a graceful stop waits up to shutdown_timeout for replies to flush.)

@@ -12,62 +12,24 @@ import os
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
 from rig import plain_ir, free_port  # noqa: E402
 from fake_smtp import FakeSmtp  # noqa: E402
+from fake_case import FakeUpstreamCase  # noqa: E402
 
 USER = "scanner@example.com"
 PASSWORD = "fault-pass;word-7Q"
 CLIENT_SECRET = "fault-client-secret-value"
 
 
-class Client:
-    """A raw SMTP client that records every reply it got."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.f = self.sock.makefile("rb")
-        self.replies = []
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError("connection closed; got %r" % lines)
-            lines.append(line.decode("latin-1"))
-            if len(line) < 4 or line[3:4] != b"-":
-                text = "".join(lines)
-                self.replies.append(text)
-                return text
-
-    def cmd(self, line):
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        try:
-            self.f.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-
-class FaultBase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.Rig(mail_servers=False).start()
-        cls.hash = rigmod.hash_password(PASSWORD)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
+class FaultBase(FakeUpstreamCase):
+    PASSWORD = PASSWORD
+    CLIENT_SECRET = CLIENT_SECRET
 
     def setUp(self):
-        self.rig.idp.set_client("cid", secret=CLIENT_SECRET)
+        super().setUp()
         self.rig.idp.reset_stats()
         self.fakes, self.clients, self.xs = [], [], []
 
@@ -88,22 +50,13 @@ class FaultBase(unittest.TestCase):
         return f
 
     def client(self, port):
-        c = Client(port)
+        c = rigmod.SmtpLines(port, timeout=30)  # keeps every reply in c.replies
         self.clients.append(c)
         return c
 
     def start(self, smtp, global_opts=None, **acct_extra):
-        rt = self.rig.idp.seed_user(USER)
-        x = rigmod.Xoauthd(self.rig, **(global_opts or {}))
-        x.add_listen("smtp", tls="none")
-        x.add_provider("fake", token_url=self.rig.token_url, smtp=smtp)
-        acct = dict(local_user="scanner", local_password=self.hash, provider="fake",
-                    username=USER, flow="refresh_token", client_id="cid",
-                    client_secret=CLIENT_SECRET, refresh_token=rt)
-        acct.update(acct_extra)
-        x.add_account("scanner", **acct)
-        x.start()
-        self.addCleanup(x.kill_if_running)
+        x = self.start_xoauthd({"smtp": {"tls": "none"}}, {"smtp": smtp}, "scanner", USER,
+                               global_opts, **acct_extra)
         self.xs.append(x)
         return x
 
@@ -183,6 +136,13 @@ class TransactionFaults(FaultBase):
         c.sock.sendall(body + b".\r\n")
         return c.reply()
 
+    def send_ok(self, c):
+        """One whole transaction on c that the upstream accepts."""
+        self.assertTrue(c.cmd("MAIL FROM:<a@example.com>").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<b@example.com>").startswith("250"))
+        self.assertTrue(c.cmd("DATA").startswith("354"))
+        self.assertTrue(self.send_body(c).startswith("250"))
+
     def test_upstream_closes_after_mail(self):
         fake = self.fake()
         fake.close_at = {"MAIL"}
@@ -191,10 +151,7 @@ class TransactionFaults(FaultBase):
         self.assertEqual(r[0], "4", r)
         # The client may retry in the same session: the next login reaches a healthy upstream.
         fake.close_at = set()
-        self.assertTrue(c.cmd("MAIL FROM:<a@example.com>").startswith("250"))
-        self.assertTrue(c.cmd("RCPT TO:<b@example.com>").startswith("250"))
-        self.assertTrue(c.cmd("DATA").startswith("354"))
-        self.assertTrue(self.send_body(c).startswith("250"))
+        self.send_ok(c)
         self.assertEqual(len(fake.messages), 1)
         x.stop()
         self.assert_no_secrets(x)
@@ -281,10 +238,7 @@ class TransactionFaults(FaultBase):
         self.assertEqual(fake.messages, [])
         # And afterwards a clean transaction still goes through the same session.
         fake.replies = {}
-        self.assertTrue(c.cmd("MAIL FROM:<a@example.com>").startswith("250"))
-        self.assertTrue(c.cmd("RCPT TO:<b@example.com>").startswith("250"))
-        self.assertTrue(c.cmd("DATA").startswith("354"))
-        self.assertTrue(self.send_body(c).startswith("250"))
+        self.send_ok(c)
         self.assertEqual(len(fake.messages), 1)
         x.stop()
         self.assert_no_secrets(x)
@@ -364,31 +318,15 @@ class TokenFaults(FaultBase):
 
 
 class SlowReader(FaultBase):
-    def rss_kb(self, pid):
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
     def test_slow_reader_memory_bounded(self):
         """A client that pipelines many commands and never reads its replies: xoauthd stops
         reading from it instead of buffering replies without end."""
         fake = self.fake()
         x = self.start("127.0.0.1:%d none" % fake.port)
         pid = x.proc.pid
-        before = self.rss_kb(pid)
-        s = socket.create_connection(("127.0.0.1", x.port("smtp")), timeout=5)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.setblocking(False)
-        chunk = b"NOOP\r\n" * 10000
-        sent, deadline = 0, time.time() + 8
-        while time.time() < deadline and sent < 64 * 1024 * 1024:
-            try:
-                sent += s.send(chunk)
-            except BlockingIOError:
-                time.sleep(0.05)
-        after = self.rss_kb(pid)
+        before = rigmod.rss_kb(pid)
+        s, sent = rigmod.flood_without_reading(x.port("smtp"), b"NOOP\r\n", 8)
+        after = rigmod.rss_kb(pid)
         s.close()
         # 64 MiB of NOOPs would make ~300 MiB of replies; a bounded proxy stalls far earlier.
         self.assertLess(sent, 32 * 1024 * 1024, "xoauthd kept reading from a client that "

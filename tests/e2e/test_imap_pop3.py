@@ -19,24 +19,14 @@ from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
 class ImapPop3Test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig().start()
-        try:
-            cls.x = mc.start_proxy(cls.rig, listens={
-                "imaps": {"protocol": "imap", "tls": "implicit"},
-                "imap-tls": {"protocol": "imap", "tls": "starttls", "allow_plaintext_auth": "never"},
-                "pop3-tls": {"protocol": "pop3", "tls": "starttls", "allow_plaintext_auth": "never"},
-            })
-            cls.msg = mc.deliver(cls.rig, "through-smtp", rigmod.tricky_body())
-        except BaseException:
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.x.stop()
-        finally:
-            cls.rig.close()
+        cls.rig = rigmod.start_class_rig(cls)
+        cls.x = mc.start_proxy(cls.rig, listens={
+            "imaps": {"protocol": "imap", "tls": "implicit"},
+            "imap-tls": {"protocol": "imap", "tls": "starttls", "allow_plaintext_auth": "never"},
+            "pop3-tls": {"protocol": "pop3", "tls": "starttls", "allow_plaintext_auth": "never"},
+        })
+        cls.addClassCleanup(cls.x.stop)
+        cls.msg = mc.deliver(cls.rig, "through-smtp", rigmod.tricky_body())
 
     def imap(self, name="imap", **kw):
         r = Raw(self.x.port(name), **kw)
@@ -231,12 +221,7 @@ class ImapPop3Test(unittest.TestCase):
         r = Raw(self.x.port("pop3-tls"))
         self.addCleanup(r.close)
         r.send("CAPA\r\n")
-        capa = []
-        while True:
-            ln = r.line()
-            capa.append(ln)
-            if ln == ".":
-                break
+        capa = r.until_dot()
         self.assertIn("STLS", capa)
         self.assertNotIn("USER", capa)
         r.send("USER %s\r\nPASS x\r\nFROB\r\n" % LOCAL_USER)
@@ -247,12 +232,7 @@ class ImapPop3Test(unittest.TestCase):
         self.assertTrue(r.line().startswith("+OK"))
         r.starttls(ctx)
         r.send("CAPA\r\n")
-        capa = []
-        while True:
-            ln = r.line()
-            capa.append(ln)
-            if ln == ".":
-                break
+        capa = r.until_dot()
         self.assertTrue(capa[0].startswith("+OK"), "exactly one answer: the injected CAPA is gone")
         self.assertNotIn("STLS", capa)
         self.assertIn("SASL PLAIN", capa)
@@ -266,11 +246,7 @@ class FailureAndTlsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
+        cls.rig = rigmod.start_class_rig(cls)
 
     def test_token_endpoint_down(self):
         x = mc.start_proxy(self.rig, name="tokendown")

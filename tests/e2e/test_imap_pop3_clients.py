@@ -21,21 +21,11 @@ from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
 class MailClientsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig().start()
-        try:
-            cls.x = mc.start_proxy(cls.rig, upstream_tls="implicit", listens={
-                "imaps": {"protocol": "imap", "tls": "implicit"}})
-            cls.first = mc.deliver(cls.rig, "first", rigmod.tricky_body())
-        except BaseException:
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.x.stop()
-        finally:
-            cls.rig.close()
+        cls.rig = rigmod.start_class_rig(cls)
+        cls.x = mc.start_proxy(cls.rig, upstream_tls="implicit", listens={
+            "imaps": {"protocol": "imap", "tls": "implicit"}})
+        cls.addClassCleanup(cls.x.stop)
+        cls.first = mc.deliver(cls.rig, "first", rigmod.tricky_body())
 
     def test_curl_imap_and_pop3(self):
         userpw = "%s:%s" % (LOCAL_USER, PASSWORD)

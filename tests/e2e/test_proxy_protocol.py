@@ -9,11 +9,10 @@ import socket
 import ssl
 import struct
 import sys
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as R  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
+from fake_case import FakeSmtpCase  # noqa: E402
 
 USER = "proxied@example.com"
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -40,70 +39,25 @@ def v2(src, dst=None, sport=40000, dport=25, local=False):
     return V2_SIG + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
 
 
-class Client:
-    def __init__(self, port, header, timeout=20):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.sendall(header)
-        self.f = self.sock.makefile("rb")
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError("closed after %r" % lines)
-            lines.append(line.decode())
-            if line[3:4] != b"-":
-                return "".join(lines)
-
-    def cmd(self, line):
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.f.close()
-        self.sock.close()
-
-
-class ProxyProtocol(unittest.TestCase):
+class ProxyProtocol(FakeSmtpCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            raise unittest.SkipTest("xoauthd not built")
-        cls.rig = R.Rig().start()
-        cls.fake = FakeSmtp()
-        try:
-            cls.rig.idp.set_client("cid", secret="s3cret")
-            rt = cls.rig.idp.seed_user(USER)
-            x = R.Xoauthd(cls.rig)
-            nets = "192.0.2.0/24, 2001:db8::/32 -> scanner"
-            x.add_listen("proxied", tls="none", proxy_protocol="yes",
-                         proxy_trusted="10.9.9.9, 127.0.0.1", allow_networks=nets)
-            x.add_listen("proxied_tls", tls="implicit", proxy_protocol="yes",
-                         proxy_trusted="127.0.0.0/8", allow_networks=nets)
-            x.add_listen("untrusted", tls="none", proxy_protocol="yes",
-                         proxy_trusted="127.0.0.2", allow_networks=nets)
-            x.add_provider("fake", token_url=cls.rig.token_url,
-                           smtp="127.0.0.1:%d none" % cls.fake.port)
-            x.add_account("scanner", provider="fake", username=USER, flow="refresh_token",
-                          client_id="cid", client_secret="s3cret", refresh_token=rt)
-            x.start()
-            cls.x = x
-        except BaseException:
-            cls.fake.stop()
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.x.stop()
-        finally:
-            cls.fake.stop()
-            cls.rig.close()
+        super().setUpClass()
+        x = R.Xoauthd(cls.rig)
+        nets = "192.0.2.0/24, 2001:db8::/32 -> scanner"
+        x.add_listen("proxied", tls="none", proxy_protocol="yes",
+                     proxy_trusted="10.9.9.9, 127.0.0.1", allow_networks=nets)
+        x.add_listen("proxied_tls", tls="implicit", proxy_protocol="yes",
+                     proxy_trusted="127.0.0.0/8", allow_networks=nets)
+        x.add_listen("untrusted", tls="none", proxy_protocol="yes",
+                     proxy_trusted="127.0.0.2", allow_networks=nets)
+        cls.add_fake_account(x, "scanner", USER)
+        x.start()
+        cls.addClassCleanup(x.stop)
+        cls.x = x
 
     def mail_without_login(self, header, listener="proxied"):
-        c = Client(self.x.port(listener), header)
+        c = R.SmtpLines(self.x.port(listener), header)
         try:
             self.assertTrue(c.reply().startswith("220"))
             c.cmd("EHLO printer.local")
@@ -128,7 +82,7 @@ class ProxyProtocol(unittest.TestCase):
 
     def test_v1_whole_message_through_fake_upstream(self):
         before = len(self.fake.messages)
-        c = Client(self.x.port("proxied"), v1("192.0.2.9"))
+        c = R.SmtpLines(self.x.port("proxied"), v1("192.0.2.9"))
         try:
             c.reply()
             c.cmd("EHLO printer.local")
@@ -142,7 +96,7 @@ class ProxyProtocol(unittest.TestCase):
         self.assertEqual(len(self.fake.messages), before + 1)
 
     def test_untrusted_source_refused(self):
-        c = Client(self.x.port("untrusted"), v1("192.0.2.7"))
+        c = R.SmtpLines(self.x.port("untrusted"), v1("192.0.2.7"))
         try:
             with self.assertRaises((EOFError, ConnectionResetError)):
                 c.reply()
@@ -151,7 +105,7 @@ class ProxyProtocol(unittest.TestCase):
         self.assertIn("event=refused listener=untrusted peer=127.0.0.1", self.x.log_text())
 
     def test_garbage_header_closes(self):
-        c = Client(self.x.port("proxied"), b"EHLO not-a-proxy\r\n")
+        c = R.SmtpLines(self.x.port("proxied"), b"EHLO not-a-proxy\r\n")
         try:
             with self.assertRaises((EOFError, ConnectionResetError)):
                 c.reply()

@@ -14,11 +14,10 @@ import signal
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as R  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
+from fake_case import CLIENT_SECRET, FakeSmtpCase  # noqa: E402
 
 USER = "reload@example.com"
 
@@ -47,54 +46,15 @@ class Notify:
         self.sock.close()
 
 
-class Smtp:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.f = self.sock.makefile("rb")
-        self.greeting = self.reply()
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError("closed after %r" % lines)
-            lines.append(line.decode())
-            if line[3:4] != b"-":
-                return "".join(lines)
-
-    def cmd(self, line):
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.f.close()
-        self.sock.close()
+def smtp(port):
+    return R.SmtpLines(port, greeting=True)
 
 
-class ReloadShutdown(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            raise unittest.SkipTest("xoauthd not built")
-        cls.rig = R.Rig().start()
-        cls.fake = FakeSmtp()
-        cls.rig.idp.set_client("cid", secret="s3cret")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.fake.stop()
-        cls.rig.close()
-
+class ReloadShutdown(FakeSmtpCase):
     def start(self):
-        rt = self.rig.idp.seed_user(USER)
         x = R.Xoauthd(self.rig)
         x.add_listen("first", tls="none", allow_networks="127.0.0.0/8 -> dev")
-        x.add_provider("fake", token_url=self.rig.token_url,
-                       smtp="127.0.0.1:%d none" % self.fake.port)
-        self.acct = dict(provider="fake", username=USER, flow="refresh_token", client_id="cid",
-                         client_secret="s3cret", refresh_token=rt)
-        x.add_account("dev", **self.acct)
+        self.add_fake_account(x, "dev", USER)
         npath = os.path.join(x.dir, "notify.sock")
         if os.path.exists(npath):
             os.unlink(npath)
@@ -110,7 +70,7 @@ class ReloadShutdown(unittest.TestCase):
         return x
 
     def open_transaction(self, port):
-        c = Smtp(port)
+        c = smtp(port)
         c.cmd("EHLO printer.local")
         self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
         self.assertTrue(c.cmd("RCPT TO:<boss@example.com>").startswith("250"))
@@ -142,7 +102,7 @@ class ReloadShutdown(unittest.TestCase):
         inflight.cmd("QUIT")
         inflight.close()
         # New sessions follow the new account settings.
-        c = Smtp(x.port("second"))
+        c = smtp(x.port("second"))
         c.cmd("EHLO printer.local")
         self.assertTrue(c.cmd("MAIL FROM:<x@elsewhere.example>").startswith("550"))
         self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
@@ -165,7 +125,7 @@ class ReloadShutdown(unittest.TestCase):
         log = x.log_text()
         self.assertIn("event=reload_refused", log)
         self.assertRegex(log, r"event=reload_error message=\".*xoauthd.ini:\d+: ")
-        c = Smtp(x.port("second"))
+        c = smtp(x.port("second"))
         c.cmd("EHLO printer.local")
         self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
         c.close()
@@ -182,12 +142,12 @@ class ReloadShutdown(unittest.TestCase):
         x.write_config()
         self.rig.idp.set_client("cid-reloaded", secret="s3cret-reloaded")
         # The old credentials stop working: only the reloaded ones can get a token.
-        self.rig.idp.set_client("cid", secret="revoked")
-        self.addCleanup(self.rig.idp.set_client, "cid", secret="s3cret")
+        self.rig.idp.set_client("cid", secret="revoked-secret")
+        self.addCleanup(self.rig.idp.set_client, "cid", secret=CLIENT_SECRET)
         before = len(self.fake.messages)
         x.proc.send_signal(signal.SIGHUP)
         self.notify.expect("READY=1")
-        c = Smtp(x.port("first"))
+        c = smtp(x.port("first"))
         c.cmd("EHLO printer.local")
         self.assertTrue(c.cmd("MAIL FROM:<scan@printer.local>").startswith("250"))
         self.assertTrue(c.cmd("RCPT TO:<boss@example.com>").startswith("250"))
@@ -205,7 +165,7 @@ class ReloadShutdown(unittest.TestCase):
         x = self.start()
         before = len(self.fake.messages)
         inflight = self.open_transaction(x.port("first"))
-        idle = Smtp(x.port("first"))
+        idle = smtp(x.port("first"))
         x.proc.send_signal(signal.SIGTERM)
         self.notify.expect("STOPPING=1")
         # The idle session is told 421; new connections are refused.

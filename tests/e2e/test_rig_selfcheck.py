@@ -27,12 +27,8 @@ CLIENT_SECRET = "s3cret;with~semicolon"
 class RigSelfCheck(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.Rig().start()
+        cls.rig = R.start_class_rig(cls, needs_xoauthd=False)
         cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
 
     def refresh(self, rt):
         status, body = self.rig.idp.refresh(CLIENT_ID, rt, CLIENT_SECRET,
@@ -56,7 +52,7 @@ class RigSelfCheck(unittest.TestCase):
         self.assertEqual(body2["error"], "invalid_grant")
         self.assertIn("AADSTS70008", body2["error_description"])
         # Bad client secret / unknown client.
-        status, body3 = idp.refresh(CLIENT_ID, rt1, "wrong")
+        status, body3 = idp.refresh(CLIENT_ID, rt1, "wrong-secret")
         self.assertEqual((status, body3["error"]), (401, "invalid_client"))
         status, body3 = idp.refresh("nobody", rt1, CLIENT_SECRET)
         self.assertEqual((status, body3["error"]), (401, "invalid_client"))
@@ -83,16 +79,16 @@ class RigSelfCheck(unittest.TestCase):
                                         "scope": "https://outlook.office365.com/.default"})
         self.assertEqual(status, 200, cc)
         self.assertNotIn("refresh_token", cc)
-        idp.seed_user("ropc@example.com", password="pw1")
+        idp.seed_user("ropc@example.com", password="ropc-pw-1")
         status, pw = idp.token_request({"grant_type": "password", "client_id": CLIENT_ID,
                                         "client_secret": CLIENT_SECRET,
-                                        "username": "ropc@example.com", "password": "pw1",
+                                        "username": "ropc@example.com", "password": "ropc-pw-1",
                                         "scope": "offline_access"})
         self.assertEqual(status, 200, pw)
         self.assertIn("refresh_token", pw)
         status, pw = idp.token_request({"grant_type": "password", "client_id": CLIENT_ID,
                                         "client_secret": CLIENT_SECRET,
-                                        "username": "ropc@example.com", "password": "bad"})
+                                        "username": "ropc@example.com", "password": "bad-ropc-pw"})
         self.assertEqual((status, pw["error"]), (400, "invalid_grant"))
 
     def test_submit_starttls_xoauth2_roundtrip(self):

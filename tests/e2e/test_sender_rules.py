@@ -24,31 +24,19 @@ DEVICE = "scan@printer.local"
 class SenderRules(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            raise unittest.SkipTest("xoauthd not built")
-        cls.rig = R.Rig().start()
-        try:
-            cls.rig.idp.set_client(CLIENT_ID, None)
-            rt = cls.rig.idp.seed_user(MAILBOX)
-            x = R.Xoauthd(cls.rig)
-            x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> scanner")
-            x.add_provider("rig", **cls.rig.provider_settings())
-            x.add_account("scanner", provider="rig", username=MAILBOX, flow="refresh_token",
-                          client_id=CLIENT_ID, refresh_token=rt,
-                          envelope_from="account", header_from="account-with-name",
-                          allowed_senders="%s, *@example.com, <>" % DEVICE)
-            x.start()
-            cls.x = x
-        except BaseException:
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.x.stop()
-        finally:
-            cls.rig.close()
+        cls.rig = R.start_class_rig(cls)
+        cls.rig.idp.set_client(CLIENT_ID, None)
+        rt = cls.rig.idp.seed_user(MAILBOX)
+        x = R.Xoauthd(cls.rig)
+        x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> scanner")
+        x.add_provider("rig", **cls.rig.provider_settings())
+        x.add_account("scanner", provider="rig", username=MAILBOX, flow="refresh_token",
+                      client_id=CLIENT_ID, refresh_token=rt,
+                      envelope_from="account", header_from="account-with-name",
+                      allowed_senders="%s, *@example.com, <>" % DEVICE)
+        x.start()
+        cls.addClassCleanup(x.stop)
+        cls.x = x
 
     def send(self, sender, msg):
         with smtplib.SMTP("127.0.0.1", self.x.port("smtp"), timeout=30) as s:

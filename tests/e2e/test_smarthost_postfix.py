@@ -27,30 +27,19 @@ MAILBOX = "smarthost@example.com"
 class SmarthostPostfix(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            raise unittest.SkipTest("xoauthd not built")
-        cls.rig = R.Rig().start()
-        cls.sh = None
-        try:
-            cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-            cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
-            cls.x = cls.start_xoauthd()
-            cls.sh = SmartHost(cls.rig, cls.x.port("smtp"), LOCAL_USER, LOCAL_PASSWORD).start()
-        except BaseException:
-            if cls.sh:
-                cls.sh.close()
-            cls.rig.close()
-            raise
+        cls.rig = R.start_class_rig(cls)
+        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
+        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
+        cls.x = cls.start_xoauthd()
+        cls.addClassCleanup(cls.stop_xoauthd)
+        cls.sh = SmartHost(cls.rig, cls.x.port("smtp"), LOCAL_USER, LOCAL_PASSWORD).start()
+        cls.addClassCleanup(cls.sh.close)
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.sh:
-                cls.sh.close()
-            if cls.x.running():
-                cls.x.stop()
-        finally:
-            cls.rig.close()
+    def stop_xoauthd(cls):
+        """The class's xoauthd, which a test may have replaced (restarted) meanwhile."""
+        if cls.x.running():
+            cls.x.stop()
 
     @classmethod
     def start_xoauthd(cls):

@@ -23,12 +23,8 @@ PASSWORD = "scan-pass;word"
 class SmtpFrontTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig().start()
+        cls.rig = rigmod.start_class_rig(cls)
         cls.hash = rigmod.hash_password(PASSWORD)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
 
     def setUp(self):
         self.rig.idp.seed_user(USER)

@@ -33,25 +33,11 @@ class SmtpSubmit(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            if os.environ.get("XOAUTHD_BIN"):
-                raise RuntimeError("XOAUTHD_BIN=%s does not exist" % R.xoauthd_bin())
-            raise unittest.SkipTest("xoauthd not built (%s); build it or set XOAUTHD_BIN"
-                                    % R.xoauthd_bin())
-        cls.rig = R.Rig().start()
-        try:
-            cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-            cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
-            if LOCAL_PASSWORD in cls.pw_hash:
-                raise AssertionError("hash-password printed the password itself")
-        except BaseException:
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.rig:
-            cls.rig.close()
+        cls.rig = R.start_class_rig(cls)
+        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
+        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
+        if LOCAL_PASSWORD in cls.pw_hash:
+            raise AssertionError("hash-password printed the password itself")
 
     def setUp(self):
         self.xs = []

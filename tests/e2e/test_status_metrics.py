@@ -58,45 +58,34 @@ def parse_prometheus(text):
 class StatusMetrics(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            raise unittest.SkipTest("xoauthd not built")
-        cls.rig = R.Rig().start()
-        try:
-            cls.rt = cls.rig.idp.seed_user(USER)
-            cls.rig.idp.set_client(mc.CLIENT_ID, secret=CLIENT_SECRET)
-            cls.metrics_port = R.free_port()
-            x = R.Xoauthd(cls.rig, metrics="127.0.0.1:%d" % cls.metrics_port)
-            # A short path: sun_path holds 108 bytes and temp dirs can be long.
-            cls.sock_dir = R.tempfile.mkdtemp(prefix="xo-ctl-")
-            x.global_opts["control_socket"] = os.path.join(cls.sock_dir, "c.sock")
-            x.add_listen("smtp", protocol="smtp", tls="none")
-            x.add_listen("imap", protocol="imap", tls="none")
-            x.add_provider("rig", **cls.rig.provider_settings())
-            x.add_account("reader", local_user=LOCAL_USER, local_password=mc.password_hash(),
-                          provider="rig", username=USER, flow="refresh_token",
-                          client_id=mc.CLIENT_ID, client_secret=CLIENT_SECRET,
-                          refresh_token=cls.rt)
-            x.add_account("idle", local_user="idle", local_password=mc.password_hash(),
-                          provider="rig", username="idle@example.com",
-                          flow="refresh_token", client_id=mc.CLIENT_ID,
-                          client_secret=CLIENT_SECRET, refresh_token="never-used-rt-1234")
-            x.start()
-            cls.x = x
-        except BaseException:
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.x.stop()
-        finally:
-            cls.rig.close()
-            R.shutil.rmtree(cls.sock_dir, ignore_errors=True)
+        cls.rig = R.start_class_rig(cls)
+        cls.rt = cls.rig.idp.seed_user(USER)
+        cls.rig.idp.set_client(mc.CLIENT_ID, secret=CLIENT_SECRET)
+        cls.metrics_port = R.free_port()
+        x = R.Xoauthd(cls.rig, metrics="127.0.0.1:%d" % cls.metrics_port)
+        # A short path: sun_path holds 108 bytes and temp dirs can be long.
+        cls.sock_dir = R.tempfile.mkdtemp(prefix="xo-ctl-")
+        cls.addClassCleanup(R.shutil.rmtree, cls.sock_dir, ignore_errors=True)
+        x.global_opts["control_socket"] = os.path.join(cls.sock_dir, "c.sock")
+        x.add_listen("smtp", protocol="smtp", tls="none")
+        x.add_listen("imap", protocol="imap", tls="none")
+        x.add_provider("rig", **cls.rig.provider_settings())
+        x.add_account("reader", local_user=LOCAL_USER, local_password=mc.password_hash(),
+                      provider="rig", username=USER, flow="refresh_token",
+                      client_id=mc.CLIENT_ID, client_secret=CLIENT_SECRET,
+                      refresh_token=cls.rt)
+        x.add_account("idle", local_user="idle", local_password=mc.password_hash(),
+                      provider="rig", username="idle@example.com",
+                      flow="refresh_token", client_id=mc.CLIENT_ID,
+                      client_secret=CLIENT_SECRET, refresh_token="never-used-rt-1234")
+        x.start()
+        cls.addClassCleanup(x.stop)
+        cls.x = x
 
     def status(self):
         r = subprocess.run([R.xoauthd_bin(), "status", "-c", self.x.config_path],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+        R.secret_collect.collect_text(r.stdout + r.stderr, "status-cli.out")  # secret scan
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         return r.stdout.decode()
 

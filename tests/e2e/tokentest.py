@@ -41,20 +41,9 @@ class TokenTestBase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(R.xoauthd_bin()):
-            raise unittest.SkipTest("xoauthd not built (%s)" % R.xoauthd_bin())
-        cls.rig = R.Rig().start()
-        try:
-            cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-            cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
-        except BaseException:
-            cls.rig.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.rig:
-            cls.rig.close()
+        cls.rig = R.start_class_rig(cls)
+        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
+        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
 
     def setUp(self):
         self.xs = []
@@ -193,6 +182,7 @@ class TokenTestBase(unittest.TestCase):
                 break
             p.seen.append(line)
         text = "".join(p.seen)
+        R.secret_collect.collect_text(text, "auth-cli.out")   # for the whole-suite scan
         self.assertEqual(p.returncode, expect, text)
         self.assertNotIn("Sanitizer", text)
         self.assertNotIn("runtime error", text)
@@ -211,6 +201,7 @@ class TokenTestBase(unittest.TestCase):
     def tokens(self, x):
         r = subprocess.run([x.bin, "tokens", "-c", x.config_path], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=60)
+        R.secret_collect.collect_text(r.stdout, "tokens-cli.out")  # for the whole-suite scan
         self.assertEqual(r.returncode, 0, r.stdout)
         return r.stdout
 

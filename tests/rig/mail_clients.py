@@ -60,6 +60,14 @@ class Raw:
                 return lines, ln
             lines.append(ln)
 
+    def until_dot(self):
+        """A POP3 multi-line response: its lines up to and including the "." that ends it."""
+        lines = []
+        while True:
+            lines.append(self.line())
+            if lines[-1] == ".":
+                return lines
+
     def starttls(self, ctx):
         self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
 

@@ -42,6 +42,9 @@ import uuid
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import secret_collect  # noqa: E402  (tokens seen, for tests/rig/secret_scan.py)
+
 NS = {
     "soap": "http://schemas.xmlsoap.org/soap/envelope/",
     "t": "http://schemas.microsoft.com/exchange/services/2006/types",
@@ -177,6 +180,8 @@ class MockEwsGraph:
         """(active, scope): scope is None when there is no introspection to ask."""
         if not token:
             return False, None
+        secret_collect.register("bearer token seen by the mock EWS/Graph", token,
+                                "mock_ews_graph")
         if self.introspection_url is None:
             return True, None
         data = urllib.parse.urlencode({"token": token}).encode()

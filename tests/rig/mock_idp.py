@@ -50,17 +50,22 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import secret_collect  # noqa: E402  (every secret issued or seen, for tests/rig/secret_scan.py)
+
 INVALID_GRANT_DESC = ("AADSTS70008: The provided authorization code or refresh token has "
                       "expired due to inactivity. Send a new interactive authorization request "
                       "for this user and resource.")
 FAIL_MODES = ("500", "hang", "malformed", "invalid_grant", "status", "close")
 
 
-def _rand(length):
-    """A random URL-safe token of exactly `length` characters, no fixed prefix."""
+def _rand(length, kind="idp token"):
+    """A random URL-safe token of exactly `length` characters, no fixed prefix. Registered
+    as a secret of `kind` for the whole-suite secret scan."""
     s = secrets.token_urlsafe(length)
     while len(s) < length:
         s += secrets.token_urlsafe(length)
+    secret_collect.register(kind, s[:length])
     return s[:length]
 
 
@@ -156,7 +161,7 @@ class Idp:
 
     # ----- tokens ------------------------------------------------------------------------
     def _issue_access(self, username, client_id, scope):
-        tok = _rand(self.access_token_length)
+        tok = _rand(self.access_token_length, "access_token (mock IdP)")
         life = self.users.get(username, {}).get("lifetime") or self.lifetime
         self.access[tok] = {"username": username, "exp": time.time() + life,
                             "client_id": client_id, "scope": scope}
@@ -179,7 +184,7 @@ class Idp:
         if old is not None:
             self.refresh.pop(old, None)
             self.dead_refresh[old] = username
-        tok = _rand(self.refresh_token_length)
+        tok = _rand(self.refresh_token_length, "refresh_token (mock IdP)")
         self.refresh[tok] = username
         self.current_refresh[username] = tok
         self._user_stats(username)["refresh_tokens_issued"].append(tok)
@@ -188,7 +193,7 @@ class Idp:
     def mint(self, username, lifetime=None, scope=""):
         """An access token for `username` without a token request (the rig's own IMAP reads)."""
         with self.lock:
-            tok = _rand(self.access_token_length)
+            tok = _rand(self.access_token_length, "access_token (mock IdP mint)")
             life = lifetime or self.users.get(username, {}).get("lifetime") or self.lifetime
             self.access[tok] = {"username": username, "exp": time.time() + life,
                                 "client_id": "_mint", "scope": scope or ""}
@@ -255,6 +260,11 @@ class Idp:
                 client_secret = urllib.parse.unquote_plus(csec)
             except Exception:
                 pass
+        for k in ("client_secret", "client_assertion", "refresh_token", "password", "code",
+                  "code_verifier", "device_code"):
+            secret_collect.register("%s sent to the mock IdP" % k, form.get(k), "mock_idp /token")
+        secret_collect.register("client_secret sent to the mock IdP", client_secret,
+                                "mock_idp /token")
         with self.lock:
             st = self.stats
             st["token_requests"][grant] = st["token_requests"].get(grant, 0) + 1
@@ -444,7 +454,7 @@ class Idp:
             client_id = form.get("client_id", "")
             if self.clients and client_id not in self.clients:
                 return 400, {"error": "invalid_client"}
-            dc = _rand(48)
+            dc = _rand(48, "device_code (mock IdP)")
             uc = "%04d-%04d" % (secrets.randbelow(10000), secrets.randbelow(10000))
             self.devices[dc] = {"user_code": uc, "client_id": client_id,
                                 "scope": form.get("scope") or "", "status": "pending",
@@ -519,7 +529,7 @@ class Idp:
             user = self.authorize_user or q.get("login_hint")
             if not user:
                 return 400, None, {"error": "invalid_request", "error_description": "who?"}
-            code = _rand(40)
+            code = _rand(40, "authorization code (mock IdP)")
             self.codes[code] = {"client_id": q.get("client_id"), "redirect_uri": ruri,
                                 "challenge": q["code_challenge"], "username": user,
                                 "scope": q.get("scope") or "", "exp": time.time() + 300,
@@ -582,10 +592,14 @@ class Idp:
                 u = self.users.setdefault(user, {"lifetime": None, "password": None})
                 if "password" in req:
                     u["password"] = req["password"]
+                    secret_collect.register("ROPC password (mock IdP seed_user)",
+                                            req["password"], "mock_idp seed_user")
                 if "lifetime" in req:
                     u["lifetime"] = req["lifetime"]
                 self._user_stats(user)
                 rt = req.get("refresh_token")
+                secret_collect.register("refresh_token (mock IdP seed_user)", rt,
+                                        "mock_idp seed_user")
                 if rt:
                     old = self.current_refresh.get(user)
                     if old is not None:
@@ -601,6 +615,8 @@ class Idp:
             if op == "set_client":
                 self.clients[req["client_id"]] = {"secret": req.get("secret"),
                                                   "username": req.get("username")}
+                secret_collect.register("client_secret (mock IdP set_client)", req.get("secret"),
+                                        "mock_idp set_client")
                 self._save()
                 return {}
             if op == "set_lifetime":

@@ -1,6 +1,7 @@
 /* EWS request building (checked against Microsoft's schema when ../shared/ews-schema is there),
  * response parsing and the classification of every outcome into an SMTP reply; Graph's URL,
  * error parsing and verdicts. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "config.h"
 #include "ews.h"
 #include "graph.h"
+#include "http.h"
 
 #define NS_DECL " xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\"" \
                 " xmlns:m=\"http://schemas.microsoft.com/exchange/services/2006/messages\""
@@ -277,6 +279,14 @@ static void test_parse_and_classify(void)
     r.retry_after = -1;
     ews_verdict(&r, &v);
     CHECK(v.kind == SUBMIT_V_BUSY && v.wait_ms == -1);
+    /* "Retry-After: 99999999999999999999" parses to LONG_MAX / 2: no overflow (fuzz finding) */
+    r.retry_after = http_retry_after_parse("99999999999999999999", 20);
+    ews_verdict(&r, &v);
+    CHECK(v.kind == SUBMIT_V_BUSY && v.wait_ms == LONG_MAX);
+    CHECK(submit_retry_after_ms(LONG_MAX / 1000) == LONG_MAX / 1000 * 1000);
+    CHECK(submit_retry_after_ms(LONG_MAX / 1000 + 1) == LONG_MAX);
+    CHECK(submit_retry_after_ms(0) == 0 && submit_retry_after_ms(-1) == -1);
+    r.retry_after = -1;
     r.http_status = 500;
     ews_verdict(&r, &v);
     CHECK(v.kind == SUBMIT_V_FAIL && strncmp(v.reply, "451 4.", 6) == 0);
@@ -376,6 +386,10 @@ static void test_graph(void)
         graph_verdict(&r, &v);
         CHECK(v.kind == SUBMIT_V_BUSY && v.wait_ms == 7000 && strncmp(v.reply, "451 4.", 6) == 0);
     }
+    r.http_status = 429;
+    r.retry_after = LONG_MAX / 2;
+    graph_verdict(&r, &v);
+    CHECK(v.kind == SUBMIT_V_BUSY && v.wait_ms == LONG_MAX);
     r.http_status = 500;
     graph_verdict(&r, &v);
     CHECK(strncmp(v.reply, "451 4.", 6) == 0);
