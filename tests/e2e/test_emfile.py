@@ -30,22 +30,8 @@ def cpu_ticks(pid):
 class EmfileTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig(mail_servers=False).start()
+        cls.rig = rigmod.start_class_rig(cls, mail_servers=False)
         cls.hash = rigmod.hash_password("emfile-pass")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
-
-    def setUp(self):
-        self.socks = []
-
-    def tearDown(self):
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
 
     def start_limited(self):
         x = rigmod.Xoauthd(self.rig, log_level="info")
@@ -78,7 +64,7 @@ class EmfileTest(unittest.TestCase):
 
     def connect(self, port):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.socks.append(s)
+        self.addCleanup(s.close)
         return s
 
     def test_backoff_keeps_backlog_and_recovers(self):

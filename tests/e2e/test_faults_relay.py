@@ -33,14 +33,6 @@ PROMPT = 5.0                   # seconds within which a close must propagate
 SANITIZED = "ASAN_OPTIONS" in os.environ or "UBSAN_OPTIONS" in os.environ
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def fd_list(pid, ignore_port):
     """xoauthd's descriptors, without its HTTP connections to the token endpoint (libcurl
     keeps them and opens new ones for background refreshes, whatever the relay does)."""
@@ -75,11 +67,13 @@ def hang_up(s, f):
 class RelayFaults(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig(mail_servers=False).start()
+        cls.rig = rigmod.start_class_rig(cls, mail_servers=False)
         cls.hash = rigmod.hash_password(PASSWORD)
         cls.rig.idp.set_client("cid", secret=CLIENT_SECRET)
         cls.imap = FakeMailUpstream("imap")
+        cls.addClassCleanup(cls.imap.stop)
         cls.pop = FakeMailUpstream("pop3")
+        cls.addClassCleanup(cls.pop.stop)
         x = rigmod.Xoauthd(cls.rig)
         x.add_listen("imap", protocol="imap", tls="none", idle_timeout=3)
         x.add_listen("pop", protocol="pop3", tls="none", idle_timeout=3)
@@ -90,16 +84,8 @@ class RelayFaults(unittest.TestCase):
                       username=USER, flow="refresh_token", client_id="cid",
                       client_secret=CLIENT_SECRET, refresh_token=cls.rig.idp.seed_user(USER))
         x.start()
+        cls.addClassCleanup(x.stop)
         cls.x = x
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.x.stop()
-        finally:
-            cls.imap.stop()
-            cls.pop.stop()
-            cls.rig.close()
 
     def setUp(self):
         self.assertTrue(self.x.running(), "xoauthd died in an earlier test")
@@ -108,14 +94,6 @@ class RelayFaults(unittest.TestCase):
         self.log_mark = len(self.x.log_text())
         for fake in (self.imap, self.pop):
             fake.fetch_size, fake.close_after, fake.stall = 1 << 20, None, False
-        self.socks = []
-
-    def tearDown(self):
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
 
     # ----- helpers -----------------------------------------------------------------------------
     def new_log(self):
@@ -142,7 +120,7 @@ class RelayFaults(unittest.TestCase):
 
     def connect(self, name):
         s = socket.create_connection(("127.0.0.1", self.x.port(name)), timeout=30)
-        self.socks.append(s)
+        self.addCleanup(s.close)
         return s, s.makefile("rb")
 
     def login(self, proto, listener=None):
@@ -257,7 +235,7 @@ class RelayFaults(unittest.TestCase):
         # (On a listener with the default idle timeout: this client is silent for seconds.)
         s, f, st = self.login("imap", "imap-default")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        before = rss_kb(self.pid)
+        before = rigmod.rss_kb(self.pid)
         s.sendall(b"a2 FETCH 1 BODY[]\r\n")
         # The client reads nothing: the fake must come to a stop (backpressure through
         # xoauthd), with xoauthd holding no more than its buffers.
@@ -265,7 +243,7 @@ class RelayFaults(unittest.TestCase):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and still < 10:
             time.sleep(0.1)
-            peak = max(peak, rss_kb(self.pid))
+            peak = max(peak, rigmod.rss_kb(self.pid))
             still = still + 1 if st["sent"] == last else 0
             last = st["sent"]
         self.assertEqual(still, 10, "the provider kept sending to a client that does not read "
@@ -286,7 +264,7 @@ class RelayFaults(unittest.TestCase):
             h.update(b)
             left -= len(b)
             if left % (16 << 20) < len(b):
-                peak = max(peak, rss_kb(self.pid))
+                peak = max(peak, rigmod.rss_kb(self.pid))
         elapsed = time.monotonic() - t0
         self.assertEqual(f.readline(), b")\r\n")
         self.assertEqual(f.readline(), b"a2 OK FETCH completed\r\n")

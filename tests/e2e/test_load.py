@@ -81,14 +81,6 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def message_ids_in(maildir):
     """{Message-ID: number of files with it} over new/ and cur/ of a Maildir."""
     seen = {}
@@ -329,7 +321,7 @@ class LoadTest(unittest.TestCase):
         asyncio.run(warm.run(lambda n: None))
         self.assertEqual(warm.errors, [], "warm-up")
         time.sleep(1.0)
-        fds_before, rss_before = fd_count(pid), rss_kib(pid)
+        fds_before, rss_before = fd_count(pid), R.rss_kb(pid)
         log_mark = len(x.log_text())     # start-up notes are not the load's business
         idp_before = {u: rig.idp.user_stats(u) for u in (SMTP_USER, IMAP_USER)}
 
@@ -344,7 +336,7 @@ class LoadTest(unittest.TestCase):
             while not stop.is_set():
                 try:
                     peak["fds"] = max(peak["fds"], fd_count(pid))
-                    peak["rss"] = max(peak["rss"], rss_kib(pid))
+                    peak["rss"] = max(peak["rss"], R.rss_kb(pid))
                 except OSError:
                     return               # xoauthd died: the sessions will say so
                 try:
@@ -411,7 +403,7 @@ class LoadTest(unittest.TestCase):
         deadline = time.monotonic() + 30
         while fd_count(pid) != fds_before and time.monotonic() < deadline:
             time.sleep(0.2)
-        fds_after, rss_after = fd_count(pid), rss_kib(pid)
+        fds_after, rss_after = fd_count(pid), R.rss_kb(pid)
         self.assertEqual(fds_after, fds_before, "xoauthd's descriptors before and after: %s"
                          % sorted(os.listdir("/proc/%d/fd" % pid), key=int)[-20:])
 

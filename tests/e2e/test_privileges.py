@@ -40,7 +40,7 @@ class PrivilegesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = os.geteuid() == 0
-        cls.rig = R.Rig(mail_servers=cls.root).start()
+        cls.rig = R.start_class_rig(cls, mail_servers=cls.root)
         cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
         cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
         try:
@@ -49,10 +49,6 @@ class PrivilegesTest(unittest.TestCase):
             cls.nogroup_gid = grp.getgrnam("nogroup").gr_gid
         except KeyError:
             cls.nobody_uid = None
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.rig.close()
 
     def need_root(self):
         if not self.root:
