@@ -129,15 +129,23 @@ void smtp_data_scan_init(struct smtp_data_scan *s)
 
 void smtp_data_scan_unstuffed(struct smtp_data_scan *s) { s->unstuff = 1; }
 
+/* out == NULL: count only (smtp_data_scan's "as it came" mode). */
+static inline void smtp_data_put(char *out, size_t *o, char c)
+{
+    if (out != NULL)
+        out[*o] = c;
+    (*o)++;
+}
+
 static void smtp_data_line_end(struct smtp_data_scan *s, char *out, size_t *o)
 {
     if (!s->last_cr) {
-        out[(*o)++] = '\r';
+        smtp_data_put(out, o, '\r');
         s->bare_lf = 1;
     } else if (s->line_len > 0) {
         s->line_len--; /* the CR belongs to the line end, not the text */
     }
-    out[(*o)++] = '\n';
+    smtp_data_put(out, o, '\n');
     if (s->line_len > SMTP_TEXT_LINE_MAX - 2)
         s->line_too_long = 1;
     s->line_len = 0;
@@ -149,6 +157,8 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
                     size_t *out_len)
 {
     size_t o = 0, i = 0;
+    /* A "." (and CR) held back from the previous piece comes out in this one. */
+    int held = s->state == DATA_DOT || s->state == DATA_DOT_CR;
     while (i < len) {
         char c = buf[i];
         switch (s->state) {
@@ -171,7 +181,7 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
                 goto end;
             }
             if (!s->unstuff)
-                out[o++] = '.';
+                smtp_data_put(out, &o, '.');
             s->line_len++;
             s->state = DATA_MID;
             continue;
@@ -179,8 +189,8 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
             if (c == '\n')
                 goto end;
             if (!s->unstuff)
-                out[o++] = '.';
-            out[o++] = '\r';
+                smtp_data_put(out, &o, '.');
+            smtp_data_put(out, &o, '\r');
             s->line_len += 2;
             s->last_cr = 1;
             s->state = DATA_MID;
@@ -207,7 +217,8 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
                     break;
             }
             if (j > i) { /* j is just after a line end */
-                memcpy(out + o, buf + i, j - i);
+                if (out != NULL)
+                    memcpy(out + o, buf + i, j - i);
                 o += j - i;
                 i = j;
                 s->state = DATA_LINE_START;
@@ -218,7 +229,8 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
         const char *lf = memchr(buf + i, '\n', len - i);
         size_t n = (lf != NULL ? (size_t)(lf - buf) : len) - i;
         if (n > 0) {
-            memcpy(out + o, buf + i, n);
+            if (out != NULL)
+                memcpy(out + o, buf + i, n);
             o += n;
             s->line_len += n;
             s->last_cr = buf[i + n - 1] == '\r';
@@ -234,15 +246,16 @@ long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char 
     end:
         s->size += o;
         if (!s->unstuff) {
-            out[o++] = '.';
-            out[o++] = '\r';
-            out[o++] = '\n';
+            smtp_data_put(out, &o, '.');
+            smtp_data_put(out, &o, '\r');
+            smtp_data_put(out, &o, '\n');
         }
-        *out_len = o;
+        *out_len = out != NULL || (!held && o == i + 1) ? o : (size_t)-1;
         s->state = DATA_LINE_START;
         return (long)(i + 1);
     }
     s->size += o;
-    *out_len = o;
+    held = held || s->state == DATA_DOT || s->state == DATA_DOT_CR;
+    *out_len = out != NULL || (!held && o == len) ? o : (size_t)-1;
     return -1;
 }

@@ -65,7 +65,11 @@ void smtp_data_scan_init(struct smtp_data_scan *s);
  * ends (the ambiguity "SMTP smuggling" exploits). Dot-stuffing is kept: the upstream speaks SMTP
  * too. Returns the number of bytes of buf up to and including the end marker when it was found
  * (out then ends with the marker, CRLF "." CRLF), or -1 when all of buf belongs to the message.
- * *out_len is set in both cases. */
+ * *out_len is set in both cases. out may be NULL (not after smtp_data_scan_unstuffed): nothing
+ * is written, and *out_len is the number of bytes of buf used when the bytes to relay are
+ * exactly those (no bare LF among them, no "." held back across pieces), so that they can be
+ * sent from buf itself; otherwise (size_t)-1, and the piece must be scanned again into out
+ * from the state before. */
 long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char *out,
                     size_t *out_len);
 /* After smtp_data_scan_init: the same scan for a message that is kept instead of relayed (EWS,

@@ -914,7 +914,23 @@ static size_t smtp_data_feed(struct smtp_session *s, const char *buf, size_t len
         }
         size_t chunk = len - off < SMTP_DATA_CHUNK ? len - off : SMTP_DATA_CHUNK;
         size_t out_len = 0;
-        long end = smtp_data_scan(&s->scan, buf + off, chunk, smtp_data_out, &out_len);
+        const char *out = smtp_data_out;
+        long end;
+        if (!s->scan.unstuff) {
+            /* Relayed as it came unless a bare LF needs its CR: scan without copying and send
+             * buf itself; only then scan again into the output buffer (callgrind: the copy
+             * was a third of the work per relayed byte). */
+            struct smtp_data_scan before = s->scan;
+            end = smtp_data_scan(&s->scan, buf + off, chunk, NULL, &out_len);
+            if (out_len == (end >= 0 ? (size_t)end : chunk)) {
+                out = buf + off;
+            } else {
+                s->scan = before;
+                end = smtp_data_scan(&s->scan, buf + off, chunk, smtp_data_out, &out_len);
+            }
+        } else {
+            end = smtp_data_scan(&s->scan, buf + off, chunk, smtp_data_out, &out_len);
+        }
         size_t used = end >= 0 ? (size_t)end : chunk;
         if (s->state == SMTP_S_DATA) {
             if (s->scan.size > s->base.srv->cfg->max_message_size) {
@@ -923,7 +939,7 @@ static size_t smtp_data_feed(struct smtp_session *s, const char *buf, size_t len
             } else if (s->scan.line_too_long) {
                 smtp_data_abort(s, "500 5.5.2 Message has a line longer than 1000 octets "
                                 "(RFC 5321 4.5.3.1.6)", "line too long");
-            } else if (smtp_data_relay(s, smtp_data_out, out_len) != 0) {
+            } else if (smtp_data_relay(s, out, out_len) != 0) {
                 smtp_data_abort(s, "451 4.4.2 Connection to the mail provider lost, try again "
                                 "later", "upstream write failed");
             }

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """xoauthd benchmark: every workload through xoauthd and directly against the same upstream, in
-the same run, alternating, several rounds; prints medians and the ratio proxied / direct.
+the same run, alternating, several rounds; prints medians and the ratio proxied / direct. SMTP,
+login and IMAP FETCH also run through tests/bench/null_relay (the cheapest possible proxy), so
+that the cost of one extra hop (null / direct) and xoauthd's own (xoauthd / null) show apart.
 
     python3 tests/bench/bench.py [--quick] [--build DIR] [--only smtp,login,cpu,idle,imap]
 
@@ -11,9 +13,11 @@ Workloads (BENCHMARKS.md has the figures and the commands):
   cpu    xoauthd CPU per relayed 10 KB message and per MB: instructions from valgrind's
          callgrind (two runs of different length, the difference divided by the extra
          messages, so start-up and the one slow password hash cancel out) when valgrind is
-         installed, and process CPU time from /proc in every case;
-  idle   xoauthd resident memory per idle authenticated IMAP connection (1,000 and more) against
-         a small IMAP upstream started here, plain text and TLS on both sides;
+         installed (also per MB relayed after an IMAP login; XOAUTHD_BENCH_KEEP_CALLGRIND=DIR
+         keeps the profiles), and process CPU time from /proc in every case;
+  idle   xoauthd resident memory per idle authenticated IMAP connection (1,000 and as many as
+         fit its descriptor limit) against a small IMAP upstream started here, plain text and
+         TLS on both sides;
   imap   FETCH BODY.PEEK[] of a whole mailbox from the rig's real Dovecot (tests/rig/rig.py),
          MB/s; and SMTP to the rig's real Postfix (messages/s).
 
@@ -115,6 +119,16 @@ class Processes:
         self.sink_port = wait_file(port_file, p)
         return self.sink_port
 
+    def start_null_relay(self, upstream_port):
+        """tests/bench/null_relay: the cheapest possible proxy in front of upstream_port (the
+        cost of one extra hop, as a baseline for xoauthd). Returns its port."""
+        self.n += 1
+        port_file = os.path.join(self.dir, "null%d.port" % self.n)
+        p = subprocess.Popen([os.path.join(self.build, "tests", "null_relay"), port_file,
+                              str(upstream_port)])
+        self.procs.append(p)
+        return wait_file(port_file, p)
+
     def start_fake_imap(self, tls=None):
         """The small IMAP upstream of this file (--fake-imap), in its own process (own fds)."""
         self.n += 1
@@ -145,8 +159,10 @@ class Processes:
         text += ("\n[account bench]\nlocal_user = bench\nlocal_password = %s\nprovider = bench\n"
                  "username = %s\nflow = static\naccess_token = %s\n"
                  % (self.password_hash(), MAILBOX, TOKEN))
-        with open(cfg, "w") as f:
+        # 0600: xoauthd refuses a configuration with secrets that every user may read.
+        with open(os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(text)
+        os.chmod(cfg, 0o600)
         log = open(os.path.join(self.dir, "xoauthd%d.log" % self.n), "wb")
         p = subprocess.Popen(list(wrapper) + [xo, "run", "-c", cfg], stdout=log,
                              stderr=subprocess.STDOUT, cwd=self.dir)
@@ -248,11 +264,33 @@ def pct(values, p):
 
 def alternate(rounds, direct, proxied):
     """Runs direct() and proxied() alternately; returns (median direct, median proxied)."""
-    d, x = [], []
+    return tuple(statistics.median(r) for r in alternate_n(rounds, direct, proxied))
+
+
+def alternate_n(rounds, *runs):
+    """Runs each of runs in turn, rounds times; returns the list of results of each."""
+    res = [[] for _ in runs]
     for _ in range(rounds):
-        d.append(direct())
-        x.append(proxied())
-    return statistics.median(d), statistics.median(x)
+        for i, f in enumerate(runs):
+            res[i].append(f())
+    return res
+
+
+def print_three(label, res, fmt="%10.1f"):
+    """One row from alternate_n(direct, null relay, xoauthd): the medians, then the ratios
+    xoauthd/direct, null/direct, xoauthd/null (the last is xoauthd's own cost beyond the extra
+    hop). Each ratio is the median of the ratios within a round: the three runs of a round
+    are seconds apart, so a change in the machine's load between rounds cancels out."""
+    d, n, x = res
+    med = statistics.median
+    ratios = [med([b / a for a, b in zip(p, q)]) for p, q in ((d, x), (d, n), (n, x))]
+    print(label + (" " + fmt) * 3 % (med(d), med(n), med(x))
+          + " %7.3f %7.3f %7.3f" % tuple(ratios))
+
+
+def three_header(label):
+    print(label + " %10s %10s %10s %7s %7s %7s" % ("direct", "null", "xoauthd", "xo/dir",
+                                                  "nul/dir", "xo/nul"))
 
 
 # ----- workloads against the C sink ------------------------------------------------------------
@@ -262,13 +300,16 @@ def bench_sink(args, procs, rounds, run, only):
     xo, ports = procs.start_xoauthd({"smtp": {"protocol": "smtp", "tls": "none"}},
                                     {"smtp": "127.0.0.1:%d none" % procs.sink_port})
     xport = ports["smtp"]
+    nport = procs.start_null_relay(procs.sink_port)
     # Warm up: the first login pays the slow password hash once.
     run(smtp_session(xport, True, 1, make_message(1000)))
 
     if "smtp" in only:
-        print("SMTP throughput to the C sink, messages/s (median of %d rounds, alternating)"
-              % rounds)
-        print("%-8s %-8s %10s %10s %7s" % ("clients", "size", "direct", "xoauthd", "ratio"))
+        print("SMTP throughput to the C sink, messages/s (median of %d rounds, alternating; "
+              "ratios: median of the per-round ratios)" % rounds)
+        print("(null = tests/bench/null_relay, the cheapest proxy: the client logs in with "
+              "XOAUTH2 through it as direct)")
+        three_header("%-8s %-8s" % ("clients", "size"))
         for clients in (1, 10, 100):
             for size, label in ((10 * 1024, "10KB"), (1024 * 1024, "1MB")):
                 total = {10 * 1024: 400, 1024 * 1024: 40}[size]
@@ -276,30 +317,33 @@ def bench_sink(args, procs, rounds, run, only):
                     total = {10 * 1024: 40, 1024 * 1024: 4}[size]
                 per_client = max(1, total // clients)
                 msg = make_message(size)
-                md, mx = alternate(
+                res = alternate_n(
                     rounds,
                     lambda: run(smtp_round(procs.sink_port, False, clients, per_client, msg)),
+                    lambda: run(smtp_round(nport, False, clients, per_client, msg)),
                     lambda: run(smtp_round(xport, True, clients, per_client, msg)))
-                print("%-8d %-8s %10.1f %10.1f %7.3f" % (clients, label, md, mx, mx / md))
+                print_three("%-8d %-8s" % (clients, label), res)
         print()
 
     if "login" in only:
         print("SMTP login latency with a cached token, ms (added = xoauthd - direct; %d rounds)"
               % rounds)
-        print("%-9s %9s %9s %9s %9s %9s %9s" % ("parallel", "direct50", "direct99", "xo50",
-                                                 "xo99", "added50", "added99"))
+        print("%-9s %9s %9s %9s %9s %9s %9s %9s %9s" % (
+            "parallel", "direct50", "direct99", "null50", "null99", "xo50", "xo99", "added50",
+            "added99"))
         for parallel in (1, 100):
             count = 200 if not args.quick else 20
             if parallel == 100:
                 count = 500 if not args.quick else 100
-            d, x = [], []
+            d, nl, x = [], [], []
             for _ in range(rounds):
                 d += run(login_round(procs.sink_port, False, parallel, count))
+                nl += run(login_round(nport, False, parallel, count))
                 x += run(login_round(xport, True, parallel, count))
-            d50, d99, x50, x99 = (pct(d, 50) * 1e3, pct(d, 99) * 1e3,
-                                  pct(x, 50) * 1e3, pct(x, 99) * 1e3)
-            print("%-9d %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f" % (parallel, d50, d99, x50, x99,
-                                                                x50 - d50, x99 - d99))
+            d50, d99, n50, n99, x50, x99 = (pct(v, p) * 1e3 for v in (d, nl, x)
+                                            for p in (50, 99))
+            print("%-9d %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f" % (
+                parallel, d50, d99, n50, n99, x50, x99, x50 - d50, x99 - d99))
         print()
 
     if "cpu" in only:
@@ -339,6 +383,11 @@ def callgrind_instructions(procs, run, messages, message, logins=0):
     for _ in range(logins):
         run(smtp_session(ports["smtp"], True, 0, b""))
     procs.stop_one(xo, 300)
+    keep = os.environ.get("XOAUTHD_BENCH_KEEP_CALLGRIND")   # a directory: keep the profiles
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(out, os.path.join(keep, "callgrind.%s.%d-%d-%d" % (
+            "big" if len(message) > 100000 else "small", messages, logins, procs.n)))
     with open(out) as f:
         for line in f:
             if line.startswith("summary:") or line.startswith("totals:"):
@@ -365,6 +414,59 @@ def bench_callgrind(args, procs, run):
     print("xoauthd instructions (callgrind) per SMTP login with a cached token "
           "(connect, EHLO, AUTH PLAIN, upstream connect + EHLO + AUTH XOAUTH2, QUIT): %.0f"
           % ((more - base) / (l1 - l0)))
+    if args.quick:
+        print("IMAP relay instructions: not counted in --quick (two more valgrind runs)")
+    else:
+        bench_callgrind_imap(args, procs, run)
+
+
+async def imap_fetch_fake(port, nbytes):
+    """Logs in through xoauthd and fetches one literal of nbytes from the fake upstream."""
+    r, w = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    await r.readline()
+    w.write(b"a LOGIN bench " + PASSWORD.encode() + b"\r\n")
+    while not (await r.readline()).startswith(b"a "):
+        pass
+    w.write(b"f FETCH %d\r\n" % nbytes)
+    got, tail = 0, b""
+    while True:
+        chunk = await r.read(1 << 20)
+        if not chunk:
+            raise ConnectionError("closed during FETCH")
+        got += len(chunk)
+        tail = (tail + chunk)[-64:]
+        if tail.endswith(b"\r\nf OK done\r\n"):
+            break
+    w.write(b"l LOGOUT\r\n")
+    await r.read()
+    w.close()
+    return got
+
+
+def bench_callgrind_imap(args, procs, run):
+    """xoauthd instructions per MB relayed after an IMAP login (the byte pump), plain text."""
+    up = procs.start_fake_imap()
+    m0, m1 = 2, 22
+    ir = []
+    for mb in (m0, m1):
+        out = os.path.join(procs.dir, "callgrind.%d.out" % (procs.n + 1))
+        xo, ports = procs.start_xoauthd({"imap": {"protocol": "imap", "tls": "none"}},
+                                        {"imap": "127.0.0.1:%d none" % up},
+                                        wrapper=("valgrind", "--tool=callgrind", "-q",
+                                                 "--callgrind-out-file=" + out))
+        run(imap_fetch_fake(ports["imap"], 1000))   # the slow hash, once
+        run(imap_fetch_fake(ports["imap"], mb * 1048576))
+        procs.stop_one(xo, 300)
+        keep = os.environ.get("XOAUTHD_BENCH_KEEP_CALLGRIND")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(out, os.path.join(keep, "callgrind.imap.%d" % mb))
+        with open(out) as f:
+            ir += [int(line.split()[1]) for line in f
+                   if line.startswith("summary:") or line.startswith("totals:")][:1]
+    procs.stop_one(procs.fake_imap)
+    print("xoauthd instructions (callgrind) per MB relayed after an IMAP login (FETCH): %.0f"
+          % ((ir[1] - ir[0]) / (m1 - m0)))
 
 
 # ----- IMAP idle memory against a small IMAP upstream -------------------------------------------
@@ -389,6 +491,17 @@ async def fake_imap_serve(port_file, cert, key):
                 cmd = parts[1].upper().strip() if len(parts) > 1 else b""
                 if cmd == b"AUTHENTICATE":
                     w.write(tag + b" OK [CAPABILITY IMAP4rev1 IDLE] logged in\r\n")
+                elif cmd == b"FETCH":
+                    # "t FETCH <bytes>": one literal of that many bytes (the relay's per-MB
+                    # cost; xoauthd does not parse what it relays).
+                    n = int(parts[2].split()[0])
+                    w.write(b"* 1 FETCH (BODY[] {%d}\r\n" % n)
+                    chunk = b"Z" * 65536
+                    while n > 0:
+                        w.write(chunk[:min(n, len(chunk))])
+                        n -= min(n, len(chunk))
+                        await w.drain()
+                    w.write(b")\r\n" + tag + b" OK done\r\n")
                 elif cmd == b"CAPABILITY":
                     w.write(b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 IDLE\r\n"
                             + tag + b" OK done\r\n")
@@ -438,8 +551,10 @@ async def idle_round(port, ctx, count):
 
 
 def bench_idle(args, procs, run):
-    counts = [int(c) for c in args.idle.split(",")] if args.idle else (
-        [100] if args.quick else [1000, 9000])
+    # "max": as many as fit xoauthd's descriptor limit (2 per connection plus what it holds
+    # before the first client), the client side and the upstream being separate processes.
+    counts = args.idle.split(",") if args.idle else (["100"] if args.quick else
+                                                     ["1000", "max"])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     import rig as rigmod
@@ -460,16 +575,29 @@ def bench_idle(args, procs, run):
             listen.update(tls_cert=certs["good_cert"], tls_key=certs["good_key"])
         ctx = ssl.create_default_context(cafile=certs["ca"]) if ctls else None
         for count in counts:
-            if 2 * count + 64 > hard:
-                print("%-10s %8d  skipped: needs %d fds in xoauthd, limit %d"
-                      % (mode, count, 2 * count + 64, hard))
-                continue
             xo, ports = procs.start_xoauthd({"imap": listen}, provider)
             # Warm up: the slow hash once, the TLS contexts, the allocator's first arenas.
             warm, errors = run(idle_round(ports["imap"], ctx, 2))
             if errors:
                 raise errors[0]
             time.sleep(0.3)
+            # Descriptors xoauthd holds with the 2 warm-up sessions open (listener, epoll,
+            # signal pipes, log...): the rest of its limit is for idle connections, 2 each.
+            base = len(os.listdir("/proc/%d/fd" % xo.pid))
+            fit = (hard - base) // 2
+            if count == "max":
+                count = fit
+                # The 2 warm-up sessions hold 4 of base: 10,000 sessions in all need
+                # base - 4 + 20,000 descriptors.
+                print("%-10s max: xoauthd holds %d fds with 2 sessions open; (%d - %d) / 2 = "
+                      "%d more fit (10,000 in all would need %d)"
+                      % (mode, base, hard, base, fit, base - 4 + 20000))
+            count = int(count)
+            if count > fit:
+                print("%-10s %8d  skipped: needs %d fds in xoauthd, limit %d"
+                      % (mode, count, base + 2 * count, hard))
+                procs.stop_one(xo)
+                continue
             before = rss_kib(xo)
             conns, errors = run(idle_round(ports["imap"], ctx, count))
             time.sleep(1.0)
@@ -559,11 +687,12 @@ def bench_rig(args, procs, rounds, run):
               "(median of %d rounds, alternating)" % (nmsg, size // 1024,
                                                       time.perf_counter() - t0, rounds))
         direct_port = rig.imap_port
+        null_port = procs.start_null_relay(direct_port)
 
-        def direct():
+        def direct(port=direct_port):
             tok = rig.idp.mint(user)
             sasl = base64.b64encode(rigmod.xoauth2_string(user, tok).encode())
-            n, secs = imap_fetch_all(direct_port, b"l AUTHENTICATE XOAUTH2 " + sasl + b"\r\n")
+            n, secs = imap_fetch_all(port, b"l AUTHENTICATE XOAUTH2 " + sasl + b"\r\n")
             return n / secs / 1e6
 
         def proxied():
@@ -571,9 +700,10 @@ def bench_rig(args, procs, rounds, run):
                                      + b"\r\n")
             return n / secs / 1e6
         proxied()      # warm: the slow hash and the token
-        md, mx = alternate(max(rounds, 3) if not args.quick else 1, direct, proxied)
-        print("%10s %10s %7s" % ("direct", "xoauthd", "ratio"))
-        print("%10.1f %10.1f %7.3f" % (md, mx, mx / md))
+        res = alternate_n(max(rounds, 3) if not args.quick else 1, direct,
+                                 lambda: direct(null_port), proxied)
+        three_header("")
+        print_three("", res)
         print()
 
         # SMTP to the real Postfix (which delivers to Dovecot over LMTP).
