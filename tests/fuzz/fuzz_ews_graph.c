@@ -1,51 +1,93 @@
 /* libFuzzer target: what the EWS (SOAP/XML) and Graph (JSON) endpoints answer, through the
- * parsers and the verdict tables that turn an answer into an SMTP reply. The first octet
- * picks the HTTP status. */
+ * parsers and the verdict tables that turn an answer into an SMTP reply, the way ews_done_cb and
+ * graph_done_cb use them; also the Retry-After header parser (http_retry_after_parse) whose
+ * value reaches the verdicts. The first octet picks the HTTP status (low bits) and, when its
+ * high bit is set, takes the body's first line as the Retry-After value. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ews.h"
 #include "graph.h"
+#include "http.h"
+
+static void check_verdict(const struct submit_verdict *v)
+{
+    if (v->kind != SUBMIT_V_OK && v->kind != SUBMIT_V_REAUTH &&
+        (v->reply == NULL || v->reply[0] < '2' || v->reply[0] > '5'))
+        abort();
+    if (v->kind == SUBMIT_V_BUSY && v->wait_ms < -1)
+        abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const int statuses[] = {200, 400, 401, 403, 404, 413, 429, 500, 503};
+    static const int statuses[] = {200, 400, 401, 403, 404, 413, 429, 500, 503, 202, 504, 0};
     int status = 200;
-    if (size >= 1) {
-        status = statuses[data[0] % (sizeof statuses / sizeof statuses[0])];
-        data++;
-        size--;
-    }
+    long retry_after = -1;
     const char *body = (const char *)data;
+    if (size >= 1) {
+        status = statuses[(data[0] & 0x7f) % (sizeof statuses / sizeof statuses[0])];
+        int with_retry_after = data[0] & 0x80;
+        body++;
+        size--;
+        if (with_retry_after) {
+            const char *nl = memchr(body, '\n', size);
+            size_t hl = nl != NULL ? (size_t)(nl - body) + 1 : size;
+            retry_after = http_retry_after_parse(body, hl);
+            if (retry_after < -1)
+                abort();
+            body += hl;
+            size -= hl;
+        }
+    }
 
+    /* ews_done_cb */
     struct ews_result er;
     memset(&er, 0, sizeof er);
-    er.retry_after = -1;
+    er.retry_after = retry_after;
     er.backoff_ms = -1;
     er.http_status = status;
-    (void)ews_parse_response(body, size, &er);
+    if (status == 0) {
+        er.outcome = EWS_OUT_TRANSPORT;
+        er.timed_out = (int)(size & 1);
+    } else if (status == 401 || status == 429 || status == 503 || size == 0 ||
+               ews_parse_response(body, size, &er) != 0) {
+        ews_result_clear(&er);
+        er.http_status = status;
+        er.retry_after = retry_after;
+        er.outcome = EWS_OUT_HTTP;
+    } else if (status != 200 && er.outcome == EWS_OUT_OK) {
+        er.outcome = EWS_OUT_HTTP;
+    }
     if (memchr(er.response_code, '\0', sizeof er.response_code) == NULL ||
         memchr(er.message_text, '\0', sizeof er.message_text) == NULL ||
-        memchr(er.item_id, '\0', sizeof er.item_id) == NULL)
+        memchr(er.item_id, '\0', sizeof er.item_id) == NULL ||
+        memchr(er.change_key, '\0', sizeof er.change_key) == NULL ||
+        (er.mime == NULL && er.mime_len != 0))
         abort();
+    if (er.mime != NULL && er.mime_len > 0) {
+        /* the decoded MIME is read by the session (GetItem) */
+        volatile unsigned char sink = er.mime[er.mime_len - 1];
+        (void)sink;
+    }
     struct submit_verdict v;
-    memset(&v, 0, sizeof v);
     ews_verdict(&er, &v);
-    if (v.kind != SUBMIT_V_OK && v.kind != SUBMIT_V_REAUTH && v.reply != NULL &&
-        (v.reply[0] < '2' || v.reply[0] > '5'))
-        abort();
+    check_verdict(&v);
     ews_result_clear(&er);
 
+    /* graph_done_cb */
     struct graph_result gr;
     memset(&gr, 0, sizeof gr);
-    gr.retry_after = -1;
+    gr.retry_after = retry_after;
     gr.http_status = status;
-    graph_parse_error(body, size, &gr);
+    gr.timed_out = (int)(size & 1);
+    if (status != 0 && status != 202 && size > 0)
+        graph_parse_error(body, size, &gr);
     if (memchr(gr.code, '\0', sizeof gr.code) == NULL ||
         memchr(gr.message, '\0', sizeof gr.message) == NULL)
         abort();
-    memset(&v, 0, sizeof v);
     graph_verdict(&gr, &v);
+    check_verdict(&v);
     return 0;
 }

@@ -1,5 +1,7 @@
 /* libFuzzer target: the IMAP command parser (tags, atoms, quoted strings, literals of both
- * kinds, parentheses) fed in chunks, plus the capability and response-code helpers. */
+ * kinds, parentheses) fed in chunks, plus the capability and response-code helpers that
+ * imap_upstream uses on the provider's answers at login (the whole login dialogue is in
+ * fuzz_upstream_login). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,5 +46,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (arg < in || arg + arg_len > in + size))
         abort();
     (void)imap_capability_has(in, size, "SASL-IR");
+    /* imap_upstream skips the code by looking for its "]": it must be there, after arg. */
+    static const char *const codes[] = {"CAPABILITY", "SERVERBUG", "ALERT"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (imap_response_code(in, size, codes[i], &arg, &arg_len) == 1) {
+            const char *close = memchr(in, ']', size);
+            if (close == NULL || arg < in || arg + arg_len != close)
+                abort();
+        }
+    }
     return 0;
 }

@@ -1,10 +1,67 @@
-/* libFuzzer target: the server-side SASL decoders (PLAIN, LOGIN), base64, and the decoder
- * of an upstream's error challenge (which comes from the network too). */
+/* libFuzzer target: the server-side SASL decoders (PLAIN, LOGIN), base64, the decoder of an
+ * upstream's error challenge (which comes from the network too), and the client-side XOAUTH2 /
+ * OAUTHBEARER encoders fed with hostile user names and tokens (decoded again and checked: a
+ * control byte must never smuggle an extra \x01 pair). xoauthd never decodes XOAUTH2 itself:
+ * clients log in with PLAIN or LOGIN only. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sasl.h"
+
+/* user NUL token NUL host, from the input; the encoders take C strings. */
+static void fuzz_client_responses(const uint8_t *data, size_t size)
+{
+    if (size > 4096)
+        return;
+    char *buf = malloc(size + 3);
+    if (buf == NULL)
+        return;
+    memcpy(buf, data, size);
+    buf[size] = buf[size + 1] = buf[size + 2] = '\0';
+    const char *user = buf;
+    const char *token = user + strlen(user) + 1;
+    const char *host = token + strlen(token) + 1;
+    if (host > buf + size)
+        host = buf + size;
+    unsigned port = size > 0 ? (unsigned)data[size - 1] * 1000u : 993u;
+    char *x = sasl_xoauth2_response(user, token);
+    if (x != NULL) {
+        size_t cap = strlen(x) / 4 * 3 + 1;
+        uint8_t *dec = malloc(cap);
+        if (dec == NULL)
+            abort();
+        long n = sasl_base64_decode(x, strlen(x), dec, cap);
+        size_t ul = strlen(user), tl = strlen(token);
+        /* "user=" U "\x01auth=Bearer " T "\x01\x01", and no \x01 inside U or T */
+        if (n != (long)(5 + ul + 13 + tl + 2) || memcmp(dec, "user=", 5) != 0 ||
+            memcmp(dec + 5, user, ul) != 0 || memcmp(dec + 5 + ul, "\x01" "auth=Bearer ", 13) != 0 ||
+            memcmp(dec + 18 + ul, token, tl) != 0 || memchr(user, 1, ul) != NULL ||
+            memchr(token, 1, tl) != NULL)
+            abort();
+        free(dec);
+        sasl_secret_free(x);
+    }
+    char *o = sasl_oauthbearer_response(user, host, port, token);
+    if (o != NULL) {
+        size_t cap = strlen(o) / 4 * 3 + 1;
+        uint8_t *dec = malloc(cap);
+        if (dec == NULL)
+            abort();
+        long n = sasl_base64_decode(o, strlen(o), dec, cap);
+        if (n < 6 || memcmp(dec, "n,a=", 4) != 0 || dec[n - 1] != 1 || dec[n - 2] != 1)
+            abort();
+        /* five \x01: after the gs2 header, the host and the port, and the final two */
+        int ones = 0;
+        for (long i = 0; i < n; i++)
+            ones += dec[i] == 1;
+        if (ones != 5)
+            abort();
+        free(dec);
+        sasl_secret_free(o);
+    }
+    free(buf);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -38,5 +95,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sasl_describe_challenge(in, size, desc, sizeof desc);
     if (strlen(desc) >= sizeof desc)
         abort();
+    fuzz_client_responses(data, size);
     return 0;
 }

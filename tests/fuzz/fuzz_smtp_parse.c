@@ -1,11 +1,13 @@
-/* libFuzzer target: SMTP command lines (line framing + smtp_parse_command) and the DATA
- * scanner, relayed and unstuffed, fed in chunks whose sizes come from the input. */
+/* libFuzzer target: SMTP command lines (line framing + smtp_parse_command), the upstream's
+ * reply lines (smtp_reply_line_parse) and the DATA scanner, relayed and unstuffed, fed in
+ * chunks whose sizes come from the input. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "line.h"
 #include "smtp_parse.h"
+#include "smtp_upstream.h"
 
 static void fuzz_data_scan(const uint8_t *data, size_t size, int unstuff)
 {
@@ -66,6 +68,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&cmd, 0, sizeof cmd);
         (void)smtp_parse_command(line, len, &cmd);
         (void)smtp_verb_name(cmd.verb);
+        int last = -1;
+        int code = smtp_reply_line_parse(line, len, &last);
+        if (code != -1 && (code < 100 || code > 599 || (last != 0 && last != 1)))
+            abort();
         free(line);
         if (used == 0)
             break;
