@@ -39,6 +39,7 @@ static void main_usage(FILE *out)
             "commands:\n"
             "  run [-c FILE]        run the proxy in the foreground (logs to stderr)\n"
             "  check [-c FILE]      validate the configuration; errors as FILE:LINE: message\n"
+            "                       (also user =, group = and state_dir; changes nothing)\n"
             "  hash-password        read a password (tty without echo, or one line of stdin)\n"
             "                       and print its hash for local_password\n"
             "  auth ACCOUNT [-c FILE] [--device|--browser|--paste]\n"
@@ -82,14 +83,24 @@ static int main_check(int argc, char **argv)
     struct config *cfg = config_load(path, stderr);
     if (cfg == NULL)
         return 1;
-    /* Both checks report, so that one run shows every problem. */
+    /* Every check reports, so that one run shows every problem. user =, group = and state_dir
+     * are judged as `run` started now by the same user would judge them (the unit's
+     * ExecStartPre= runs as the daemon's user), without creating or chowning anything. */
     int bad = token_config_check(cfg, stderr) != 0;
     bad |= config_perms_check(cfg, stderr) != 0;
+    struct privileges priv;
+    int state_dir = -1;
+    if (privileges_prepare(cfg, &priv, stderr) == 0)
+        state_dir = privileges_state_dir_check(cfg->state_dir, &priv, stderr);
+    bad |= state_dir < 0;
     if (bad) {
         config_free(cfg);
         return 1;
     }
     printf("%s: ok (%zu listeners, %zu accounts)\n", path, cfg->n_listens, cfg->n_accounts);
+    if (state_dir == 1)
+        printf("%s: state_dir %s does not exist yet; xoauthd run creates it (mode 0700, owner "
+               "%s)\n", path, cfg->state_dir, priv.user);
     config_free(cfg);
     return 0;
 }

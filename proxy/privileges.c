@@ -1,7 +1,10 @@
 #include "privileges.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <libgen.h>
+#include <limits.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -103,7 +106,28 @@ const char *privileges_state_dir_problem(uid_t owner, mode_t mode, uid_t uid)
     return NULL;
 }
 
-int privileges_state_dir(const char *dir, const struct privileges *p, FILE *err)
+/* Whether mkdir(dir) could succeed, without making it: 0, or the errno mkdir would most likely
+ * fail with (its parent missing, not a directory, or not writable and searchable by us). */
+static int privileges_mkdir_error(const char *dir)
+{
+    char parent[PATH_MAX];
+    if (snprintf(parent, sizeof parent, "%s", dir) >= (int)sizeof parent)
+        return ENAMETOOLONG;
+    const char *up = dirname(parent);
+    struct stat st;
+    if (stat(up, &st) != 0)
+        return errno;
+    if (!S_ISDIR(st.st_mode))
+        return ENOTDIR;
+    if (faccessat(AT_FDCWD, up, W_OK | X_OK, AT_EACCESS) != 0)
+        return errno;
+    return 0;
+}
+
+/* privileges_state_dir and privileges_state_dir_check: one set of rules and messages. create 0
+ * changes nothing and returns 1 for a missing state_dir that create 1 would make. */
+static int privileges_state_dir_at(const char *dir, const struct privileges *p, int create,
+                                   FILE *err)
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
@@ -111,11 +135,14 @@ int privileges_state_dir(const char *dir, const struct privileges *p, FILE *err)
             fprintf(err, "state_dir %s: %s\n", dir, strerror(errno));
             return -1;
         }
-        if (mkdir(dir, 0700) != 0) {
+        int e = create ? (mkdir(dir, 0700) != 0 ? errno : 0) : privileges_mkdir_error(dir);
+        if (e != 0) {
             fprintf(err, "state_dir %s does not exist and cannot be created: %s\n", dir,
-                    strerror(errno));
+                    strerror(e));
             return -1;
         }
+        if (!create)
+            return 1;
         if (geteuid() == 0 && p->uid != 0 && chown(dir, p->uid, p->gid) != 0) {
             fprintf(err, "state_dir %s: cannot give it to %s: %s\n", dir, p->user,
                     strerror(errno));
@@ -144,6 +171,16 @@ int privileges_state_dir(const char *dir, const struct privileges *p, FILE *err)
     else
         fprintf(err, "  fix: chmod 700 %s\n", dir);
     return -1;
+}
+
+int privileges_state_dir(const char *dir, const struct privileges *p, FILE *err)
+{
+    return privileges_state_dir_at(dir, p, 1, err);
+}
+
+int privileges_state_dir_check(const char *dir, const struct privileges *p, FILE *err)
+{
+    return privileges_state_dir_at(dir, p, 0, err);
 }
 
 void privileges_give(const struct privileges *p, const char *path)

@@ -8,7 +8,10 @@
  * state_dir is checked before that: created 0700 (and given to the run user) when missing;
  * refused when it is owned by another user or writable by group or others, since whoever can
  * write there can replace the token store and the control socket. An existing directory is
- * never chowned: a mistyped state_dir = /var/lib must not hand /var/lib to the daemon. */
+ * never chowned: a mistyped state_dir = /var/lib must not hand /var/lib to the daemon.
+ *
+ * `xoauthd check` runs privileges_prepare and privileges_state_dir_check: the same rules and
+ * messages, as `run` started by the same user would apply them, creating nothing. */
 #ifndef XOAUTHD_PRIVILEGES_H
 #define XOAUTHD_PRIVILEGES_H
 
@@ -35,6 +38,11 @@ const char *privileges_state_dir_problem(uid_t owner, mode_t mode, uid_t uid);
 
 /* Checks state_dir for p (creating it when missing). Errors go to err. 0 or -1. */
 int privileges_state_dir(const char *dir, const struct privileges *p, FILE *err);
+
+/* The same checks without changing anything (xoauthd check): 0 when state_dir can serve p, 1
+ * when it is missing and privileges_state_dir would create it (its parent exists and we may
+ * write there), -1 with the message privileges_state_dir prints otherwise. */
+int privileges_state_dir_check(const char *dir, const struct privileges *p, FILE *err);
 
 /* Gives path (a socket made while still root) to the run user, so that the daemon can remove it
  * and its user can connect. Harmless when there is no drop. */

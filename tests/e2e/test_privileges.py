@@ -250,6 +250,99 @@ class PrivilegesTest(unittest.TestCase):
         self.assertEqual(rc, 1, out)
         self.assertIn("but xoauthd was started as daemon, which cannot switch to it", out)
 
+    # ---- xoauthd check: user =, group = and state_dir, changing nothing ----------------------
+
+    @staticmethod
+    def refusal(out, config_path):
+        """The lines of a refusal that run and check share (run adds "not started", logs)."""
+        return [l for l in out.splitlines()
+                if l.startswith(("state_dir ", "  fix: ", config_path))]
+
+    def check_like_run(self, x, *expected):
+        """check and run both refuse x, with the same lines, each expected text among them."""
+        rc, out = self.run_x(x, "check")
+        self.assertEqual(rc, 1, out)
+        for e in expected:
+            self.assertIn(e, out)
+        self.assertNotIn(": ok (", out)
+        rc, run_out = self.run_x(x, "run")
+        self.assertEqual(rc, 1, run_out)
+        self.assertIn("xoauthd: not started", run_out)
+        self.assertEqual(self.refusal(out, x.config_path), self.refusal(run_out, x.config_path))
+        self.assertTrue(self.refusal(out, x.config_path), out)
+
+    def test_check_user_and_state_dir(self):
+        """check reports the user =, group = and state_dir problems run refuses, in run's words,
+        and creates or chowns nothing. As root with user = nobody; otherwise without user =
+        (the state_dir rules are the same, judged for the user check runs as)."""
+        as_nobody = self.root and self.nobody_uid is not None
+        if as_nobody:
+            x = self.make_x()
+            owner, uid = "nobody", self.nobody_uid
+        else:
+            print("NOTE: not root: check's state_dir rules tested for uid %d, no user =" %
+                  os.geteuid())
+            x = self.make_x(user=None, group=None)
+            owner, uid = pwd.getpwuid(os.geteuid()).pw_name, os.geteuid()
+        os.chown(x.state_dir, uid, -1)
+        x.write_config()
+        # A good configuration.
+        rc, out = self.run_x(x, "check")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("%s: ok (1 listeners, 1 accounts)" % x.config_path, out)
+        self.assertNotIn("does not exist", out)
+        # A missing state_dir whose parent exists: fine, said so, not created.
+        os.rmdir(x.state_dir)
+        rc, out = self.run_x(x, "check")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("%s: state_dir %s does not exist yet; xoauthd run creates it (mode 0700, "
+                      "owner %s)" % (x.config_path, x.state_dir, owner), out)
+        self.assertFalse(os.path.exists(x.state_dir))
+        # One whose parent is missing cannot be created.
+        good_state_dir = x.state_dir
+        x.global_opts["state_dir"] = os.path.join(x.dir, "no-such-dir", "state")
+        x.write_config()
+        self.check_like_run(x, "state_dir %s does not exist and cannot be created: No such file "
+                            "or directory" % x.global_opts["state_dir"])
+        self.assertFalse(os.path.exists(os.path.join(x.dir, "no-such-dir")))
+        x.global_opts["state_dir"] = good_state_dir
+        x.write_config()
+        # World-writable: refused by both, and left as it is.
+        os.mkdir(x.state_dir)
+        os.chown(x.state_dir, uid, -1)
+        os.chmod(x.state_dir, 0o777)
+        self.check_like_run(x, "state_dir %s is writable by group or others (owner %s, mode "
+                            "0777)" % (x.state_dir, owner), "fix: chmod 700 %s" % x.state_dir)
+        self.assertEqual(os.stat(x.state_dir).st_mode & 0o7777, 0o777)
+        os.chmod(x.state_dir, 0o700)
+        if as_nobody:
+            # Owned by another user: never chowned, by check either.
+            os.chown(x.state_dir, 0, 0)
+            self.check_like_run(x, "state_dir %s is owned by another user (owner root, mode "
+                                "0700)" % x.state_dir, "fix: chown nobody:nogroup %s"
+                                % x.state_dir)
+            self.assertEqual(os.stat(x.state_dir).st_uid, 0)
+            os.chown(x.state_dir, uid, -1)
+        # A user or a group that does not exist (no root needed: looked up first).
+        x.global_opts["user"] = "no-such-user-xoauthd"
+        x.write_config()
+        self.check_like_run(x, "%s: user = no-such-user-xoauthd: no such user" % x.config_path,
+                            "adduser --system --group xoauthd")
+        x.global_opts["user"] = owner
+        x.global_opts["group"] = "no-such-group-xoauthd"
+        x.write_config()
+        self.check_like_run(x, "%s: group = no-such-group-xoauthd: no such group"
+                            % x.config_path)
+        # Every problem in one check: the permissions of the file and the user.
+        x.global_opts["user"] = "no-such-user-xoauthd"
+        del x.global_opts["group"]
+        x.write_config()
+        os.chmod(x.config_path, 0o644)
+        rc, out = self.run_x(x, "check")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("readable by every user (mode 0644)", out)
+        self.assertIn("user = no-such-user-xoauthd: no such user", out)
+
     # ---- configuration and key file permissions (no root needed) -----------------------------
 
     def first_secret_line(self, x):

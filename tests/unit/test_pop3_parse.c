@@ -1,26 +1,25 @@
-/* pop3_parse: every case is fed whole, one byte at a time and split at every point; the
- * events must be the same each way. */
+/* pop3_parse: every case is fed whole, one byte at a time and split at every point (feed.h);
+ * the events must be the same each way. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "feed.h"
 #include "pop3_parse.h"
 
-static void feed(const char *in, size_t len, size_t step, size_t split, int raw, char *out,
+/* feed_render_fn (feed.h) for pop3_parse; arg points to raw. */
+static void feed(const char *in, size_t len, size_t step, size_t split, void *arg, char *out,
                  size_t outsz)
 {
+    int raw = *(const int *)arg;
     struct pop3_parser *p = malloc(sizeof *p);
     pop3_parser_init(p);
     p->raw = raw;
     out[0] = '\0';
     size_t off = 0;
     while (off < len) {
-        size_t chunk = len - off;
-        if (step > 0 && chunk > step)
-            chunk = step;
-        if (split > 0 && off < split && chunk > split - off)
-            chunk = split - off;
+        size_t chunk = feed_piece(len, off, step, split);
         size_t used = 0;
         while (used < chunk) {
             enum pop3_parse_status st;
@@ -43,26 +42,7 @@ static void feed(const char *in, size_t len, size_t step, size_t split, int raw,
 
 static void expect_len(const char *in, size_t len, int raw, const char *want)
 {
-    static char got[8192];
-    int ok = 1;
-    feed(in, len, 0, 0, raw, got, sizeof got);
-    if (strcmp(got, want) != 0) {
-        fprintf(stderr, "whole %.40s: want %.60s got %.60s\n", in, want, got);
-        ok = 0;
-    }
-    feed(in, len, 1, 0, raw, got, sizeof got);
-    if (strcmp(got, want) != 0) {
-        fprintf(stderr, "bytewise %.40s: want %.60s got %.60s\n", in, want, got);
-        ok = 0;
-    }
-    for (size_t k = 1; k < len && k < 300 && ok; k++) {
-        feed(in, len, 0, k, raw, got, sizeof got);
-        if (strcmp(got, want) != 0) {
-            fprintf(stderr, "split %zu %.40s: want %.60s got %.60s\n", k, in, want, got);
-            ok = 0;
-        }
-    }
-    CHECK(ok);
+    CHECK(feed_each_way(feed, &raw, in, len, want));
 }
 
 static void expect(const char *in, int raw, const char *want)

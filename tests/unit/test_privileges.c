@@ -25,14 +25,36 @@ static void write_file(const char *path, const char *text, mode_t mode)
     }
 }
 
-/* Runs config_perms_check on cfg; returns its result, *out gets what it printed. */
-static int perms(const struct config *cfg, char **out)
+static FILE *capture(char **out, size_t *len)
 {
-    size_t len = 0;
-    FILE *err = open_memstream(out, &len);
+    FILE *err = open_memstream(out, len);
     if (err == NULL)
         abort();
+    return err;
+}
+
+/* Gives file mode, then runs config_perms_check on cfg; returns its result, *out gets what it
+ * printed. */
+static int perms(const struct config *cfg, const char *file, mode_t mode, char **out)
+{
+    size_t len = 0;
+    if (chmod(file, mode) != 0) {
+        perror(file);
+        abort();
+    }
+    FILE *err = capture(out, &len);
     int rc = config_perms_check(cfg, err);
+    fclose(err);
+    return rc;
+}
+
+/* privileges_state_dir (create 1) or privileges_state_dir_check (create 0) on dir for p;
+ * returns its result, *out gets what it printed. */
+static int state_dir(const char *dir, const struct privileges *p, int create, char **out)
+{
+    size_t len = 0;
+    FILE *err = capture(out, &len);
+    int rc = create ? privileges_state_dir(dir, p, err) : privileges_state_dir_check(dir, p, err);
     fclose(err);
     return rc;
 }
@@ -92,15 +114,13 @@ static void test_config_file(void)
     CHECK(cfg->secret_line == 14);
     CHECK(cfg->secret_key != NULL && strcmp(cfg->secret_key, "client_secret") == 0);
 
-    CHECK(perms(cfg, &out) == 0);
+    CHECK(perms(cfg, path, 0600, &out) == 0);
     CHECK(out[0] == '\0');
     free(out);
-    chmod(path, 0640);
-    CHECK(perms(cfg, &out) == 0);
+    CHECK(perms(cfg, path, 0640, &out) == 0);
     free(out);
 
-    chmod(path, 0644);
-    CHECK(perms(cfg, &out) == -1);
+    CHECK(perms(cfg, path, 0644, &out) == -1);
     CHECK(strstr(out, path) != NULL);
     CHECK(strstr(out, "mode 0644") != NULL);
     CHECK(strstr(out, "client_secret on line 14") != NULL);
@@ -125,7 +145,7 @@ static void test_config_file(void)
     if (cfg == NULL)
         return;
     CHECK(cfg->secret_line == 0);
-    CHECK(perms(cfg, &out) == 0);
+    CHECK(perms(cfg, path, 0644, &out) == 0);
     free(out);
     config_free(cfg);
 }
@@ -149,26 +169,23 @@ static void test_key_files(void)
     if (cfg == NULL)
         return;
     CHECK(cfg->secret_line == 0);
-    CHECK(perms(cfg, &out) == 0);
+    CHECK(perms(cfg, key, 0600, &out) == 0);
     free(out);
-    chmod(key, 0644);
-    CHECK(perms(cfg, &out) == -1);
+    CHECK(perms(cfg, key, 0644, &out) == -1);
     CHECK(strstr(out, key) != NULL);
     CHECK(strstr(out, "client_key") != NULL);
     CHECK(strstr(out, "[account app]") != NULL);
     CHECK(strstr(out, "mode 0644") != NULL);
     CHECK(strstr(out, "chown root:mail ") != NULL); /* the configured group */
     free(out);
-    chmod(key, 0640);
-    CHECK(perms(cfg, &out) == 0);
+    CHECK(perms(cfg, key, 0640, &out) == 0);
     free(out);
     config_free(cfg);
 }
 
 static void test_state_dir(void)
 {
-    char dir[128], *out = NULL;
-    size_t len = 0;
+    char dir[128], *out = NULL, *run_out = NULL;
     struct privileges p;
     struct stat st;
     memset(&p, 0, sizeof p);
@@ -177,49 +194,74 @@ static void test_state_dir(void)
     snprintf(p.user, sizeof p.user, "me");
     snprintf(p.group, sizeof p.group, "me");
 
-    /* Missing: created 0700. */
+    /* Missing: the check only says it would be created; run creates it 0700. */
     snprintf(dir, sizeof dir, "%s/state", test_dir);
-    FILE *err = open_memstream(&out, &len);
-    CHECK(privileges_state_dir(dir, &p, err) == 0);
-    fclose(err);
+    CHECK(state_dir(dir, &p, 0, &out) == 1);
+    CHECK(out[0] == '\0');
+    free(out);
+    CHECK(stat(dir, &st) != 0);
+    CHECK(state_dir(dir, &p, 1, &out) == 0);
     CHECK(stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700);
     CHECK(st.st_uid == p.uid);
     free(out);
-
-    /* World-writable: refused with the fix. */
-    chmod(dir, 0777);
-    err = open_memstream(&out, &len);
-    CHECK(privileges_state_dir(dir, &p, err) == -1);
-    fclose(err);
-    CHECK(strstr(out, dir) != NULL && strstr(out, "writable") != NULL);
-    CHECK(strstr(out, "mode 0777") != NULL && strstr(out, "chmod 700") != NULL);
+    CHECK(state_dir(dir, &p, 0, &out) == 0);
+    CHECK(out[0] == '\0');
     free(out);
+
+    /* World-writable: refused with the fix, by the check in the same words. */
+    chmod(dir, 0777);
+    CHECK(state_dir(dir, &p, 1, &run_out) == -1);
+    CHECK(strstr(run_out, dir) != NULL && strstr(run_out, "writable") != NULL);
+    CHECK(strstr(run_out, "mode 0777") != NULL && strstr(run_out, "chmod 700") != NULL);
+    CHECK(state_dir(dir, &p, 0, &out) == -1);
+    CHECK(strcmp(out, run_out) == 0);
+    free(out);
+    free(run_out);
 
     /* Owned by someone else (as far as p is concerned). */
     chmod(dir, 0700);
     p.uid = geteuid() + 1;
-    err = open_memstream(&out, &len);
-    CHECK(privileges_state_dir(dir, &p, err) == -1);
-    fclose(err);
-    CHECK(strstr(out, "owned by another user") != NULL && strstr(out, "chown me:me") != NULL);
+    CHECK(state_dir(dir, &p, 1, &run_out) == -1);
+    CHECK(strstr(run_out, "owned by another user") != NULL);
+    CHECK(strstr(run_out, "chown me:me") != NULL);
+    CHECK(state_dir(dir, &p, 0, &out) == -1);
+    CHECK(strcmp(out, run_out) == 0);
     free(out);
+    free(run_out);
     p.uid = geteuid();
 
-    /* A file is no directory; a missing parent is no directory either. */
+    /* A file is no directory, and a missing parent cannot hold one: the check and run say so
+     * in the same words, and the check creates nothing. */
     char file[160];
     snprintf(file, sizeof file, "%s/plain", test_dir);
     write_file(file, "x", 0600);
-    err = open_memstream(&out, &len);
-    CHECK(privileges_state_dir(file, &p, err) == -1);
-    fclose(err);
-    CHECK(strstr(out, "not a directory") != NULL);
+    CHECK(state_dir(file, &p, 0, &out) == -1);
+    CHECK(state_dir(file, &p, 1, &run_out) == -1);
+    CHECK(strstr(run_out, "not a directory") != NULL && strcmp(out, run_out) == 0);
     free(out);
+    free(run_out);
     snprintf(file, sizeof file, "%s/no/such", test_dir);
-    err = open_memstream(&out, &len);
-    CHECK(privileges_state_dir(file, &p, err) == -1);
-    fclose(err);
-    CHECK(strstr(out, "cannot be created") != NULL);
+    CHECK(state_dir(file, &p, 0, &out) == -1);
+    CHECK(state_dir(file, &p, 1, &run_out) == -1);
+    CHECK(strstr(run_out, "cannot be created") != NULL && strcmp(out, run_out) == 0);
     free(out);
+    free(run_out);
+    snprintf(dir, sizeof dir, "%s/no", test_dir);
+    CHECK(stat(dir, &st) != 0);
+
+    /* A parent we may not write to (root may write anywhere). */
+    if (geteuid() != 0) {
+        snprintf(dir, sizeof dir, "%s/ro", test_dir);
+        CHECK(mkdir(dir, 0500) == 0);
+        snprintf(file, sizeof file, "%s/ro/state", test_dir);
+        CHECK(state_dir(file, &p, 0, &out) == -1);
+        CHECK(state_dir(file, &p, 1, &run_out) == -1);
+        CHECK(strstr(run_out, "cannot be created: Permission denied") != NULL);
+        CHECK(strcmp(out, run_out) == 0);
+        free(out);
+        free(run_out);
+        chmod(dir, 0700);
+    }
 }
 
 int main(void)
