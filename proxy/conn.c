@@ -387,6 +387,15 @@ static void conn_cork_drop(struct conn *c)
     conn_cork_owner = NULL;
 }
 
+/* A write failed. An owner that asked for conn_close_after_flush is done with c and ignores
+ * its events (sessions, detached upstreams), and the flush it waits for can no longer end:
+ * close here, or c (and its descriptor) would stay open until the process exits. */
+static void conn_flush_failed(struct conn *c)
+{
+    if (c->close_after_flush && !c->closing)
+        conn_close(c, c->close_cb);
+}
+
 static int conn_send_raw(struct conn *c, const void *buf, size_t len)
 {
     if (c->closing)
@@ -448,6 +457,7 @@ static void conn_write_cb(uv_write_t *req, int status)
         return;
     if (status != 0) {
         conn_fail(c, CONN_EV_ERROR, "write to %s: %s", c->peer, uv_strerror(status));
+        conn_flush_failed(c);
         return;
     }
     if (c->close_after_flush && c->out_pending == 0) {
@@ -572,6 +582,8 @@ static void conn_timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
     conn_emit(c, c->write_failed ? CONN_EV_ERROR : CONN_EV_TIMEOUT);
+    if (c->write_failed)
+        conn_flush_failed(c);
 }
 
 void conn_set_timeout(struct conn *c, uint64_t ms)

@@ -292,30 +292,46 @@ static int localauth_cache_ready(void)
     return localauth_cache_key_state == 1;
 }
 
-/* HMAC-SHA256(process key, hash || 0x00 || password). The NUL keeps (hash, password) pairs from
- * colliding by shifting bytes between the two. Safe on any thread once the key exists. */
-static int localauth_digest(const char *hash, const char *password, size_t len,
-                            uint8_t out[LOCALAUTH_DIGEST_LEN])
+/* An HMAC-SHA256 context keyed with the process key; NULL on failure. */
+static EVP_MAC_CTX *localauth_mac_new(void)
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = NULL;
     OSSL_PARAM params[2];
-    size_t outl = 0;
-    int rc = -1;
-    static const unsigned char sep = 0;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
     params[1] = OSSL_PARAM_construct_end();
-    if (mac == NULL || (ctx = EVP_MAC_CTX_new(mac)) == NULL ||
-        EVP_MAC_init(ctx, localauth_cache_key, sizeof localauth_cache_key, params) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)hash, strlen(hash)) != 1 ||
+    if (ctx != NULL &&
+        EVP_MAC_init(ctx, localauth_cache_key, sizeof localauth_cache_key, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* HMAC(hash || 0x00 || password) with a keyed, freshly initialised ctx. The NUL keeps (hash,
+ * password) pairs from colliding by shifting bytes between the two. */
+static int localauth_mac_digest(EVP_MAC_CTX *ctx, const char *hash, const char *password,
+                                size_t len, uint8_t out[LOCALAUTH_DIGEST_LEN])
+{
+    static const unsigned char sep = 0;
+    size_t outl = 0;
+    if (EVP_MAC_update(ctx, (const unsigned char *)hash, strlen(hash)) != 1 ||
         EVP_MAC_update(ctx, &sep, 1) != 1 ||
         EVP_MAC_update(ctx, (const unsigned char *)password, len) != 1 ||
         EVP_MAC_final(ctx, out, &outl, LOCALAUTH_DIGEST_LEN) != 1 || outl != LOCALAUTH_DIGEST_LEN)
-        goto fail;
-    rc = 0;
-fail:
+        return -1;
+    return 0;
+}
+
+/* HMAC-SHA256(process key, hash || 0x00 || password). Safe on any thread once the key
+ * exists. */
+static int localauth_digest(const char *hash, const char *password, size_t len,
+                            uint8_t out[LOCALAUTH_DIGEST_LEN])
+{
+    EVP_MAC_CTX *ctx = localauth_mac_new();
+    int rc = ctx != NULL ? localauth_mac_digest(ctx, hash, password, len, out) : -1;
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
     return rc;
 }
 
@@ -328,32 +344,15 @@ static EVP_MAC_CTX *localauth_loop_mac;
 static int localauth_digest_loop(const char *hash, const char *password, size_t len,
                                  uint8_t out[LOCALAUTH_DIGEST_LEN])
 {
-    static const unsigned char sep = 0;
-    size_t outl = 0;
     if (localauth_loop_mac == NULL) {
-        OSSL_PARAM params[2];
-        EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-        EVP_MAC_free(mac);
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
-        params[1] = OSSL_PARAM_construct_end();
-        if (ctx == NULL || EVP_MAC_init(ctx, localauth_cache_key, sizeof localauth_cache_key,
-                                        params) != 1) {
-            EVP_MAC_CTX_free(ctx);
-            return localauth_digest(hash, password, len, out);
-        }
-        localauth_loop_mac = ctx;
+        localauth_loop_mac = localauth_mac_new();
+        if (localauth_loop_mac == NULL)
+            return -1;
     } else if (EVP_MAC_init(localauth_loop_mac, NULL, 0, NULL) != 1) {
         /* No key given: HMAC starts over with the key it has. */
         return -1;
     }
-    if (EVP_MAC_update(localauth_loop_mac, (const unsigned char *)hash, strlen(hash)) != 1 ||
-        EVP_MAC_update(localauth_loop_mac, &sep, 1) != 1 ||
-        EVP_MAC_update(localauth_loop_mac, (const unsigned char *)password, len) != 1 ||
-        EVP_MAC_final(localauth_loop_mac, out, &outl, LOCALAUTH_DIGEST_LEN) != 1 ||
-        outl != LOCALAUTH_DIGEST_LEN)
-        return -1;
-    return 0;
+    return localauth_mac_digest(localauth_loop_mac, hash, password, len, out);
 }
 
 static struct localauth_cache_entry *localauth_cache_find(const char *hash)

@@ -23,6 +23,28 @@ static void relay_end(struct relay *r, const char *why)
     r->end_cb(r->arg, why);
 }
 
+/* Writes bytes that side i sent to the other side (a failed write ends the relay); stops
+ * reading side i while the other one is congested. */
+static void relay_forward(struct relay *r, int i, const char *buf, size_t len)
+{
+    struct conn *from = r->side[i], *to = r->side[!i];
+    if (conn_write(to, buf, len) != 0) {
+        char why[220];
+        snprintf(why, sizeof why, "%s: %s", relay_side_names[!i], to->error);
+        relay_end(r, why);
+        return;
+    }
+    r->bytes[i] += len;
+    /* Bytes moving towards the client are activity too: the client's idle timer is reset
+     * only by its input, and a client reading a long FETCH or RETR sends nothing meanwhile.
+     * (Found by tests/e2e/test_faults_relay.py.) A client that stops reading still times
+     * out: backpressure stops this pump until its queue drains. */
+    if (i == RELAY_SERVER)
+        conn_touch(to);
+    if (to->above_high && !r->ending)
+        conn_read_stop(from);
+}
+
 /* Moves what side i has buffered to the other side, unless that one is congested. */
 static void relay_pump(struct relay *r, int i)
 {
@@ -33,24 +55,10 @@ static void relay_pump(struct relay *r, int i)
         conn_read_stop(from); /* resumed by CONN_EV_DRAINED on `to` */
         return;
     }
+    /* Consumed either way: after a failed write the relay ends and late input is dropped. */
     size_t n = from->in_len;
-    if (conn_write(to, from->in, n) != 0) {
-        char why[220];
-        snprintf(why, sizeof why, "%s: %s", relay_side_names[!i], to->error);
-        conn_consume(from, n);
-        relay_end(r, why);
-        return;
-    }
-    r->bytes[i] += n;
+    relay_forward(r, i, from->in, n);
     conn_consume(from, n);
-    /* Bytes moving towards the client are activity too: the client's idle timer is reset
-     * only by its input, and a client reading a long FETCH or RETR sends nothing meanwhile.
-     * (Found by tests/e2e/test_faults_relay.py.) A client that stops reading still times
-     * out: backpressure stops this pump until its queue drains. */
-    if (i == RELAY_SERVER)
-        conn_touch(to);
-    if (to->above_high && !r->ending)
-        conn_read_stop(from);
 }
 
 /* conn's pass_cb: bytes straight from the shared read buffer, while c->in is empty. */
@@ -67,17 +75,7 @@ static size_t relay_pass_cb(struct conn *from, const char *buf, size_t len)
         conn_read_stop(from); /* resumed by CONN_EV_DRAINED on `to` */
         return 0;
     }
-    if (conn_write(to, buf, len) != 0) {
-        char why[220];
-        snprintf(why, sizeof why, "%s: %s", relay_side_names[!i], to->error);
-        relay_end(r, why);
-        return len;
-    }
-    r->bytes[i] += len;
-    if (i == RELAY_SERVER)
-        conn_touch(to); /* output to the client is activity too, as in relay_pump */
-    if (to->above_high)
-        conn_read_stop(from);
+    relay_forward(r, i, buf, len); /* taken either way, as in relay_pump */
     return len;
 }
 

@@ -180,6 +180,9 @@ static void session_link_abort(struct session_link *link)
     if (!s->closing && s->ops->aborting != NULL)
         s->ops->aborting(s);
     session_close(s, 0);
+    /* One that was already closing waits for its goodbye to be written, and a client that does
+     * not read would keep it (and the loop, and the process) forever: close now. */
+    conn_close(&s->conn, session_conn_closed_cb);
 }
 
 static void session_conn_event_cb(struct conn *c, enum conn_event ev)

@@ -259,6 +259,18 @@ static int smtp_local_submit(struct smtp_session *s)
     return s->sub != NULL ? 0 : -1;
 }
 
+/* A new upstream for s->base.acct and its login; smtp_login_done_cb follows. */
+static void smtp_upstream_start(struct smtp_session *s)
+{
+    s->up = smtp_upstream_new(s->base.srv, s->base.acct, s->base.sid, smtp_upstream_event, s);
+    if (s->up == NULL) {
+        smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
+        return;
+    }
+    smtp_upstream_set_client(s->up, &s->base.conn);
+    smtp_upstream_login(s->up, smtp_login_done_cb);
+}
+
 /* session_check_password's verdict. ok = 1: s->base.acct logged in; the upstream login
  * follows and the 235 waits for it. ok = 0: logged, and the failure delay is over. */
 static void smtp_auth_cb(struct session *base, int ok)
@@ -283,12 +295,7 @@ static void smtp_auth_cb(struct session *base, int ok)
         submit_check_login(s->sub, smtp_login_done_cb);
         return;
     }
-    s->up = smtp_upstream_new(s->base.srv, s->base.acct, s->base.sid, smtp_upstream_event, s);
-    if (s->up == NULL) {
-        smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
-        return;
-    }
-    smtp_upstream_login(s->up, smtp_login_done_cb);
+    smtp_upstream_start(s);
 }
 
 static void smtp_check_password(struct smtp_session *s, const char *user, const char *password)
@@ -486,12 +493,7 @@ static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, cons
         s->pending_len = len;
         s->pending_verb = verb;
         smtp_enter_state(s, SMTP_S_UPSTREAM_LOGIN);
-        s->up = smtp_upstream_new(s->base.srv, s->base.acct, s->base.sid, smtp_upstream_event, s);
-        if (s->up == NULL) {
-            smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
-            return;
-        }
-        smtp_upstream_login(s->up, smtp_login_done_cb);
+        smtp_upstream_start(s);
         return;
     }
     /* RFC 2920: with PIPELINING, MAIL and RCPT go at once and the next command is read;
@@ -503,7 +505,6 @@ static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, cons
     s->relay_count++;
     if (!group)
         smtp_enter_state(s, SMTP_S_UPSTREAM_REPLY);
-    smtp_upstream_set_client(s->up, &s->base.conn);
     smtp_upstream_command(s->up, line, len, smtp_relay_reply_cb);
 }
 

@@ -12,6 +12,7 @@ $NOTIFY_SOCKET), against a fake upstream:
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -187,6 +188,44 @@ class ReloadShutdown(FakeSmtpCase):
         self.assertEqual(x.proc.wait(15), 0)
         self.assertEqual(len(self.fake.messages), before + 1)
         self.assertEqual(x.stop(), 0)
+
+    def test_sigterm_ends_a_goodbye_nobody_reads(self):
+        """A client that stopped reading has replies queued when SIGTERM comes; its 421 can never
+        be written. Once shutdown_timeout is over the session is dropped and xoauthd exits,
+        instead of waiting for that flush for ever."""
+        x = R.Xoauthd(self.rig, shutdown_timeout="1")
+        x.add_listen("first", tls="none")
+        x.start()
+        self.addCleanup(x.kill_if_running)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", x.port("first")))
+        s.setblocking(False)
+        # EHLO replies are ~25 times longer than the command: the client's window and xoauthd's
+        # socket buffer fill, then its write queue, then it stops reading (backpressure).
+        chunk = b"EHLO stuck.example\r\n" * 500
+        deadline = time.monotonic() + 20
+        blocked_since = None
+        while time.monotonic() < deadline:
+            try:
+                s.send(chunk)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 1.0:
+                    break
+                time.sleep(0.02)
+        else:
+            self.fail("xoauthd kept reading from a client that does not read")
+        x.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = x.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.fail("xoauthd still runs 15 s after SIGTERM (shutdown_timeout = 1):\n"
+                      + x.log_text()[-2000:])
+        self.assertEqual(rc, 0)
+        self.assertIn("event=shutdown_grace_over sessions=1", x.log_text())
 
 
 if __name__ == "__main__":
