@@ -16,6 +16,10 @@
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER (64 * 1024)
 #define CONN_READ_CHUNK (64 * 1024)
+/* A peer that takes no byte of a closing conn's last output for this long never will (a client
+ * that stopped reading before its goodbye): without a deadline the conn and its descriptor would
+ * stay until the process exits. Restarted by every completed write, so slow readers finish. */
+#define CONN_FLUSH_DEADLINE_MS (60 * 1000)
 
 struct conn_write_req {
     uv_write_t req;
@@ -75,6 +79,7 @@ int conn_init(struct conn *c, uv_loop_t *loop, conn_event_cb event_cb, void *dat
     c->in_max = CONN_IN_MAX_DEFAULT;
     c->high_water = CONN_HIGH_WATER;
     c->low_water = CONN_LOW_WATER;
+    c->flush_deadline_ms = CONN_FLUSH_DEADLINE_MS;
     if (uv_tcp_init(loop, &c->tcp) != 0)
         return -1;
     c->tcp.data = c;
@@ -460,8 +465,11 @@ static void conn_write_cb(uv_write_t *req, int status)
         conn_flush_failed(c);
         return;
     }
-    if (c->close_after_flush && c->out_pending == 0) {
-        conn_close(c, c->close_cb);
+    if (c->close_after_flush) {
+        if (c->out_pending == 0)
+            conn_close(c, c->close_cb);
+        else
+            uv_timer_start(&c->timer, conn_timer_cb, c->flush_deadline_ms, 0);
         return;
     }
     if (c->above_high && c->out_pending <= c->low_water) {
@@ -581,6 +589,10 @@ void conn_discard_input(struct conn *c)
 static void conn_timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
+    if (c->close_after_flush && !c->write_failed) {
+        conn_close(c, c->close_cb); /* the flush deadline: the owner ignores events by now */
+        return;
+    }
     conn_emit(c, c->write_failed ? CONN_EV_ERROR : CONN_EV_TIMEOUT);
     if (c->write_failed)
         conn_flush_failed(c);
@@ -589,8 +601,8 @@ static void conn_timer_cb(uv_timer_t *t)
 void conn_set_timeout(struct conn *c, uint64_t ms)
 {
     c->timeout_ms = ms;
-    if (c->closing || c->write_failed)
-        return; /* the timer carries a write error (conn_uncork) */
+    if (c->closing || c->write_failed || c->close_after_flush)
+        return; /* the timer carries a write error (conn_uncork) or the flush deadline */
     if (ms == 0)
         uv_timer_stop(&c->timer);
     else
@@ -599,7 +611,7 @@ void conn_set_timeout(struct conn *c, uint64_t ms)
 
 void conn_touch(struct conn *c)
 {
-    if (c->timeout_ms != 0 && !c->closing && !c->write_failed)
+    if (c->timeout_ms != 0 && !c->closing && !c->write_failed && !c->close_after_flush)
         uv_timer_start(&c->timer, conn_timer_cb, c->timeout_ms, 0);
 }
 
@@ -657,6 +669,8 @@ void conn_close_after_flush(struct conn *c, conn_close_cb close_cb)
     c->close_after_flush = 1;
     c->close_cb = close_cb;
     conn_read_stop(c);
+    if (!c->write_failed)
+        uv_timer_start(&c->timer, conn_timer_cb, c->flush_deadline_ms, 0);
 }
 
 int conn_peer_sockaddr(const struct conn *c, struct sockaddr_storage *ss)

@@ -51,6 +51,7 @@ struct conn {
     int above_high;
 
     uint64_t timeout_ms;
+    uint64_t flush_deadline_ms; /* conn_close_after_flush gives up when no write completes */
     int reading;      /* owner wants input */
     int read_active;  /* uv_read_start is on */
     int connecting;

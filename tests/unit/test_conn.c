@@ -103,44 +103,72 @@ static void test_cork(void)
     CHECK(uv_loop_close(&loop) == 0);
 }
 
-static void test_close_after_flush_peer_gone(void)
+/* Queues more than the socket buffers hold (the rest waits in the write queue), then asks for
+ * the close; flush_deadline_ms 0 keeps conn's default. Returns the peer's descriptor, or -1. */
+static int start_close_after_flush(uv_loop_t *loop, struct conn *c, uint64_t flush_deadline_ms)
 {
-    uv_loop_t loop;
-    struct conn c;
-    uv_timer_t guard;
     int peer = -1;
-    uv_loop_init(&loop);
-    CHECK(open_pair(&loop, &c, &peer) == 0);
+    CHECK(open_pair(loop, c, &peer) == 0);
     if (peer < 0)
-        return;
-
-    /* More than the socket buffers hold: the rest waits in the write queue. */
+        return -1;
     size_t len = 8u << 20;
     char *big = malloc(len);
     CHECK(big != NULL);
     if (big == NULL)
-        return;
+        return -1;
     memset(big, 'x', len);
-    CHECK(conn_write(&c, big, len) == 0);
+    CHECK(conn_write(c, big, len) == 0);
     free(big);
-    CHECK(c.out_pending > 0);
-
+    CHECK(c->out_pending > 0);
+    if (flush_deadline_ms != 0)
+        c->flush_deadline_ms = flush_deadline_ms;
     closed = 0;
     guard_fired = 0;
-    conn_close_after_flush(&c, closed_cb);
+    conn_close_after_flush(c, closed_cb);
     CHECK(closed == 0);
-    close(peer); /* the queued bytes can no longer be written */
+    return peer;
+}
 
-    uv_timer_init(&loop, &guard);
-    guard.data = &c;
-    uv_timer_start(&guard, guard_cb, 2000, 0);
+/* Runs the loop until c closed by itself; a guard closes it after guard_ms if it does not. */
+static void expect_closes_by_itself(uv_loop_t *loop, struct conn *c, uint64_t guard_ms)
+{
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = c;
+    uv_timer_start(&guard, guard_cb, guard_ms, 0);
     while (closed == 0 && !guard_fired)
-        uv_run(&loop, UV_RUN_ONCE);
+        uv_run(loop, UV_RUN_ONCE);
     CHECK(closed == 1);
     CHECK(!guard_fired); /* closed by itself, not by the guard */
     uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(loop) == 0);
+}
+
+static void test_close_after_flush_peer_gone(void)
+{
+    uv_loop_t loop;
+    struct conn c;
+    uv_loop_init(&loop);
+    int peer = start_close_after_flush(&loop, &c, 0);
+    if (peer < 0)
+        return;
+    close(peer); /* the queued bytes can no longer be written */
+    expect_closes_by_itself(&loop, &c, 2000);
+}
+
+/* A peer that stays connected and never reads (a client that stopped reading before its
+ * goodbye): the flush deadline closes the conn. */
+static void test_close_after_flush_peer_never_reads(void)
+{
+    uv_loop_t loop;
+    struct conn c;
+    uv_loop_init(&loop);
+    int peer = start_close_after_flush(&loop, &c, 200);
+    if (peer < 0)
+        return;
+    expect_closes_by_itself(&loop, &c, 3000);
+    close(peer);
 }
 
 int main(void)
@@ -148,5 +176,6 @@ int main(void)
     signal(SIGPIPE, SIG_IGN); /* as xoauthd does: a write to a gone peer is EPIPE */
     test_cork();
     test_close_after_flush_peer_gone();
+    test_close_after_flush_peer_never_reads();
     return CHECK_DONE();
 }
