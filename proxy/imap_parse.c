@@ -90,6 +90,14 @@ static void imap_fail(struct imap_parser *p, const char *why)
     p->state = IP_SKIP;
 }
 
+/* imap_fail at byte c; returns 1 when c is the line's LF, which IP_SKIP must see again to end
+ * the bad line (the caller steps back one byte). */
+static int imap_fail_at(struct imap_parser *p, const char *why, unsigned char c)
+{
+    imap_fail(p, why);
+    return c == '\n';
+}
+
 static int imap_add_arg(struct imap_parser *p, enum imap_arg_type type, size_t off, size_t len)
 {
     if (p->nargs >= IMAP_PARSE_MAX_ARGS) {
@@ -337,9 +345,7 @@ size_t imap_parse(struct imap_parser *p, const char *in, size_t len, enum imap_p
             } else if (c == '\\') {
                 p->state = IP_QUOTED_ESC;
             } else if (c == '\r' || c == '\n' || c == '\0') {
-                imap_fail(p, "Unterminated quoted string");
-                if (c == '\n')
-                    i--;
+                i -= imap_fail_at(p, "Unterminated quoted string", c);
             } else if (imap_put(p, (char)c) != 0) {
                 imap_fail(p, "Command line too long");
             }
@@ -347,9 +353,7 @@ size_t imap_parse(struct imap_parser *p, const char *in, size_t len, enum imap_p
         case IP_QUOTED_ESC:
             /* quoted-specials only: "\\" and "\"" (RFC 9051 section 9, QUOTED-CHAR). */
             if (c != '"' && c != '\\') {
-                imap_fail(p, "Invalid escape in quoted string");
-                if (c == '\n')
-                    i--;
+                i -= imap_fail_at(p, "Invalid escape in quoted string", c);
             } else if (imap_put(p, (char)c) != 0) {
                 imap_fail(p, "Command line too long");
             } else {
@@ -369,18 +373,14 @@ size_t imap_parse(struct imap_parser *p, const char *in, size_t len, enum imap_p
             } else if (c == '}' && p->literal_digits > 0) {
                 p->state = IP_LIT_CR;
             } else {
-                imap_fail(p, "Invalid literal");
-                if (c == '\n')
-                    i--;
+                i -= imap_fail_at(p, "Invalid literal", c);
             }
             break;
         case IP_LIT_CLOSE:
             if (c == '}') {
                 p->state = IP_LIT_CR;
             } else {
-                imap_fail(p, "Invalid literal");
-                if (c == '\n')
-                    i--;
+                i -= imap_fail_at(p, "Invalid literal", c);
             }
             break;
         case IP_LIT_CR:
@@ -395,9 +395,7 @@ size_t imap_parse(struct imap_parser *p, const char *in, size_t len, enum imap_p
                     return i;
                 }
             } else {
-                imap_fail(p, "A literal must end its line");
-                if (c == '\n')
-                    i--;
+                i -= imap_fail_at(p, "A literal must end its line", c);
             }
             break;
         case IP_CR:
