@@ -1,6 +1,8 @@
 /* metrics: the /metrics endpoint, see metrics.h. */
 #include "metrics.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -94,10 +96,22 @@ static void metrics_account_value(FILE *out, const char *name, const char *accou
     fprintf(out, "\"} %llu\n", v);
 }
 
+/* A counter family with one line per account; field is the offsetof() of its uint64_t in
+ * struct stats_account. */
+static void metrics_account_counter(FILE *out, const struct stats *st, const char *name,
+                                    const char *help, size_t field)
+{
+    metrics_family(out, name, "counter", help);
+    for (const struct stats_account *a = st->accounts; a != NULL; a = a->next) {
+        uint64_t v;
+        memcpy(&v, (const char *)a + field, sizeof v);
+        metrics_account_value(out, name, a->name, v);
+    }
+}
+
 void metrics_write(struct server *srv, FILE *out)
 {
     const struct stats *st = stats_get();
-    const struct stats_account *a;
     /* Every configured account shows, with zeros until it is used. */
     for (size_t i = 0; i < srv->cfg->n_accounts; i++)
         (void)stats_account(srv->cfg->accounts[i].name);
@@ -119,28 +133,24 @@ void metrics_write(struct server *srv, FILE *out)
                    "Local logins refused (unknown user or wrong password).");
     fprintf(out, "xoauthd_local_auth_failures_total %llu\n",
             (unsigned long long)st->auth_failures);
-    metrics_family(out, "xoauthd_messages_total", "counter",
-                   "Messages the upstream accepted, by account.");
-    for (a = st->accounts; a != NULL; a = a->next)
-        metrics_account_value(out, "xoauthd_messages_total", a->name, a->messages);
-    metrics_family(out, "xoauthd_message_bytes_total", "counter",
-                   "Bytes of the messages the upstream accepted, by account.");
-    for (a = st->accounts; a != NULL; a = a->next)
-        metrics_account_value(out, "xoauthd_message_bytes_total", a->name, a->message_bytes);
+    metrics_account_counter(out, st, "xoauthd_messages_total",
+                            "Messages the upstream accepted, by account.",
+                            offsetof(struct stats_account, messages));
+    metrics_account_counter(out, st, "xoauthd_message_bytes_total",
+                            "Bytes of the messages the upstream accepted, by account.",
+                            offsetof(struct stats_account, message_bytes));
     metrics_family(out, "xoauthd_relay_bytes_total", "counter",
                    "Bytes relayed (IMAP/POP3 relay and SMTP messages), by direction.");
     fprintf(out, "xoauthd_relay_bytes_total{direction=\"from_client\"} %llu\n",
             (unsigned long long)st->bytes_from_client);
     fprintf(out, "xoauthd_relay_bytes_total{direction=\"from_server\"} %llu\n",
             (unsigned long long)st->bytes_from_server);
-    metrics_family(out, "xoauthd_token_requests_total", "counter",
-                   "Requests to the token endpoint, by account.");
-    for (a = st->accounts; a != NULL; a = a->next)
-        metrics_account_value(out, "xoauthd_token_requests_total", a->name, a->token_requests);
-    metrics_family(out, "xoauthd_token_failures_total", "counter",
-                   "Failed token requests, by account.");
-    for (a = st->accounts; a != NULL; a = a->next)
-        metrics_account_value(out, "xoauthd_token_failures_total", a->name, a->token_failures);
+    metrics_account_counter(out, st, "xoauthd_token_requests_total",
+                            "Requests to the token endpoint, by account.",
+                            offsetof(struct stats_account, token_requests));
+    metrics_account_counter(out, st, "xoauthd_token_failures_total",
+                            "Failed token requests, by account.",
+                            offsetof(struct stats_account, token_failures));
     metrics_family(out, "xoauthd_token_valid_seconds", "gauge",
                    "Remaining life of the cached access token (0: none), by account.");
     for (size_t i = 0; i < srv->cfg->n_accounts; i++) {
