@@ -3,7 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <strings.h>
+
+/* No buffer here grows beyond this (far above SENDER_FILTER_MAX_HEADER plus one feed). */
+#define SENDER_GROW_MAX (SIZE_MAX / 4)
 
 /* ---- allowed senders and the envelope ------------------------------------------------------ */
 
@@ -62,21 +66,34 @@ struct sender_buf {
     int oom;
 };
 
+/* Makes room in *p (capacity *cap, len bytes used) for n more bytes and a NUL. Every sum is
+ * bounded before it is made, so no size can wrap around (which is also what lets the compiler
+ * prove the copies that follow stay inside the buffer). 0, or -1 when too big or out of
+ * memory (*p is then unchanged). */
+static int sender_reserve(char **p, size_t *cap, size_t len, size_t n)
+{
+    if (*p != NULL && len < *cap && n < *cap - len)
+        return 0;
+    if (len > SENDER_GROW_MAX || n > SENDER_GROW_MAX - len)
+        return -1;
+    size_t need = len + n + 1, c = *cap > 0 ? *cap : 1024;
+    while (c < need)
+        c *= 2; /* c < need <= SENDER_GROW_MAX + 1: cannot wrap */
+    char *g = realloc(*p, c);
+    if (g == NULL)
+        return -1;
+    *p = g;
+    *cap = c;
+    return 0;
+}
+
 static void sender_buf_add(struct sender_buf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *g = realloc(b->p, cap);
-        if (g == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = g;
-        b->cap = cap;
+    if (sender_reserve(&b->p, &b->cap, b->len, n) != 0) {
+        b->oom = 1;
+        return;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -322,16 +339,8 @@ int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, cons
         *out_len = len;
         return 0;
     }
-    if (f->hdr_len + len > f->hdr_cap) {
-        size_t cap = f->hdr_cap ? f->hdr_cap : 4096;
-        while (cap < f->hdr_len + len)
-            cap *= 2;
-        char *g = realloc(f->hdr, cap);
-        if (g == NULL)
-            return -1;
-        f->hdr = g;
-        f->hdr_cap = cap;
-    }
+    if (sender_reserve(&f->hdr, &f->hdr_cap, f->hdr_len, len) != 0)
+        return -1;
     memcpy(f->hdr + f->hdr_len, in, len);
     f->hdr_len += len;
     long end = sender_filter_find_end(f);

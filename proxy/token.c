@@ -699,8 +699,10 @@ static void token_entry_fail_local(struct token_entry *e, enum token_status st,
 {
     struct token_response r;
     memset(&r, 0, sizeof r);
-    snprintf(r.reason, sizeof r.reason, "%s", reason);
-    snprintf(r.action, sizeof r.action, "%s", action);
+    /* Cut to fit, on purpose (a store's detail can be long); the precision says so to the
+     * compiler, whose -Wformat-truncation otherwise fails the Release build. */
+    snprintf(r.reason, sizeof r.reason, "%.*s", (int)sizeof r.reason - 1, reason);
+    snprintf(r.action, sizeof r.action, "%.*s", (int)sizeof r.action - 1, action);
     token_entry_fail(e, st, 0, &r, -1);
     token_status_update(e, st, reason, 0);
 }
