@@ -117,10 +117,23 @@ static size_t sender_header_end(const char *h, size_t len, size_t i)
     }
 }
 
+/* Whether the header [start, end) is the field `name`. Field names are case-insensitive
+ * (RFC 5322 1.2.2), and the obsolete syntax that receivers must honour allows WSP between the
+ * name and the colon (4.5.2: obs-from = "From" *WSP ":" mailbox-list CRLF). This reads more
+ * than that on purpose: folding before the colon, and WSP before the name (only possible on
+ * the first line of the block), which are no header field to a strict parser (Postfix's
+ * is_header()) but may be one to a lenient one further on; dropping such a line costs nothing,
+ * keeping one that a receiver reads as From: would let the device choose its sender. */
 static int sender_header_is(const char *h, size_t start, size_t end, const char *name)
 {
-    size_t n = strlen(name);
-    return end - start > n && strncasecmp(h + start, name, n) == 0 && h[start + n] == ':';
+    size_t n = strlen(name), i = start;
+    while (i < end && sender_is_wsp(h[i]))
+        i++;
+    if (end - i <= n || strncasecmp(h + i, name, n) != 0)
+        return 0;
+    for (i += n; i < end && (sender_is_wsp(h[i]) || h[i] == '\r' || h[i] == '\n');)
+        i++;
+    return i < end && h[i] == ':';
 }
 
 /* The unfolded, trimmed value of the header [start, end) into a NUL-terminated malloc'ed
@@ -193,6 +206,80 @@ static void sender_parse_mailbox(char *v, char **addr, char **name)
     *addr = v;
 }
 
+/* What the rewrite needs to know about a header block. */
+struct sender_scan {
+    size_t from_start, from_end; /* the first From: header; from_start == len when none */
+    size_t n_from;
+    int has_reply_to;
+};
+
+static void sender_scan_headers(const char *hdr, size_t len, struct sender_scan *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->from_start = sc->from_end = len;
+    for (size_t i = 0; i < len;) {
+        size_t e = sender_header_end(hdr, len, i);
+        if (sender_header_is(hdr, i, e, "From")) {
+            if (sc->n_from++ == 0) {
+                sc->from_start = i;
+                sc->from_end = e;
+            }
+        } else if (sender_header_is(hdr, i, e, "Reply-To")) {
+            sc->has_reply_to = 1;
+        }
+        i = e;
+    }
+}
+
+/* The From: line that replaces the first original one (value: its unfolded value; name: the
+ * display name or comment parsed from it, or NULL). */
+static void sender_put_from(struct sender_buf *b, const struct config_account *acct,
+                            const char *value, const char *name)
+{
+    sender_buf_str(b, "From: ");
+    if (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME && name != NULL && *name != '\0') {
+        if (strchr(value, '<') != NULL) {
+            sender_buf_str(b, name); /* as written: quotes and encoded words stay valid */
+            sender_buf_str(b, " <");
+            sender_buf_str(b, acct->username);
+            sender_buf_str(b, ">");
+        } else {
+            sender_buf_str(b, acct->username);
+            sender_buf_str(b, " (");
+            sender_buf_str(b, name);
+            sender_buf_str(b, ")");
+        }
+    } else {
+        sender_buf_str(b, acct->username);
+    }
+    sender_buf_str(b, "\r\n");
+}
+
+/* The header block with every From: header dropped and the new From: (plus the Reply-To:, when
+ * reply_to is not NULL) where the first one was. RFC 5322 3.6 allows exactly one From:, and
+ * which of several a receiver shows is anyone's guess: leaving any of them would let the device
+ * claim an address that is not the mailbox. */
+static void sender_put_block(struct sender_buf *b, const struct config_account *acct,
+                             const char *hdr, size_t len, const char *value, const char *name,
+                             const char *reply_to)
+{
+    for (size_t i = 0; i < len;) {
+        size_t e = sender_header_end(hdr, len, i);
+        if (!sender_header_is(hdr, i, e, "From")) {
+            sender_buf_add(b, hdr + i, e - i);
+        } else if (value != NULL) {
+            sender_put_from(b, acct, value, name);
+            if (reply_to != NULL) {
+                sender_buf_str(b, "Reply-To: ");
+                sender_buf_str(b, reply_to);
+                sender_buf_str(b, "\r\n");
+            }
+            value = NULL; /* the later ones go */
+        }
+        i = e;
+    }
+}
+
 char *sender_rules_rewrite_headers(const struct config_account *acct, const char *hdr,
                                    size_t len, size_t *out_len, char *orig, size_t origsz)
 {
@@ -201,75 +288,41 @@ char *sender_rules_rewrite_headers(const struct config_account *acct, const char
         orig[0] = '\0';
     if (acct == NULL || acct->header_from == CONFIG_HDRFROM_KEEP || acct->username == NULL)
         return NULL;
-    size_t from_start = len, from_end = len;
-    int has_reply_to = 0;
-    for (size_t i = 0; i < len;) {
-        size_t e = sender_header_end(hdr, len, i);
-        if (from_start == len && sender_header_is(hdr, i, e, "From")) {
-            from_start = i;
-            from_end = e;
-        } else if (sender_header_is(hdr, i, e, "Reply-To")) {
-            has_reply_to = 1;
-        }
-        i = e;
-    }
+    struct sender_scan sc;
+    sender_scan_headers(hdr, len, &sc);
     struct sender_buf b = {0};
-    char *value = NULL;
-    if (from_start == len) {
+    char *value = NULL, *copy = NULL;
+    if (sc.n_from == 0) {
         /* No From: at all (RFC 5322 requires one): give it the mailbox. */
         sender_buf_add(&b, hdr, len);
+        if (len > 0 && hdr[len - 1] != '\n')
+            sender_buf_str(&b, "\r\n"); /* a last line cut short (the EWS/Graph capture) */
         sender_buf_str(&b, "From: ");
         sender_buf_str(&b, acct->username);
         sender_buf_str(&b, "\r\n");
         goto done;
     }
-    value = sender_header_value(hdr, from_start, from_end);
-    if (value == NULL) {
+    /* The first From: is what the device claimed: the log line and the Reply-To: show it. */
+    value = sender_header_value(hdr, sc.from_start, sc.from_end);
+    copy = value != NULL ? strdup(value) : NULL;
+    if (copy == NULL) {
         b.oom = 1;
         goto done;
     }
     if (orig != NULL)
         snprintf(orig, origsz, "%s", value);
-    char *copy = strdup(value);
-    if (copy == NULL) {
-        b.oom = 1;
-        goto done;
-    }
     char *addr, *name;
     sender_parse_mailbox(copy, &addr, &name);
-    if (strcasecmp(addr, acct->username) == 0 &&
-        (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME || name == NULL)) {
-        free(copy);
-        free(value);
-        return NULL; /* already the mailbox */
-    }
-    sender_buf_add(&b, hdr, from_start);
-    sender_buf_str(&b, "From: ");
-    if (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME && name != NULL && *name != '\0') {
-        if (value[0] != '\0' && strchr(value, '<') != NULL) {
-            sender_buf_str(&b, name); /* as written: quotes and encoded words stay valid */
-            sender_buf_str(&b, " <");
-            sender_buf_str(&b, acct->username);
-            sender_buf_str(&b, ">");
-        } else {
-            sender_buf_str(&b, acct->username);
-            sender_buf_str(&b, " (");
-            sender_buf_str(&b, name);
-            sender_buf_str(&b, ")");
-        }
-    } else {
-        sender_buf_str(&b, acct->username);
-    }
-    sender_buf_str(&b, "\r\n");
-    free(copy);
-    /* Answers go to whoever the device claimed to be, unless it already said otherwise. */
-    if (!has_reply_to) {
-        sender_buf_str(&b, "Reply-To: ");
-        sender_buf_str(&b, value);
-        sender_buf_str(&b, "\r\n");
-    }
-    sender_buf_add(&b, hdr + from_end, len - from_end);
+    int is_mailbox = strcasecmp(addr, acct->username) == 0;
+    if (sc.n_from == 1 && is_mailbox &&
+        (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME || name == NULL))
+        goto done; /* already the mailbox */
+    /* Answers go to whoever the device claimed to be, unless it already said otherwise (or
+     * that is the mailbox anyway, or it claimed nothing). */
+    int add_reply_to = !sc.has_reply_to && !is_mailbox && value[0] != '\0';
+    sender_put_block(&b, acct, hdr, len, value, name, add_reply_to ? value : NULL);
 done:
+    free(copy);
     free(value);
     if (b.oom) {
         free(b.p);
@@ -297,20 +350,33 @@ void sender_filter_reset(struct sender_filter *f)
     memset(f, 0, sizeof *f);
 }
 
-/* Where the header block ends in f->hdr: the offset of the line that ends it (an empty line,
- * or "." - the end of data, or a dot-stuffed line, which no header starts with), or -1 when
- * not seen yet. Only whole lines are judged. */
+/* The line [p, p + n) (with its LF) is ".": the end of data in a dot-stuffed stream. */
+static int sender_is_dot_line(const char *p, size_t n)
+{
+    return p[0] == '.' && (n == 2 || (n == 3 && p[1] == '\r'));
+}
+
+/* Where the header block ends in f->hdr: the offset of the empty line that ends it (RFC 5322
+ * 2.1), or -1 when not seen yet. Only whole lines are judged, and every other line is part of
+ * the block, a header field or not: a receiver further on may be lenient and read on, and any
+ * From: it reads must have been seen here. A line "." is the end of data in the dot-stuffed
+ * stream (RFC 5321 4.1.1.4), which ends the block too; but in the unstuffed stream of the
+ * EWS/Graph capture it is a line of the message ("..", unstuffed) that may be followed by more
+ * header fields. So it ends the block only when nothing follows it: it stays held, undecided,
+ * until more bytes come (it was a line of the block) or sender_filter_finish (it was the end). */
 static long sender_filter_find_end(struct sender_filter *f)
 {
     size_t i = f->scanned;
     while (i < f->hdr_len) {
-        char c = f->hdr[i];
-        if (c == '\r' || c == '\n' || c == '.')
-            return (long)i;
         const char *lf = memchr(f->hdr + i, '\n', f->hdr_len - i);
         if (lf == NULL)
             break;
-        i = (size_t)(lf - f->hdr) + 1;
+        size_t next = (size_t)(lf - f->hdr) + 1, n = next - i;
+        if (n == 1 || (n == 2 && f->hdr[i] == '\r'))
+            return (long)i;
+        if (next == f->hdr_len && sender_is_dot_line(f->hdr + i, n))
+            break;
+        i = next;
         f->scanned = i;
     }
     return -1;
@@ -328,7 +394,12 @@ int sender_filter_finish(struct sender_filter *f, const char **out, size_t *out_
     f->state = SENDER_FILTER_BODY;
     if (f->hdr_len == 0)
         return 0;
-    return sender_filter_emit(f, f->hdr_len, out, out_len);
+    /* All that is held is the header block, but for a last line "." (the end of data) that
+     * sender_filter_find_end left undecided. */
+    size_t end = f->hdr_len;
+    if (f->scanned < end && sender_is_dot_line(f->hdr + f->scanned, end - f->scanned))
+        end = f->scanned;
+    return sender_filter_emit(f, end, out, out_len);
 }
 
 int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, const char **out,

@@ -57,57 +57,54 @@ static void test_mail_line(void)
     CHECK(sender_rules_mail_line(&a, "p@q", 3, "", 0, out, 10) == -1);
 }
 
-/* Runs the filter over in, split at the given points (split = 0: whole), returns the output. */
-static char *run_filter(const struct config_account *a, const char *in, size_t step)
+/* Runs the filter over in as its callers do: fed in pieces (of step bytes, the first one of
+ * first bytes when first > 0; step 0: whole), then finished. Returns the output. */
+static char *run_filter(const struct config_account *a, const char *in, size_t first, size_t step)
 {
     struct sender_filter f;
     sender_filter_init(&f, a);
     size_t len = strlen(in), cap = len * 2 + 1024, o = 0;
     char *out = malloc(cap);
+    const char *p;
+    size_t pl;
     for (size_t i = 0; i < len;) {
-        size_t n = step == 0 ? len : (len - i < step ? len - i : step);
-        const char *p;
-        size_t pl;
+        size_t n = i == 0 && first > 0 ? first : step == 0 ? len - i : step;
+        if (n > len - i)
+            n = len - i;
         CHECK(sender_filter_feed(&f, in + i, n, &p, &pl) == 0);
         CHECK(o + pl < cap);
         memcpy(out + o, p, pl);
         o += pl;
         i += n;
     }
+    CHECK(sender_filter_finish(&f, &p, &pl) == 0);
+    CHECK(o + pl < cap);
+    memcpy(out + o, p, pl);
+    o += pl;
     out[o] = '\0';
     sender_filter_reset(&f);
     return out;
 }
 
+static void check_one(const struct config_account *a, const char *in, size_t first, size_t step,
+                      const char *want)
+{
+    char *got = run_filter(a, in, first, step);
+    CHECK(strcmp(got, want) == 0);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "first %zu step %zu:\n--- got ---\n%s\n--- want ---\n%s\n", first, step,
+                got, want);
+    free(got);
+}
+
 static void check_filter(const struct config_account *a, const char *in, const char *want)
 {
     size_t len = strlen(in);
-    for (size_t step = 0; step <= len; step = step == 0 ? 1 : step * 2 + 1) {
-        char *got = run_filter(a, in, step);
-        CHECK(strcmp(got, want) == 0);
-        if (strcmp(got, want) != 0)
-            fprintf(stderr, "step %zu:\n--- got ---\n%s\n--- want ---\n%s\n", step, got, want);
-        free(got);
-    }
+    for (size_t step = 0; step <= len; step = step == 0 ? 1 : step * 2 + 1)
+        check_one(a, in, 0, step, want);
     /* Every two-piece split. */
-    for (size_t cut = 1; cut < len; cut++) {
-        struct sender_filter f;
-        sender_filter_init(&f, a);
-        char *out = malloc(len * 2 + 1024);
-        size_t o = 0;
-        const char *p;
-        size_t pl;
-        sender_filter_feed(&f, in, cut, &p, &pl);
-        memcpy(out + o, p, pl);
-        o += pl;
-        sender_filter_feed(&f, in + cut, len - cut, &p, &pl);
-        memcpy(out + o, p, pl);
-        o += pl;
-        out[o] = '\0';
-        CHECK(strcmp(out, want) == 0);
-        free(out);
-        sender_filter_reset(&f);
-    }
+    for (size_t cut = 1; cut < len; cut++)
+        check_one(a, in, cut, 0, want);
 }
 
 static void test_filter(void)
@@ -188,6 +185,60 @@ static void test_filter(void)
     free(huge);
 }
 
+/* Every From: of the header block, however it is spelt, is replaced by the one mailbox; the
+ * Reply-To: keeps the first address the device claimed. */
+static void test_every_from(void)
+{
+    struct config_account acct = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_ACCOUNT);
+    struct config_account named = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_ACCOUNT_WITH_NAME);
+    /* Two From: headers: one From:, where the first was. */
+    check_filter(&acct,
+                 "From: first@printer.local\r\nTo: bob@contoso.com\r\nFrom: ceo@contoso.com\r\n"
+                 "\r\nFrom: body line\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: first@printer.local\r\n"
+                 "To: bob@contoso.com\r\n\r\nFrom: body line\r\n.\r\n");
+    /* Obsolete syntax (WSP before the colon), any case, folded, several at once. */
+    check_filter(&named,
+                 "FROM : \"Desk\" <desk@printer.local>\r\nfrom\t: a@x\r\nFrOm:\r\n b@y\r\n"
+                 "Subject: s\r\nFrom  :\r\n\t(folded) c@z\r\n\r\nbody\r\n.\r\n",
+                 "From: \"Desk\" <scanner@contoso.com>\r\nReply-To: \"Desk\" <desk@printer.local>\r\n"
+                 "Subject: s\r\n\r\nbody\r\n.\r\n");
+    /* A lone obsolete From : is rewritten, not kept beside a new one. */
+    check_filter(&acct, "From : x@printer.local\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: x@printer.local\r\n\r\nb\r\n.\r\n");
+    /* Folding before the colon, and WSP before the name on the first line, are no header field
+     * to a strict parser but may be to a lenient one: they go too. */
+    check_filter(&acct, " From: a@x\r\nFrom\r\n : b@y\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: a@x\r\n\r\nb\r\n.\r\n");
+    /* The first From: is already the mailbox, a later one is not: the later one goes, and no
+     * Reply-To: points at the mailbox itself. */
+    check_filter(&acct, "From: scanner@contoso.com\r\nFrom: ceo@contoso.com\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\n\r\nb\r\n.\r\n");
+    /* An obsolete Reply-To : is a Reply-To: too (kept, none added). */
+    check_filter(&acct, "Reply-To : desk@contoso.com\r\nFrom: a@x\r\n\r\nb\r\n.\r\n",
+                 "Reply-To : desk@contoso.com\r\nFrom: scanner@contoso.com\r\n\r\nb\r\n.\r\n");
+    /* Names that only start like From are other fields. */
+    const char *other = "From-Printer: a\r\nFromage: b\r\nX-From: c\r\nFrom: scanner@contoso.com\r\n"
+                        "\r\nb\r\n.\r\n";
+    check_filter(&acct, other, other);
+    /* An empty From: claims nothing: no empty Reply-To:. */
+    check_filter(&acct, "From:\r\n\r\nb\r\n.\r\n", "From: scanner@contoso.com\r\n\r\nb\r\n.\r\n");
+    /* A dot-stuffed line ("..X" is the field ".X" once unstuffed) does not end the block: the
+     * From: after it is seen. */
+    check_filter(&acct, "From: a@x\r\n..X: y\r\nFrom: b@y\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: a@x\r\n..X: y\r\n\r\nb\r\n.\r\n");
+    /* In the unstuffed stream a "." line inside the block is a line of the message, not its
+     * end. */
+    check_filter(&acct, "From: a@x\r\n.\r\nFrom: b@y\r\n\r\nb\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: a@x\r\n.\r\n\r\nb\r\n");
+    /* No From: and a last line without CRLF (the unstuffed capture): the From: goes on a line
+     * of its own. */
+    check_filter(&acct, "Subject: x", "Subject: x\r\nFrom: scanner@contoso.com\r\n");
+    /* Bare LF lines. */
+    check_filter(&acct, "From: a@x\nFrom : b@y\n\nb\n.\n",
+                 "From: scanner@contoso.com\r\nReply-To: a@x\r\n\nb\n.\n");
+}
+
 /* The unstuffed stream of the EWS/Graph capture has no "." end marker: a message without an
  * empty line is flushed by sender_filter_finish. */
 static void test_finish(void)
@@ -222,5 +273,6 @@ int main(void)
     test_allowed();
     test_mail_line();
     test_filter();
+    test_every_from();
     return CHECK_DONE();
 }
