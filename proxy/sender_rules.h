@@ -7,10 +7,11 @@
  *                                         DATA (the message never leaves the client);
  *   envelope_from   = keep | account      MAIL FROM is rewritten to the mailbox;
  *   header_from     = keep | account | account-with-name
- *                                         the From: header becomes the mailbox (keeping the
- *                                         display name with account-with-name) and Reply-To:
- *                                         gets the original From: so that answers still reach
- *                                         the person behind the device.
+ *                                         every From: header (however spelt) is replaced by
+ *                                         one, the mailbox (keeping the display name with
+ *                                         account-with-name), and Reply-To: gets the first
+ *                                         original From: so that answers still reach the
+ *                                         person behind the device.
  *
  * The header filter works on the DATA stream as it is relayed (CRLF lines, dot-stuffed or not):
  * it holds only the header block, never the body, and passes everything after the first empty
@@ -63,9 +64,10 @@ void sender_filter_init(struct sender_filter *f, const struct config_account *ac
  * are collected; possibly in, unchanged). Valid until the next call. 0, or -1 out of memory. */
 int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, const char **out,
                        size_t *out_len);
-/* The end of the message: a header block still held (a message without an empty line, in a
- * stream without the "." end marker, as the EWS/Graph capture sees it) is rewritten and
- * returned. 0, or -1 out of memory. */
+/* The end of the message; call it for every message. A header block still held (a message
+ * without an empty line, or one whose "." end marker came right after the header block: a
+ * "." line is the end only when nothing follows it) is rewritten and returned. 0, or -1 out
+ * of memory. */
 int sender_filter_finish(struct sender_filter *f, const char **out, size_t *out_len);
 /* Frees the buffers; the filter is OFF afterwards. Safe to call twice. */
 void sender_filter_reset(struct sender_filter *f);
