@@ -3,12 +3,14 @@
 scan@printer.local; xoauthd rewrites the envelope and the From: header to the mailbox (which
 the provider demands: Microsoft's 554 5.2.252 SendAsDenied), keeps the display name, puts the
 device's address in Reply-To:, and refuses senders outside allowed_senders with 550 5.7.1
-before DATA.
+before DATA. A second account (header_from = account) shows that every From: of the header
+block is replaced, however it is spelt, so the device cannot keep an address of its choosing.
 
     smtplib (no AUTH, from 127.0.0.1) -> xoauthd (allow_networks = 127.0.0.0/8 -> scanner)
         -> rig Postfix (XOAUTH2) -> Dovecot; the delivered copy is read back over IMAP.
 """
 import os
+import re
 import smtplib
 import sys
 import unittest
@@ -18,6 +20,7 @@ import rig as R  # noqa: E402
 
 CLIENT_ID = "xoauthd-sender-rules"
 MAILBOX = "scanner-rules@example.com"
+MAILBOX2 = "scanner-plain@example.com"
 DEVICE = "scan@printer.local"
 
 
@@ -34,6 +37,11 @@ class SenderRules(unittest.TestCase):
                       client_id=CLIENT_ID, refresh_token=rt,
                       envelope_from="account", header_from="account-with-name",
                       allowed_senders="%s, *@example.com, <>" % DEVICE)
+        rt2 = cls.rig.idp.seed_user(MAILBOX2)
+        x.add_listen("plain", tls="none", allow_networks="127.0.0.0/8 -> plain")
+        x.add_account("plain", provider="rig", username=MAILBOX2, flow="refresh_token",
+                      client_id=CLIENT_ID, refresh_token=rt2,
+                      envelope_from="account", header_from="account")
         x.start()
         cls.addClassCleanup(x.stop)
         cls.x = x
@@ -57,6 +65,42 @@ class SenderRules(unittest.TestCase):
         log = self.x.log_text()
         self.assertIn("event=envelope_from_rewritten account=scanner from=<%s>" % DEVICE, log)
         self.assertIn("event=header_from_rewritten account=scanner", log)
+
+    def check_one_from(self, from_lines, reply_to):
+        """Sends a message with the header lines from_lines (CRLF lines) through the
+        header_from = account listener; the copy Dovecot delivered has exactly one From:, the
+        mailbox, and the Reply-To: reply_to."""
+        mid = R.make_message_id("from")
+        # Not on the first line: Postfix takes a first line "From " for an mbox separator
+        # (X-Mailbox-Line:), which would hide what xoauthd relayed.
+        msg = ("To: <%s>\r\n%sSubject: from spellings\r\nMessage-ID: <%s>\r\n\r\n"
+               "From: a body line, not a header\r\n" % (MAILBOX2, from_lines, mid)).encode()
+        with smtplib.SMTP("127.0.0.1", self.x.port("plain"), timeout=30) as s:
+            s.ehlo("printer.local")
+            self.assertEqual(s.sendmail(DEVICE, [MAILBOX2], msg), {})
+        raw = self.rig.wait_for_message_id(MAILBOX2, mid)
+        hdrs, body = R.split_message(raw)
+        # Every field named From, in any case, with WSP before the colon (RFC 5322 4.5.2).
+        froms = re.findall(rb"(?im)^from[ \t]*:[ \t]*(.*)$", hdrs)
+        self.assertEqual(froms, [MAILBOX2.encode() + b"\r"], raw)
+        self.assertEqual(R.header_value(raw, "Reply-To"), reply_to)
+        self.assertEqual(body, b"From: a body line, not a header\r\n")
+
+    def test_every_from_header_is_replaced(self):
+        cases = [
+            ("two From:", "From: first@printer.local\r\nFrom: ceo@example.com\r\n",
+             "first@printer.local"),
+            ("obsolete From :", "From : obs@printer.local\r\n", "obs@printer.local"),
+            ("FROM:", "FROM: upper@printer.local\r\n", "upper@printer.local"),
+            # smtplib dot-stuffs the line: "..X-Dot: y" on the wire, the field ".X-Dot" after.
+            ("after a dot-stuffed line", "From: first@printer.local\r\n.X-Dot: y\r\n"
+             "From: ceo@example.com\r\n", "first@printer.local"),
+            ("folded", "From:\r\n \"Front desk\"\r\n <desk@printer.local>\r\n"
+             "from\t:\r\n\tsecond@printer.local\r\n", "\"Front desk\" <desk@printer.local>"),
+        ]
+        for what, lines, reply_to in cases:
+            with self.subTest(what):
+                self.check_one_from(lines, reply_to)
 
     def test_sender_not_allowed_is_550_before_data(self):
         with smtplib.SMTP("127.0.0.1", self.x.port("smtp"), timeout=30) as s:
