@@ -11,6 +11,7 @@
 #include "check.h"
 #include "config.h"
 #include "localauth.h"
+#include "sender_rules.h"
 
 static char test_dir[64];
 static char test_path[128];
@@ -801,6 +802,94 @@ static void test_example_file(void)
     free(errs);
 }
 
+/* A file of the source tree (relative to its top), malloc'ed, or NULL. */
+static char *read_source_file(const char *rel)
+{
+    const char *srcdir = getenv("XOAUTHD_TEST_SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../%s", srcdir != NULL ? srcdir : "tests", rel);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    int c;
+    while (mem != NULL && (c = fgetc(f)) != EOF)
+        fputc(c, mem);
+    fclose(f);
+    if (mem != NULL)
+        fclose(mem);
+    return text;
+}
+
+/* The value of the first line of text starting with prefix ("" when there is none). */
+static void doc_value(const char *text, const char *prefix, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    size_t n = strlen(prefix);
+    for (const char *p = text;;) {
+        const char *eol = strchr(p, '\n');
+        if (strncmp(p, prefix, n) == 0) {
+            int len = (int)(eol != NULL ? (size_t)(eol - p - n) : strlen(p + n));
+            snprintf(out, outsz, "%.*s", len, p + n);
+            return;
+        }
+        if (eol == NULL)
+            return;
+        p = eol + 1;
+    }
+}
+
+/* allowed_senders as README.md and conf/xoauthd.ini document it: their example loads, and
+ * does what the text next to it says; a bad entry names the file and line. */
+static void test_allowed_senders_documented(void)
+{
+    static const struct {
+        const char *file, *prefix;
+    } docs[] = {
+        {"README.md", "allowed_senders = "},
+        {"conf/xoauthd.ini", ";allowed_senders = "},
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        char *text = read_source_file(docs[i].file);
+        CHECK(text != NULL);
+        char value[256];
+        doc_value(text != NULL ? text : "", docs[i].prefix, value, sizeof value);
+        free(text);
+        CHECK(value[0] != '\0');
+        if (value[0] == '\0') {
+            fprintf(stderr, "%s has no example line \"%s...\"\n", docs[i].file, docs[i].prefix);
+            continue;
+        }
+        char tmpl[1024];
+        snprintf(tmpl, sizeof tmpl, DEVICE_CODE_HEAD "allowed_senders = %s\n", value);
+        struct config *cfg = load_ok(tmpl);
+        CHECK(cfg != NULL);
+        const struct config_account *a = cfg != NULL ? config_find_account(cfg, "a") : NULL;
+        CHECK(a != NULL);
+        if (a == NULL) {
+            config_free(cfg);
+            continue;
+        }
+        CHECK(a->n_allowed_senders == 3);
+        /* An address, case-insensitive; *@domain: that domain, not its subdomains; <>. */
+        CHECK(sender_rules_allowed(a, "SCAN@Printer.Local", 18));
+        CHECK(sender_rules_allowed(a, "mfp1@scanners.contoso.com", 25));
+        CHECK(!sender_rules_allowed(a, "mfp1@x.scanners.contoso.com", 27));
+        CHECK(sender_rules_allowed(a, "", 0));
+        CHECK(!sender_rules_allowed(a, "ceo@contoso.com", 15));
+        config_free(cfg);
+    }
+    /* Lines 1-7 are DEVICE_CODE_HEAD. */
+    CHECK(expect_error_after(DEVICE_CODE_HEAD, "allowed_senders = a@b.c, printer\n", 8,
+                             "bad entry \"printer\" in allowed_senders of [account a]"));
+    CHECK(expect_error_after(DEVICE_CODE_HEAD, "allowed_senders = <a@b.c>\n", 8,
+                             "in allowed_senders"));
+    CHECK(expect_error_after(DEVICE_CODE_HEAD, "allowed_senders = a*@b.c\n", 8,
+                             "in allowed_senders"));
+}
+
 int main(void)
 {
     snprintf(test_dir, sizeof test_dir, "/tmp/xoauthd-test-config-XXXXXX");
@@ -824,6 +913,7 @@ int main(void)
     test_all_errors_reported();
     test_unreadable();
     test_example_file();
+    test_allowed_senders_documented();
 
     free(test_hash);
     unlink(test_path);
