@@ -405,8 +405,11 @@ int sender_filter_finish(struct sender_filter *f, const char **out, size_t *out_
 int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, const char **out,
                        size_t *out_len)
 {
+    *out = in; /* never NULL: callers may memcpy(dst, *out, 0) */
+    *out_len = 0;
+    if (f->state == SENDER_FILTER_REFUSED)
+        return -1;
     if (f->state != SENDER_FILTER_HEADERS) {
-        *out = in;
         *out_len = len;
         return 0;
     }
@@ -416,17 +419,11 @@ int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, cons
     f->hdr_len += len;
     long end = sender_filter_find_end(f);
     if (end < 0) {
-        if (f->scanned <= SENDER_FILTER_MAX_HEADER) {
-            *out = in; /* never NULL: callers may memcpy(dst, *out, 0) */
-            *out_len = 0;
-            return 0;
-        }
-        /* Too big to hold: let it through as it is. */
-        f->gave_up = 1;
-        f->state = SENDER_FILTER_BODY;
-        *out = f->hdr;
-        *out_len = f->hdr_len;
-        return 0;
+        if (f->hdr_len <= SENDER_FILTER_MAX_HEADER)
+            return 0; /* all held bytes count: a line without its LF may be long too */
+        f->gave_up = 1; /* too big to hold (sender_rules.h) */
+        f->state = SENDER_FILTER_REFUSED;
+        return -1;
     }
     f->state = SENDER_FILTER_BODY;
     return sender_filter_emit(f, (size_t)end, out, out_len);

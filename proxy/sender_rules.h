@@ -23,8 +23,9 @@
 
 #include "config.h"
 
-/* The header block is held up to this size; a bigger one passes through unchanged (the
- * provider then decides) and the filter reports it with sender_filter_gave_up(). */
+/* The header block is held up to this size. A bigger one is refused, not passed unchanged: a
+ * From: beyond the limit would reach the provider as the device wrote it. Providers refuse such
+ * headers anyway (Postfix keeps 100 KiB, header_size_limit; Gmail blocks big headers). */
 #define SENDER_FILTER_MAX_HEADER (256 * 1024)
 
 /* 1 when the reverse path (without <>, "" for the null sender) may be used by acct: no
@@ -42,7 +43,8 @@ long sender_rules_mail_line(const struct config_account *acct, const char *path,
 enum sender_filter_state {
     SENDER_FILTER_OFF,     /* header_from = keep: bytes pass through */
     SENDER_FILTER_HEADERS, /* collecting the header block */
-    SENDER_FILTER_BODY     /* header block done: bytes pass through */
+    SENDER_FILTER_BODY,    /* header block done: bytes pass through */
+    SENDER_FILTER_REFUSED  /* header block too big (gave_up): every feed fails */
 };
 
 struct sender_filter {
@@ -54,14 +56,15 @@ struct sender_filter {
     char *out;          /* output of the feed that ended the header block */
     size_t out_cap;
     int rewritten;      /* the From: header was changed */
-    int gave_up;        /* header block over SENDER_FILTER_MAX_HEADER: passed unchanged */
+    int gave_up;        /* header block over SENDER_FILTER_MAX_HEADER: refused */
     char original_from[256]; /* for the log line, cut */
 };
 
 /* Starts a message. acct may be NULL (no rewriting). */
 void sender_filter_init(struct sender_filter *f, const struct config_account *acct);
 /* Feeds relayed bytes. *out / *out_len: the bytes to send on now (possibly none while headers
- * are collected; possibly in, unchanged). Valid until the next call. 0, or -1 out of memory. */
+ * are collected; possibly in, unchanged). Valid until the next call. 0, or -1: out of memory,
+ * or (gave_up set) a header block too big to rewrite, and the message must not be sent. */
 int sender_filter_feed(struct sender_filter *f, const char *in, size_t len, const char **out,
                        size_t *out_len);
 /* The end of the message; call it for every message. A header block still held (a message

@@ -884,6 +884,11 @@ static int smtp_data_relay(struct smtp_session *s, const char *buf, size_t len)
     int was = s->hdr_filter.rewritten;
     int r = buf != NULL ? sender_filter_feed(&s->hdr_filter, buf, len, &out, &out_len)
                         : sender_filter_finish(&s->hdr_filter, &out, &out_len);
+    if (r != 0 && s->hdr_filter.gave_up) { /* never relayed unchanged (sender_rules.h) */
+        smtp_data_abort(s, "552 5.3.4 Message header too big for the From: rewrite",
+                        "header too big for header_from");
+        return 0;
+    }
     if (r != 0)
         return -1;
     if (s->hdr_filter.rewritten && !was) {

@@ -102,6 +102,24 @@ class SenderRules(unittest.TestCase):
             with self.subTest(what):
                 self.check_one_from(lines, reply_to)
 
+    def test_header_block_too_big_is_refused(self):
+        # Over the filter's 256 KiB limit a From: could be anywhere: the message is refused
+        # (552) rather than relayed with the device's From: in it; the session goes on.
+        pad = "".join("X-Pad-%05d: %s\r\n" % (i, "p" * 60) for i in range(4000))
+        mid = R.make_message_id("huge")
+        msg = ("To: <%s>\r\nMessage-ID: <%s>\r\n%sFrom: ceo@example.com\r\n\r\nbody\r\n"
+               % (MAILBOX2, mid, pad)).encode()
+        self.assertGreater(len(msg), 256 * 1024)
+        with smtplib.SMTP("127.0.0.1", self.x.port("plain"), timeout=30) as s:
+            s.ehlo("printer.local")
+            self.assertEqual(s.mail(DEVICE)[0], 250)
+            self.assertEqual(s.rcpt(MAILBOX2)[0], 250)
+            code, text = s.data(msg)
+            self.assertEqual(code, 552, text)
+            self.assertIn(b"5.3.4", text)
+            self.assertEqual(s.noop()[0], 250)
+        self.assertIn('reason="header too big for header_from"', self.x.log_text())
+
     def test_sender_not_allowed_is_550_before_data(self):
         with smtplib.SMTP("127.0.0.1", self.x.port("smtp"), timeout=30) as s:
             s.ehlo("printer.local")

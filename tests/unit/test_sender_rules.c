@@ -162,9 +162,10 @@ static void test_filter(void)
     check_filter(&acct, "From: scan@printer.local\r\n\r\n.\r\n",
                  "From: scanner@contoso.com\r\nReply-To: scan@printer.local\r\n\r\n.\r\n");
 
-    /* A header block larger than the limit passes unchanged. */
+    /* A header block larger than the limit is refused (a From: past the limit would go out
+     * unchanged otherwise); nothing of it was passed on. */
     size_t big = SENDER_FILTER_MAX_HEADER + 4096;
-    char *huge = malloc(big + 64);
+    char *huge = malloc(big + 256);
     size_t o = 0;
     o += (size_t)sprintf(huge, "From: a@b.c\r\n");
     while (o < big)
@@ -172,15 +173,27 @@ static void test_filter(void)
     o += (size_t)sprintf(huge + o, "\r\nbody\r\n.\r\n");
     struct sender_filter f;
     sender_filter_init(&f, &acct);
-    size_t got = 0;
-    for (size_t i = 0; i < o; i += 1000) {
-        const char *p;
-        size_t pl;
-        size_t n = o - i < 1000 ? o - i : 1000;
-        CHECK(sender_filter_feed(&f, huge + i, n, &p, &pl) == 0);
+    size_t got = 0, i = 0;
+    int r = 0;
+    const char *p;
+    size_t pl;
+    for (; i < o && r == 0; i += 1000) {
+        r = sender_filter_feed(&f, huge + i, o - i < 1000 ? o - i : 1000, &p, &pl);
         got += pl;
     }
-    CHECK(got == o && f.gave_up && !f.rewritten);
+    CHECK(r == -1 && f.gave_up && !f.rewritten && got == 0);
+    CHECK(i > SENDER_FILTER_MAX_HEADER && i <= SENDER_FILTER_MAX_HEADER + 2000);
+    /* And it stays refused: the body does not pass either. */
+    CHECK(sender_filter_feed(&f, "\r\nbody\r\n", 8, &p, &pl) == -1 && pl == 0 && p != NULL);
+    CHECK(sender_filter_finish(&f, &p, &pl) == 0 && pl == 0);
+    sender_filter_reset(&f);
+    /* One endless line is bounded the same way. */
+    memset(huge, 'x', big);
+    memcpy(huge, "Subject: ", 9);
+    sender_filter_init(&f, &acct);
+    for (i = 0, r = 0; i < big && r == 0; i += 1000)
+        r = sender_filter_feed(&f, huge + i, 1000, &p, &pl);
+    CHECK(r == -1 && f.gave_up && i <= SENDER_FILTER_MAX_HEADER + 2000);
     sender_filter_reset(&f);
     free(huge);
 }
