@@ -231,6 +231,67 @@ static void sender_scan_headers(const char *hdr, size_t len, struct sender_scan 
     }
 }
 
+/* atext of RFC 5322 3.2.3, with the UTF-8 of RFC 6532 3.2 (any octet over 0x7f). */
+static int sender_is_atext(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c >= 0x80 || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* Whether s is a phrase (RFC 5322 3.2.5, with obs-phrase's dots): words, each an atom (an
+ * RFC 2047 encoded word is one) or a quoted string, between WSP. */
+static int sender_is_phrase(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    int words = 0;
+    while (*p != '\0') {
+        if (sender_is_wsp((char)*p)) {
+            p++;
+        } else if (*p == '"') {
+            for (p++; *p != '"'; p++) {
+                if (*p == '\\')
+                    p++; /* quoted-pair */
+                if (*p == '\0' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+                    return 0;
+            }
+            p++;
+            words++;
+        } else if (sender_is_atext(*p) || *p == '.') {
+            while (sender_is_atext(*p) || *p == '.')
+                p++;
+            words++;
+        } else {
+            return 0;
+        }
+    }
+    return words > 0;
+}
+
+/* The device's display name in front of <mailbox>: as written when it is a phrase (quotes and
+ * encoded words stay valid), else as one quoted string. Written as it came, a "name" such as
+ * `boss@example.com,` would make the From: a list of two addresses, the first one chosen by
+ * the device. In a comment (`mailbox (name)`, 3.2.2) only ctext is kept, so that it cannot
+ * close early and be followed by an address either. Control characters go in both. */
+static void sender_put_name(struct sender_buf *b, const char *name, int comment)
+{
+    int quote = !comment && !sender_is_phrase(name);
+    if (!comment && !quote) {
+        sender_buf_str(b, name);
+        return;
+    }
+    sender_buf_str(b, quote ? "\"" : "");
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            continue;
+        if (comment && (*p == '(' || *p == ')' || *p == '\\'))
+            continue;
+        if (quote && (*p == '"' || *p == '\\'))
+            sender_buf_add(b, "\\", 1);
+        sender_buf_add(b, (const char *)p, 1);
+    }
+    sender_buf_str(b, quote ? "\"" : "");
+}
+
 /* The From: line that replaces the first original one (value: its unfolded value; name: the
  * display name or comment parsed from it, or NULL). */
 static void sender_put_from(struct sender_buf *b, const struct config_account *acct,
@@ -239,14 +300,14 @@ static void sender_put_from(struct sender_buf *b, const struct config_account *a
     sender_buf_str(b, "From: ");
     if (acct->header_from == CONFIG_HDRFROM_ACCOUNT_WITH_NAME && name != NULL && *name != '\0') {
         if (strchr(value, '<') != NULL) {
-            sender_buf_str(b, name); /* as written: quotes and encoded words stay valid */
+            sender_put_name(b, name, 0);
             sender_buf_str(b, " <");
             sender_buf_str(b, acct->username);
             sender_buf_str(b, ">");
         } else {
             sender_buf_str(b, acct->username);
             sender_buf_str(b, " (");
-            sender_buf_str(b, name);
+            sender_put_name(b, name, 1);
             sender_buf_str(b, ")");
         }
     } else {

@@ -102,6 +102,16 @@ class SenderRules(unittest.TestCase):
             with self.subTest(what):
                 self.check_one_from(lines, reply_to)
 
+    def test_display_name_cannot_add_an_address(self):
+        # account-with-name keeps the name, quoted when it is no phrase: written as it came,
+        # "boss@example.com," in front of <mailbox> would make the From: a list of two.
+        mid = R.make_message_id("name")
+        msg = ("From: boss@example.com, <%s>\r\nTo: <%s>\r\nSubject: name\r\n"
+               "Message-ID: <%s>\r\n\r\nbody\r\n" % (DEVICE, MAILBOX, mid)).encode()
+        self.assertEqual(self.send(DEVICE, msg), {})
+        raw = self.rig.wait_for_message_id(MAILBOX, mid)
+        self.assertEqual(R.header_value(raw, "From"), "\"boss@example.com,\" <%s>" % MAILBOX)
+
     def test_header_block_too_big_is_refused(self):
         # Over the filter's 256 KiB limit a From: could be anywhere: the message is refused
         # (552) rather than relayed with the device's From: in it; the session goes on.

@@ -252,6 +252,40 @@ static void test_every_from(void)
                  "From: scanner@contoso.com\r\nReply-To: a@x\r\n\nb\n.\n");
 }
 
+/* account-with-name keeps the device's display name, but never as something that adds an
+ * address to the From: (a name "boss@example.com," would make it a list of two). */
+static void test_display_name(void)
+{
+    struct config_account named = test_acct(CONFIG_ENVFROM_KEEP, CONFIG_HDRFROM_ACCOUNT_WITH_NAME);
+    static const struct {
+        const char *from, *want;
+    } cases[] = {
+        /* Phrases stay as written: atoms, obsolete dots, quoted strings, encoded words. */
+        {"Dr. Who <d@p.l>", "Dr. Who <scanner@contoso.com>"},
+        {"John \"J\\\"r\" Doe <d@p.l>", "John \"J\\\"r\" Doe <scanner@contoso.com>"},
+        {"=?utf-8?q?Caf=C3=A9?= <d@p.l>", "=?utf-8?q?Caf=C3=A9?= <scanner@contoso.com>"},
+        {"Caf\xc3\xa9 <d@p.l>", "Caf\xc3\xa9 <scanner@contoso.com>"},
+        /* Anything else becomes one quoted string. */
+        {"boss@example.com, <d@p.l>", "\"boss@example.com,\" <scanner@contoso.com>"},
+        {"a <b@c>, <d@p.l>", "a <scanner@contoso.com>"},
+        {"\"open <d@p.l>", "scanner@contoso.com"},
+        {"a\\b, c <d@p.l>", "\"a\\\\b, c\" <scanner@contoso.com>"},
+        {"a \"b\" c, d <d@p.l>", "\"a \\\"b\\\" c, d\" <scanner@contoso.com>"},
+        /* An unbalanced quote swallows the rest: no address outside it, none kept. */
+        {"x\\\" y, z <d@p.l>", "scanner@contoso.com"},
+        /* A comment keeps ctext only: it cannot close early. */
+        {"d@p.l (a), boss@example.com (b)", "scanner@contoso.com (a, boss@example.com b)"},
+        {"d@p.l (a\\) b)", "scanner@contoso.com (a b)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char in[256], want[512];
+        snprintf(in, sizeof in, "From: %s\r\n\r\nb\r\n", cases[i].from);
+        snprintf(want, sizeof want, "From: %s\r\nReply-To: %s\r\n\r\nb\r\n", cases[i].want,
+                 cases[i].from);
+        check_filter(&named, in, want);
+    }
+}
+
 /* The unstuffed stream of the EWS/Graph capture has no "." end marker: a message without an
  * empty line is flushed by sender_filter_finish. */
 static void test_finish(void)
@@ -287,5 +321,6 @@ int main(void)
     test_mail_line();
     test_filter();
     test_every_from();
+    test_display_name();
     return CHECK_DONE();
 }
