@@ -270,8 +270,10 @@ static int sender_is_phrase(const char *s)
 /* The device's display name in front of <mailbox>: as written when it is a phrase (quotes and
  * encoded words stay valid), else as one quoted string. Written as it came, a "name" such as
  * `boss@example.com,` would make the From: a list of two addresses, the first one chosen by
- * the device. In a comment (`mailbox (name)`, 3.2.2) only ctext is kept, so that it cannot
- * close early and be followed by an address either. Control characters go in both. */
+ * the device. In a comment (`mailbox (name)`, 3.2.2) parentheses and backslashes go, so that
+ * it cannot close early and be followed by an address, and so do <, > and quotes, which a
+ * naive reader (this file's sender_parse_mailbox among them) takes for an address or a
+ * quoted string even there. Control characters go in both. */
 static void sender_put_name(struct sender_buf *b, const char *name, int comment)
 {
     int quote = !comment && !sender_is_phrase(name);
@@ -283,7 +285,7 @@ static void sender_put_name(struct sender_buf *b, const char *name, int comment)
     for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
         if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
             continue;
-        if (comment && (*p == '(' || *p == ')' || *p == '\\'))
+        if (comment && strchr("()\\<>\"", *p) != NULL)
             continue;
         if (quote && (*p == '"' || *p == '\\'))
             sender_buf_add(b, "\\", 1);
