@@ -14,7 +14,6 @@ import re
 import smtplib
 import sys
 import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "rig"))
@@ -24,11 +23,7 @@ from rig import plain_ir  # noqa: E402
 from fake_smtp import FakeSmtp  # noqa: E402
 from ews_graph_base import EwsGraphCase, message  # noqa: E402
 import ews_graph_base  # noqa: E402
-
-CLIENT_ID = "xoauthd-data-client"
-CLIENT_SECRET = "data-cl1ent-Secret_Q7"
-LOCAL_PASSWORD = "Data-Pass;w0rd#7731"
-SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
+from tokentest import LOCAL_PASSWORD, TokenTestBase  # noqa: E402
 
 FAKE_ENDS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r"]
 LONG_BODY = b"<html><body>" + b"<p>row</p>" * 10240 + b"</body></html>\r\n"  # one 100 KB line
@@ -81,47 +76,44 @@ def session_lines(x, pattern, want, timeout=10.0):
         time.sleep(0.05)
 
 
-class SmtpDataRelayed(unittest.TestCase):
+class SmtpDataRelayed(TokenTestBase):
     """xoauthd -> Postfix (STARTTLS, XOAUTH2) -> Dovecot, and a fake upstream that records."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
-
     def setUp(self):
-        self.user = "d-%s@example.com" % self._testMethodName.replace("_", "-")
+        super().setUp()
         self.fakes = []
 
     def tearDown(self):
         for f in self.fakes:
             f.stop()
+        super().tearDown()
 
-    def start(self, smtp=None):
-        rig = self.rig
-        rt = rig.idp.seed_user(self.user)
-        x = R.Xoauthd(rig)
-        self.addCleanup(x.kill_if_running)
-        x.add_listen("plain", protocol="smtp", tls="none", allow_plaintext_auth="loopback")
-        x.add_provider("rig", token_url=rig.token_url, ca_file=rig.ca_file,
-                       smtp=smtp or "127.0.0.1:%d starttls" % rig.smtp_submission_port)
-        x.add_account("scanner", local_user="scanner", local_password=self.pw_hash,
-                      provider="rig", username=self.user, flow="refresh_token",
-                      client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=rt,
-                      scope=SCOPE)
+    def start(self, fake=None):
+        """xoauthd with the account LOGIN (password LOCAL_PASSWORD) for self.user, relaying to
+        the rig's Postfix or to fake."""
+        acct = self.refresh_account()
+        self.login = acct["local_user"]
+        if fake is None:
+            return self.make_x({"scanner": acct})
+        x = self.make_x({"scanner": dict(acct, provider="fake")}, start=False)
+        x.add_provider("fake", token_url=self.rig.token_url, smtp="127.0.0.1:%d none" % fake.port)
         x.start()
         return x
+
+    def fake(self):
+        f = FakeSmtp()
+        self.fakes.append(f)
+        return f
 
     def test_smuggling_never_becomes_a_transaction(self):
         x = self.start()
         for i, fake in enumerate(FAKE_ENDS):
-            smuggle(self, x.port("plain"), "scanner", LOCAL_PASSWORD, fake, "r%d" % i,
+            smuggle(self, x.port("smtp"), self.login, LOCAL_PASSWORD, fake, "r%d" % i,
                     self.user, self.user, self.user)
         # A good message afterwards arrives: by then anything smuggled would have too.
         mid = R.make_message_id("after")
-        with smtplib.SMTP("127.0.0.1", x.port("plain"), timeout=60) as s:
-            s.login("scanner", LOCAL_PASSWORD)
+        with smtplib.SMTP("127.0.0.1", x.port("smtp"), timeout=60) as s:
+            s.login(self.login, LOCAL_PASSWORD)
             s.sendmail(self.user, [self.user],
                        R.build_message(self.user, self.user, mid, "after", b"fine\r\n"))
         self.rig.wait_for_message_id(self.user, mid)
@@ -140,11 +132,10 @@ class SmtpDataRelayed(unittest.TestCase):
     def test_smuggling_upstream_sees_no_fake_end(self):
         """The relayed bytes themselves: a fake upstream that reads lines on LF got no end
         of data before the real one and no second MAIL (the message was never finished)."""
-        fake = FakeSmtp()
-        self.fakes.append(fake)
-        x = self.start(smtp="127.0.0.1:%d none" % fake.port)
+        fake = self.fake()
+        x = self.start(fake)
         for i, fe in enumerate(FAKE_ENDS):
-            smuggle(self, x.port("plain"), "scanner", LOCAL_PASSWORD, fe, "f%d" % i,
+            smuggle(self, x.port("smtp"), self.login, LOCAL_PASSWORD, fe, "f%d" % i,
                     self.user, self.user, "victim@example.com")
         x.stop()
         self.assertEqual(fake.messages, [])
@@ -155,8 +146,8 @@ class SmtpDataRelayed(unittest.TestCase):
         x = self.start()
         mid = R.make_message_id("long")
         msg = R.build_message(self.user, self.user, mid, "one long line", LONG_BODY)
-        with smtplib.SMTP("127.0.0.1", x.port("plain"), timeout=60) as s:
-            s.login("scanner", LOCAL_PASSWORD)
+        with smtplib.SMTP("127.0.0.1", x.port("smtp"), timeout=60) as s:
+            s.login(self.login, LOCAL_PASSWORD)
             self.assertEqual(s.sendmail(self.user, [self.user], msg), {})
         raw = self.rig.wait_for_message_id(self.user, mid)
         self.assertEqual(R.split_message(raw)[1], LONG_BODY)
@@ -167,7 +158,7 @@ class SmtpDataRelayed(unittest.TestCase):
         x = self.start()
         mid = R.make_message_id("nobrackets")
         msg = R.build_message(self.user, self.user, mid, "no brackets", b"plain device\r\n")
-        c = logged_in_client(x.port("plain"), "scanner", LOCAL_PASSWORD)
+        c = logged_in_client(x.port("smtp"), self.login, LOCAL_PASSWORD)
         try:
             r = c.cmd("MAIL FROM:%s SIZE=%d" % (self.user, len(msg)))
             self.assertTrue(r.startswith("250"), r)
@@ -185,10 +176,9 @@ class SmtpDataRelayed(unittest.TestCase):
         x.stop()
 
     def test_paths_without_angle_brackets_go_upstream_with_them(self):
-        fake = FakeSmtp()
-        self.fakes.append(fake)
-        x = self.start(smtp="127.0.0.1:%d none" % fake.port)
-        c = logged_in_client(x.port("plain"), "scanner", LOCAL_PASSWORD)
+        fake = self.fake()
+        x = self.start(fake)
+        c = logged_in_client(x.port("smtp"), self.login, LOCAL_PASSWORD)
         try:
             self.assertTrue(c.cmd("MAIL FROM: scan@example.com SIZE=10").startswith("250"))
             self.assertTrue(c.cmd("RCPT TO:boss@example.com").startswith("250"))
@@ -208,16 +198,16 @@ class SmtpDataRelayed(unittest.TestCase):
     def test_summary_partial_when_some_mail_was_refused(self):
         x = self.start()
         mid = R.make_message_id("partial")
-        with smtplib.SMTP("127.0.0.1", x.port("plain"), timeout=60) as s:
+        with smtplib.SMTP("127.0.0.1", x.port("smtp"), timeout=60) as s:
             s.ehlo("printer.local")
-            s.login("scanner", LOCAL_PASSWORD)
+            s.login(self.login, LOCAL_PASSWORD)
             s.sendmail(self.user, [self.user],
                        R.build_message(self.user, self.user, mid, "partial", b"ok\r\n"))
             code, _ = s.docmd("MAIL FROM:<%s> SIZE=99999999999" % self.user)
             self.assertEqual(code, 552)
-        with smtplib.SMTP("127.0.0.1", x.port("plain"), timeout=60) as s:
+        with smtplib.SMTP("127.0.0.1", x.port("smtp"), timeout=60) as s:
             s.ehlo("printer.local")
-            s.login("scanner", LOCAL_PASSWORD)
+            s.login(self.login, LOCAL_PASSWORD)
             code, _ = s.docmd("MAIL FROM:<%s> SIZE=99999999999" % self.user)
             self.assertEqual(code, 552)
         self.rig.wait_for_message_id(self.user, mid)
