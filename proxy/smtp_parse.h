@@ -68,11 +68,12 @@ void smtp_data_scan_init(struct smtp_data_scan *s);
 /* Scans buf and writes the bytes to relay into out (room for 2 * len + 2 bytes): a bare LF
  * becomes CRLF on the way, and a lone "." that is not the end marker goes out stuffed, so that
  * the upstream and xoauthd always agree on where the message ends (the ambiguity "SMTP
- * smuggling" exploits). Dot-stuffing is kept: the upstream speaks SMTP too. Returns the number of bytes of buf up to and including the end marker when it was found
- * (out then ends with the marker, CRLF "." CRLF), or -1 when all of buf belongs to the message.
- * *out_len is set in both cases. out may be NULL (not after smtp_data_scan_unstuffed): nothing
- * is written, and *out_len is the number of bytes of buf used when the bytes to relay are
- * exactly those (no bare LF among them, no "." held back across pieces), so that they can be
+ * smuggling" exploits). Dot-stuffing is kept: the upstream speaks SMTP too. Returns the number
+ * of bytes of buf up to and including the end marker when it was found (out then ends with the
+ * marker, CRLF "." CRLF), or -1 when all of buf belongs to the message. *out_len is set in both
+ * cases. out may be NULL (not after smtp_data_scan_unstuffed): nothing is written, and *out_len
+ * is the number of bytes of buf used when the bytes to relay are exactly those (no bare LF or
+ * lone "." among them, no "." held back across pieces), so that they can be
  * sent from buf itself; otherwise (size_t)-1, and the piece must be scanned again into out
  * from the state before. */
 long smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, char *out,
