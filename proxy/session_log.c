@@ -81,12 +81,25 @@ void session_log_upstream(struct session_log *sl, const char *upstream)
         snprintf(sl->upstream, sizeof sl->upstream, "%s", upstream);
 }
 
-void session_log_message(struct session_log *sl, uint64_t size, int code, const char *reply,
-                         size_t len)
+/* A reply line as the log shows it: without its line end, quoted (control characters
+ * escaped) and cut to the field. */
+static void session_log_quote_reply(char *out, size_t outsz, const char *reply, size_t len)
 {
     while (len > 0 && (reply[len - 1] == '\n' || reply[len - 1] == '\r'))
         len--;
-    log_quote(sl->reply, sizeof sl->reply, reply, len);
+    log_quote(out, outsz, reply, len);
+}
+
+void session_log_refusal(struct session_log *sl, const char *reply, size_t len)
+{
+    session_log_quote_reply(sl->refusal, sizeof sl->refusal, reply, len);
+    sl->refusals++;
+}
+
+void session_log_message(struct session_log *sl, uint64_t size, int code, const char *reply,
+                         size_t len)
+{
+    session_log_quote_reply(sl->reply, sizeof sl->reply, reply, len);
     sl->bytes_in += size;
     if (code >= 200 && code < 300) {
         sl->messages++;
@@ -96,6 +109,7 @@ void session_log_message(struct session_log *sl, uint64_t size, int code, const 
         char c[16];
         snprintf(c, sizeof c, "%d", code);
         stats_upstream_error(c);
+        session_log_refusal(sl, reply, len);
     }
 }
 
@@ -104,15 +118,29 @@ void session_log_result(struct session_log *sl, const char *result)
     snprintf(sl->result, sizeof sl->result, "%s", result);
 }
 
+/* A session whose mail bounced must not look like one that went well: `grep -v result=ok`
+ * is how the README finds trouble. */
+static const char *session_log_result_name(const struct session_log *sl)
+{
+    if (sl->result[0] != '\0')
+        return sl->result;
+    if (!sl->logged_in)
+        return "no_login";
+    if (sl->refusals == 0)
+        return "ok";
+    return sl->messages > 0 ? "partial" : "refused";
+}
+
 char *session_log_format(const struct session_log *sl, char *out, size_t outsz)
 {
+    const char *reply = sl->refusals > 0 ? sl->refusal : sl->reply;
     snprintf(out, outsz,
              "client=%s user=%s account=%s protocol=%s upstream=%s result=%s messages=%u "
              "size=%llu bytes_in=%llu bytes_out=%llu reply=%s",
              sl->client, sl->user, sl->account, stats_proto_name(sl->proto), sl->upstream,
-             sl->result[0] != '\0' ? sl->result : sl->logged_in ? "ok" : "no_login",
-             sl->messages, (unsigned long long)sl->size, (unsigned long long)sl->bytes_in,
-             (unsigned long long)sl->bytes_out, sl->reply[0] != '\0' ? sl->reply : "-");
+             session_log_result_name(sl), sl->messages, (unsigned long long)sl->size,
+             (unsigned long long)sl->bytes_in, (unsigned long long)sl->bytes_out,
+             reply[0] != '\0' ? reply : "-");
     return out;
 }
 

@@ -30,7 +30,9 @@ struct session_log {
     char upstream[128];      /* host:port, or "ews"/"graph" with the host */
     char result[32];         /* "" until something failed; see session_log_end */
     char reply[200];         /* last upstream reply to a message (queue id), quoted */
+    char refusal[200];       /* the last refusal (session_log_refusal), quoted */
     unsigned messages;
+    unsigned refusals;       /* SMTP: MAIL, RCPT, DATA or message refused */
     uint64_t size;           /* message bytes accepted by the upstream */
     uint64_t bytes_in, bytes_out; /* relay bytes (IMAP/POP3), message bytes (SMTP) */
     int logged_in;
@@ -51,11 +53,16 @@ void session_log_upstream(struct session_log *sl, const char *upstream);
  * otherwise the code is counted as an upstream error. reply: its text (CRLF may follow). */
 void session_log_message(struct session_log *sl, uint64_t size, int code, const char *reply,
                          size_t len);
+/* SMTP: the client was told no to a MAIL, RCPT, DATA or a message (reply: the line it got,
+ * CRLF may follow; a 4xx counts as well as a 5xx: either way the mail did not leave). Makes the
+ * result "refused" when no message was accepted in the session, "partial" when some were. */
+void session_log_refusal(struct session_log *sl, const char *reply, size_t len);
 /* Something failed: "auth_failed", "upstream_failed", "timeout", "refused" ... The last one
  * wins, except that a later login clears it. */
 void session_log_result(struct session_log *sl, const char *result);
 /* Prints the line (level info) and uncounts the session. Runs once; later calls do nothing.
- * result when nothing failed: "ok" after a login, else "no_login". */
+ * result when nothing failed: "ok" after a login (or "refused" / "partial", see
+ * session_log_refusal), else "no_login". reply is then the last refusal, if any. */
 void session_log_end(struct session_log *sl, uint64_t now_ms);
 
 /* Formats the fields shared by the log line and status into out (no sid, no duration).

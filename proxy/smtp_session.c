@@ -80,6 +80,13 @@ struct smtp_session {
 
 #define smtp_reply(s, ...) session_send(&(s)->base, __VA_ARGS__)
 
+/* A MAIL, RCPT, DATA or message refused here: the reply, and a note for the summary line. */
+static void smtp_refuse(struct smtp_session *s, const char *reply)
+{
+    smtp_reply(s, "%s", reply);
+    session_log_refusal(&s->base.slog, reply, strlen(reply));
+}
+
 static void smtp_enter_state(struct smtp_session *s, enum smtp_state st);
 static void smtp_relay_command(struct smtp_session *s, enum smtp_verb verb, const char *line,
                                size_t len);
@@ -580,6 +587,9 @@ static void smtp_relay_reply_cb(void *arg, int code, const char *reply, size_t l
         log_info(s->base.sid, "event=mail_refused account=%s reply=%s", s->base.acct->name,
                  log_quote(r, sizeof r, reply, len > 2 ? len - 2 : len));
     }
+    if (code >= 400 && (s->relayed_verb == SMTP_CMD_MAIL || s->relayed_verb == SMTP_CMD_RCPT ||
+                        s->relayed_verb == SMTP_CMD_DATA))
+        session_log_refusal(&s->base.slog, reply, len);
     conn_write(&s->base.conn, reply, len);
     if (s->relay_count == 0)
         smtp_command_done(s);
@@ -612,7 +622,7 @@ static void smtp_local_rcpt(struct smtp_session *s, const char *line, size_t len
     /* Syntax only: the provider's verdict on the address comes at the end of DATA. */
     const char *refused = submit_rcpt(s->sub, cmd.path, cmd.path_len);
     if (refused != NULL) {
-        smtp_reply(s, "%s", refused);
+        smtp_refuse(s, refused);
         return;
     }
     s->rcpt_ok++;
@@ -622,7 +632,7 @@ static void smtp_local_rcpt(struct smtp_session *s, const char *line, size_t len
 static void smtp_local_data(struct smtp_session *s)
 {
     if (submit_data_begin(s->sub) != 0) {
-        smtp_reply(s, "451 4.3.0 Cannot store the message, try again later");
+        smtp_refuse(s, "451 4.3.0 Cannot store the message, try again later");
         return;
     }
     smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -676,7 +686,7 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         if (end - p > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
             unsigned long long n = strtoull(p + 5, NULL, 10);
             if (n > s->base.srv->cfg->max_message_size) {
-                smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+                smtp_refuse(s, "552 5.3.4 Message size exceeds fixed maximum message size");
                 return;
             }
         }
@@ -688,7 +698,7 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         char q[300];
         log_info(s->base.sid, "event=sender_refused account=%s from=%s", s->base.acct->name,
                  log_quote(q, sizeof q, cmd->path, cmd->path_len));
-        smtp_reply(s, "550 5.7.1 Sender address not allowed for this account");
+        smtp_refuse(s, "550 5.7.1 Sender address not allowed for this account");
         return;
     }
     char mail_rw[SMTP_COMMAND_LINE_MAX + 1];
@@ -701,6 +711,13 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
         line = mail_rw;
         len = (size_t)rw;
     }
+    if (rw == 0 && !cmd->bracketed) {
+        rw = smtp_path_line(cmd, mail_rw, sizeof mail_rw); /* the upstream gets the brackets */
+        if (rw > 0) {
+            line = mail_rw;
+            len = (size_t)rw;
+        }
+    }
     snprintf(s->mail_from, sizeof s->mail_from, "%.*s", (int)cmd->path_len, cmd->path);
     if (submit_is_local(s->base.acct)) {
         smtp_local_mail(s, cmd);
@@ -709,7 +726,8 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
     smtp_relay_command(s, SMTP_CMD_MAIL, line, len);
 }
 
-static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
+static void smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd,
+                          const char *line, size_t len)
 {
     if (!s->in_transaction && smtp_relay_due(s, SMTP_CMD_MAIL) == 0) {
         smtp_reply(s, "503 5.5.1 Need MAIL command");
@@ -718,6 +736,12 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *line, size_t len)
     if (s->sub != NULL && submit_is_local(s->base.acct)) {
         smtp_local_rcpt(s, line, len);
         return;
+    }
+    char rcpt[SMTP_COMMAND_LINE_MAX + 1];
+    long n = cmd->bracketed ? -1 : smtp_path_line(cmd, rcpt, sizeof rcpt);
+    if (n > 0) {
+        line = rcpt; /* the upstream gets the brackets */
+        len = (size_t)n;
     }
     smtp_relay_command(s, SMTP_CMD_RCPT, line, len);
 }
@@ -729,7 +753,7 @@ static void smtp_cmd_data(struct smtp_session *s, const char *line, size_t len)
         return;
     }
     if (s->rcpt_ok == 0 && smtp_relay_due(s, SMTP_CMD_RCPT) == 0) {
-        smtp_reply(s, "554 5.5.1 No valid recipients");
+        smtp_refuse(s, "554 5.5.1 No valid recipients");
         return;
     }
     if (s->sub != NULL && submit_is_local(s->base.acct)) {
@@ -794,7 +818,7 @@ static void smtp_dispatch_command(struct smtp_session *s, const char *line, size
         smtp_cmd_mail(s, &cmd, line, len);
         break;
     case SMTP_CMD_RCPT:
-        smtp_cmd_rcpt(s, line, len);
+        smtp_cmd_rcpt(s, &cmd, line, len);
         break;
     case SMTP_CMD_DATA:
         smtp_cmd_data(s, line, len);
@@ -942,9 +966,13 @@ static size_t smtp_data_feed(struct smtp_session *s, const char *buf, size_t len
             if (s->scan.size > s->base.srv->cfg->max_message_size) {
                 smtp_data_abort(s, "552 5.3.4 Message size exceeds fixed maximum message size",
                                 "message too big");
-            } else if (s->scan.line_too_long) {
-                smtp_data_abort(s, "500 5.5.2 Message has a line longer than 1000 octets "
-                                "(RFC 5321 4.5.3.1.6)", "line too long");
+            } else if (s->scan.lone_dot) {
+                /* smtp_parse.c: what SMTP smuggling sends; refused rather than delivered
+                 * with the commands it hides inside, as Postfix's
+                 * smtpd_forbid_bare_newline = reject does. */
+                smtp_data_abort(s, "550 5.5.2 Message refused: a line with a lone \".\" "
+                                "not between CRLFs (RFC 5321 4.1.1.4)",
+                                "lone dot without CRLF (SMTP smuggling?)");
             } else if (smtp_data_relay(s, out, out_len) != 0) {
                 smtp_data_abort(s, "451 4.4.2 Connection to the mail provider lost, try again "
                                 "later", "upstream write failed");
@@ -964,7 +992,7 @@ static size_t smtp_data_feed(struct smtp_session *s, const char *buf, size_t len
                 smtp_upstream_expect_reply(s->up, smtp_data_reply_cb);
         } else {
             smtp_reset_transaction(s);
-            smtp_reply(s, "%s", s->discard_reply);
+            smtp_refuse(s, s->discard_reply);
             smtp_enter_state(s, SMTP_S_COMMAND);
         }
         break;

@@ -218,14 +218,15 @@ class SmtpFrontTest(unittest.TestCase):
                   b"RCPT TO:<c@example.com>\r\nDATA\r\n")
         replies = [read_reply(f) for _ in range(5)]
         self.assertEqual([r[:3] for r in replies], ["235", "250", "250", "250", "354"])
-        s.sendall(b"Subject: p\r\n\r\n..dot\r\nbare lf\n.\r\nVRFY x\r\nQUIT\r\n")
+        # A bare LF is relayed as CRLF; only CRLF . CRLF ends the data (test_smtp_data.py).
+        s.sendall(b"Subject: p\r\n\r\n..dot\r\nbare lf\nend\r\n.\r\nVRFY x\r\nQUIT\r\n")
         self.assertTrue(read_reply(f).startswith("250"))
         self.assertTrue(read_reply(f).startswith("252"))
         self.assertTrue(read_reply(f).startswith("221"))
         s.close()
         self.assertEqual(len(fake.messages), 1)
         self.assertEqual(fake.messages[0][1], ["b@example.com", "c@example.com"])
-        self.assertEqual(fake.messages[0][2], b"Subject: p\r\n\r\n.dot\r\nbare lf\r\n")
+        self.assertEqual(fake.messages[0][2], b"Subject: p\r\n\r\n.dot\r\nbare lf\r\nend\r\n")
         self.assertIn("MAIL FROM:<a@example.com> BODY=8BITMIME", fake.lines)
         x.stop()
 

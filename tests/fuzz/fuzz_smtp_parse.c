@@ -1,6 +1,7 @@
 /* libFuzzer target: SMTP command lines (line framing + smtp_parse_command), the upstream's
  * reply lines (smtp_reply_line_parse) and the DATA scanner, relayed and unstuffed, fed in
- * chunks whose sizes come from the input. */
+ * chunks whose sizes come from the input; the relayed bytes never hold a fake end of data, and
+ * the count-only scan agrees with the copying one. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,25 +10,60 @@
 #include "smtp_parse.h"
 #include "smtp_upstream.h"
 
+/* The relayed bytes of one message, end marker included: no "." stands between line-end bytes
+ * (of any reading: CR, LF or CRLF) except in that marker. Otherwise some receiver would end the
+ * message early, which is SMTP smuggling through xoauthd. */
+static void fuzz_check_relayed(const char *m, size_t len, int ended)
+{
+    size_t marker = ended ? len - 3 : len;
+    if (ended && (len < 3 || memcmp(m + marker, ".\r\n", 3) != 0 ||
+                  (marker > 0 && (marker < 2 || memcmp(m + marker - 2, "\r\n", 2) != 0))))
+        abort();
+    for (size_t i = 0; i < marker; i++) {
+        if (m[i] != '.')
+            continue;
+        int before = i == 0 || m[i - 1] == '\r' || m[i - 1] == '\n';
+        int after = i + 1 < len && (m[i + 1] == '\r' || m[i + 1] == '\n');
+        if (before && after)
+            abort();
+    }
+}
+
 static void fuzz_data_scan(const uint8_t *data, size_t size, int unstuff)
 {
     struct smtp_data_scan scan;
     smtp_data_scan_init(&scan);
     if (unstuff)
         smtp_data_scan_unstuffed(&scan);
-    char *out = malloc(2 * size + 16);
+    /* Each piece may add two bytes (a held ".\r") to twice its size. */
+    char *out = malloc(4 * size + 16);
     if (out == NULL)
         return;
-    size_t off = 0, step = 1;
+    size_t off = 0, step = 1, msg = 0;
     while (off < size) {
         size_t n = size - off < step ? size - off : step;
-        size_t out_len = 0;
-        long end = smtp_data_scan(&scan, (const char *)data + off, n, out, &out_len);
+        size_t out_len = 0, as_came = 0;
+        if (!unstuff) {
+            /* The count-only scan says "as it came" only when that is what it would write. */
+            struct smtp_data_scan before = scan;
+            long e = smtp_data_scan(&scan, (const char *)data + off, n, NULL, &as_came);
+            scan = before;
+            if (as_came != (size_t)-1 && as_came != (e >= 0 ? (size_t)e : n))
+                abort();
+        }
+        long end = smtp_data_scan(&scan, (const char *)data + off, n, out + msg, &out_len);
         if (out_len > 2 * n + 2)
             abort(); /* the documented bound on out */
+        if (as_came != (size_t)-1 && as_came != 0 &&
+            (as_came != out_len || memcmp(out + msg, data + off, out_len) != 0))
+            abort();
+        msg += out_len;
         if (end >= 0) {
             if ((size_t)end > n)
                 abort();
+            if (!unstuff)
+                fuzz_check_relayed(out, msg, 1);
+            msg = 0;
             off += (size_t)end;
             smtp_data_scan_init(&scan); /* the next message */
             if (unstuff)

@@ -63,7 +63,9 @@ static void test_unstuff(void)
     check_unstuff(".\r\n", "", 3);
     check_unstuff("..\r\n.\r\nQUIT\r\n", ".\r\n", 7);
     check_unstuff("x\r\n.y\r\n.\r\n", "x\r\ny\r\n", 10);
-    check_unstuff("bare\nlf\n.\r\n", "bare\r\nlf\r\n", 11);
+    check_unstuff("bare\nlf\r\n.\r\n", "bare\r\nlf\r\n", 12);
+    /* "\n.\r\n" is no end (SMTP smuggling): its "." stays text, the real end follows */
+    check_unstuff("bare\nlf\n.\r\n.\r\n", "bare\r\nlf\r\n.\r\n", 14);
     check_unstuff("...\r\n.\r\n", "..\r\n", 8);
     check_unstuff("a.b\r\n.\r\n", "a.b\r\n", 8);
     /* the relay path still keeps the stuffing and the marker */

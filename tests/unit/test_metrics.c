@@ -137,8 +137,10 @@ static void test_session_log(void)
     session_log_message(&sl, 1234, 250, "250 2.0.0 Ok: queued as 4AB\r\n", 29);
     session_log_message(&sl, 10, 452, "452 4.3.1 full\r\n", 16);
     session_log_format(&sl, line, sizeof line);
+    /* One message accepted, one refused: partial, and the reply shown is the refusal. */
     CHECK(strstr(line, "user=\"scan ner\" account=scanner protocol=smtp "
-                       "upstream=smtp.example.com:587 result=ok messages=1 size=1234 ") != NULL);
+                       "upstream=smtp.example.com:587 result=partial messages=1 size=1234 ") !=
+          NULL);
     CHECK(strstr(line, " reply=\"452 4.3.1 full\"") != NULL);
     CHECK(stats_account("scanner")->messages == 1 && stats_account("scanner")->sessions == 1);
     CHECK(stats_get()->n_upstream_errors == 1 &&
@@ -152,7 +154,18 @@ static void test_session_log(void)
     session_log_begin(&sl, NULL, STATS_PROTO_SMTP, "ab-2", "::1", 0);
     session_log_login(&sl, NULL, &acct);
     session_log_format(&sl, line, sizeof line);
-    CHECK(strstr(line, "user=- account=scanner protocol=smtp upstream=graph ") != NULL);
+    CHECK(strstr(line, "user=- account=scanner protocol=smtp upstream=graph result=ok ") !=
+          NULL);
+    /* Everything refused (a foreign sender here): refused, with the reply the client got,
+     * its control characters escaped; a later failure still says what ended the session. */
+    const char *refusal = "550 5.7.1 Sender \x1b[1m not allowed\r\n";
+    session_log_refusal(&sl, refusal, strlen(refusal));
+    session_log_format(&sl, line, sizeof line);
+    CHECK(strstr(line, " result=refused messages=0 ") != NULL);
+    CHECK(strstr(line, " reply=\"550 5.7.1 Sender \\x1b[1m not allowed\"") != NULL);
+    session_log_result(&sl, "timeout");
+    session_log_format(&sl, line, sizeof line);
+    CHECK(strstr(line, " result=timeout ") != NULL);
     session_log_end(&sl, 0);
 
     /* Never begun (the accept failed): nothing counted, nothing printed. */

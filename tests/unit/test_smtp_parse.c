@@ -58,7 +58,7 @@ static void test_commands(void)
     l = "RCPT TO:<>";
     CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_SYNTAX);
     l = "MAIL FROM:a@b";
-    CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_SYNTAX);
+    CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_OK && c.path_len == 3);
     l = "MAIL FROM:<a@b";
     CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_SYNTAX);
     l = "MAIL FROM:<a@b>x";
@@ -93,18 +93,36 @@ static void test_reply_lines(void)
     CHECK(smtp_reply_line_parse("600 hi", 6, &last) == -1);
 }
 
-/* Runs the scanner over msg in pieces of step bytes; returns the relayed bytes. */
-static char *scan_in_steps(const char *msg, size_t len, size_t step, long *end_at,
-                           struct smtp_data_scan *s)
+/* Runs the scanner over msg in pieces of step bytes; returns the relayed bytes. as_came: the
+ * way smtp_session.c relays, a count-only scan first and the piece itself when it says so. */
+static char *scan_pieces(const char *msg, size_t len, size_t step, long *end_at,
+                         struct smtp_data_scan *s, int unstuff, int as_came)
 {
     char *out = malloc(2 * len + 16);
     size_t o = 0;
     smtp_data_scan_init(s);
+    if (unstuff)
+        smtp_data_scan_unstuffed(s);
     *end_at = -1;
     for (size_t i = 0; i < len; i += step) {
         size_t n = len - i < step ? len - i : step;
         size_t ol;
-        long r = smtp_data_scan(s, msg + i, n, out + o, &ol);
+        long r = -1;
+        int copied = 0;
+        if (as_came) {
+            struct smtp_data_scan before = *s;
+            r = smtp_data_scan(s, msg + i, n, NULL, &ol);
+            if (ol == (r >= 0 ? (size_t)r : n)) {
+                memcpy(out + o, msg + i, ol);
+                copied = 1;
+            } else {
+                CHECK(ol == (size_t)-1);
+                *s = before;
+            }
+        }
+        if (!copied)
+            r = smtp_data_scan(s, msg + i, n, out + o, &ol);
+        CHECK(ol <= 2 * n + 2);
         o += ol;
         if (r >= 0) {
             *end_at = (long)i + r;
@@ -115,57 +133,186 @@ static char *scan_in_steps(const char *msg, size_t len, size_t step, long *end_a
     return out;
 }
 
+static char *scan_in_steps(const char *msg, size_t len, size_t step, long *end_at,
+                           struct smtp_data_scan *s)
+{
+    return scan_pieces(msg, len, step, end_at, s, 0, 0);
+}
+
 static void test_data_scan(void)
 {
     const char *msg = "Subject: x\r\n\r\n..stuffed\r\n.x\r\nend\r\n.\r\nMAIL FROM:<a@b>\r\n";
     size_t len = strlen(msg);
     size_t expect_end = strlen("Subject: x\r\n\r\n..stuffed\r\n.x\r\nend\r\n.\r\n");
     for (size_t step = 1; step <= len; step++) {
-        struct smtp_data_scan s;
-        long end;
-        char *out = scan_in_steps(msg, len, step, &end, &s);
-        CHECK(end == (long)expect_end);
-        CHECK(strcmp(out, "Subject: x\r\n\r\n..stuffed\r\n.x\r\nend\r\n.\r\n") == 0);
-        CHECK(s.size == expect_end - 3);
-        CHECK(!s.bare_lf && !s.line_too_long);
-        free(out);
+        for (int as_came = 0; as_came < 2; as_came++) {
+            struct smtp_data_scan s;
+            long end;
+            char *out = scan_pieces(msg, len, step, &end, &s, 0, as_came);
+            CHECK(end == (long)expect_end);
+            CHECK(strcmp(out, "Subject: x\r\n\r\n..stuffed\r\n.x\r\nend\r\n.\r\n") == 0);
+            CHECK(s.size == expect_end - 3);
+            CHECK(!s.bare_lf && !s.lone_dot);
+            free(out);
+        }
     }
-    /* Bare LF becomes CRLF, and "\n.\n" ends the message just like CRLF.CRLF would. */
-    const char *lf = "a\nb\r\n.\n";
+    /* Bare LF becomes CRLF. */
+    const char *lf = "a\nb\n..c\r\n.\r\n";
     struct smtp_data_scan s;
     long end;
     char *out = scan_in_steps(lf, strlen(lf), 1, &end, &s);
     CHECK(end == (long)strlen(lf));
-    CHECK(strcmp(out, "a\r\nb\r\n.\r\n") == 0);
-    CHECK(s.bare_lf);
+    CHECK(strcmp(out, "a\r\nb\r\n..c\r\n.\r\n") == 0);
+    CHECK(s.bare_lf && !s.lone_dot);
     free(out);
     /* Empty message. */
     out = scan_in_steps(".\r\n", 3, 3, &end, &s);
     CHECK(end == 3 && strcmp(out, ".\r\n") == 0 && s.size == 0);
     free(out);
-    /* A lone CR inside a line is data, and ".\r" followed by text is not the end. */
-    const char *cr = "a\rb\r\n.\rx\r\n.\r\n";
-    out = scan_in_steps(cr, strlen(cr), 1, &end, &s);
-    CHECK(end == (long)strlen(cr));
-    CHECK(strcmp(out, cr) == 0);
-    free(out);
-    /* Line length: 998 characters + CRLF is fine, 999 is not. */
-    char *longl = malloc(1100);
-    memset(longl, 'x', 998);
-    memcpy(longl + 998, "\r\n.\r\n", 6);
-    out = scan_in_steps(longl, strlen(longl), 7, &end, &s);
-    CHECK(end == 1003 && !s.line_too_long);
-    free(out);
-    memset(longl, 'x', 999);
-    memcpy(longl + 999, "\r\n.\r\n", 6);
-    out = scan_in_steps(longl, strlen(longl), 7, &end, &s);
-    CHECK(end == 1004 && s.line_too_long);
-    free(out);
-    free(longl);
+    /* A lone CR inside a line is data, and so is a "." after it with text behind; a CR before
+     * the CRLF ahead of the end marker leaves the CRLF a CRLF. */
+    const char *cr = "a\rb\r\n\r.x\r\nc\r\r\n.\r\n";
+    for (size_t step = 1; step <= strlen(cr); step++) {
+        out = scan_pieces(cr, strlen(cr), step, &end, &s, 0, 1);
+        CHECK(end == (long)strlen(cr));
+        CHECK(strcmp(out, cr) == 0);
+        CHECK(!s.lone_dot && !s.bare_lf);
+        free(out);
+    }
     /* No end marker: everything belongs to the message. */
     out = scan_in_steps("abc\r\n..\r\n", 9, 4, &end, &s);
     CHECK(end == -1 && strcmp(out, "abc\r\n..\r\n") == 0);
     free(out);
+}
+
+/* RFC 5321 4.5.3.1 asks for no limit on line length where it can be helped: a 100 KB line goes
+ * through unchanged, whatever the pieces. */
+static void test_data_long_line(void)
+{
+    size_t n = 100 * 1024;
+    char *msg = malloc(n + 64);
+    memcpy(msg, "Subject: l\r\n\r\n", 14);
+    memset(msg + 14, 'x', n);
+    memcpy(msg + 14 + n, "\r\n.\r\n", 6);
+    size_t len = strlen(msg);
+    static const size_t steps[] = {1, 7, 999, 1000, 4096, 65536, 200000};
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        for (int unstuff = 0; unstuff < 2; unstuff++) {
+            struct smtp_data_scan s;
+            long end;
+            char *out = scan_pieces(msg, len, steps[k], &end, &s, unstuff, !unstuff);
+            CHECK(end == (long)len);
+            CHECK(s.size == len - 3);
+            CHECK(strlen(out) == (unstuff ? len - 3 : len) && memcmp(out, msg, len - 3) == 0);
+            CHECK(!s.lone_dot && !s.bare_lf);
+            free(out);
+        }
+    }
+    /* A line of bare CRs costs no search per CR for the LF far ahead (linear, not quadratic:
+     * 64 KiB of them would otherwise be 2 GB of memchr). */
+    memset(msg, '\r', n);
+    struct smtp_data_scan s;
+    size_t ol;
+    char *out = malloc(2 * n + 2);
+    smtp_data_scan_init(&s);
+    CHECK(smtp_data_scan(&s, msg, n, out, &ol) == -1 && ol == n && memcmp(out, msg, n) == 0);
+    free(out);
+    free(msg);
+}
+
+/* 1 when relayed bytes hold a "." between two line-end bytes (or the start) other than their
+ * final end marker: what some receiver could take for the end of the data. */
+static int has_fake_end(const char *out, size_t len)
+{
+    size_t last = len - 3;
+    for (size_t i = 0; i < len; i++) {
+        if (out[i] != '.' || i == last)
+            continue;
+        int before = i == 0 || out[i - 1] == '\r' || out[i - 1] == '\n';
+        int after = i + 1 < len && (out[i + 1] == '\r' || out[i + 1] == '\n');
+        if (before && after)
+            return 1;
+    }
+    return 0;
+}
+
+/* SMTP smuggling: every "end" that is not CRLF . CRLF leaves the message going, the smuggled
+ * transaction behind it stays message text, the relayed bytes hold no fake end for any reading
+ * of line ends, and lone_dot says the message is to be refused. */
+static void test_data_smuggling(void)
+{
+    static const char *const fakes[] = {"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r",
+                                        "\r.\n", "\r.\r", "\n.\r"};
+    const char *smuggled = "MAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\n"
+                           "DATA\r\nSubject: smuggled\r\n\r\nevil\r\n";
+    for (size_t f = 0; f < sizeof fakes / sizeof fakes[0]; f++) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "Subject: s\r\n\r\nbody%s%s.\r\nQUIT\r\n", fakes[f], smuggled);
+        size_t len = strlen(msg);
+        size_t expect_end = len - strlen("QUIT\r\n");
+        char *first = NULL;
+        for (size_t step = 1; step <= len; step++) {
+            for (int mode = 0; mode < 3; mode++) { /* relayed, relayed as it came, kept */
+                struct smtp_data_scan s;
+                long end;
+                char *out = scan_pieces(msg, len, step, &end, &s, mode == 2, mode == 1);
+                size_t ol = strlen(out);
+                CHECK(end == (long)expect_end);
+                CHECK(s.lone_dot);
+                if (mode != 2) /* the kept message is no SMTP stream: its "." is text */
+                    CHECK(!has_fake_end(out, ol));
+                CHECK(strstr(out, "MAIL FROM:<evil@example.com>\r\n") != NULL);
+                if (mode == 0 && first == NULL)
+                    first = strdup(out);
+                else if (mode != 2)
+                    CHECK(strcmp(out, first) == 0); /* the same bytes, whatever the pieces */
+                free(out);
+            }
+        }
+        free(first);
+    }
+    /* What the relayed and the kept message look like: the lone dot as a line of its own. */
+    struct smtp_data_scan s;
+    long end;
+    const char *m = "a\n.\nb\r\n.\r\n";
+    char *out = scan_in_steps(m, strlen(m), 1, &end, &s);
+    CHECK(end == (long)strlen(m) && strcmp(out, "a\r\n..\r\nb\r\n.\r\n") == 0);
+    free(out);
+    out = scan_pieces(m, strlen(m), 1, &end, &s, 1, 0);
+    CHECK(end == (long)strlen(m) && strcmp(out, "a\r\n.\r\nb\r\n") == 0);
+    free(out);
+    /* At the very start, and a fake end right before the real one. */
+    m = ".\n\n.\r\n.\r\n";
+    out = scan_in_steps(m, strlen(m), 1, &end, &s);
+    CHECK(end == (long)strlen(m) && s.lone_dot);
+    CHECK(strcmp(out, "..\r\n\r\n..\r\n.\r\n") == 0);
+    free(out);
+}
+
+static void test_path_line(void)
+{
+    struct smtp_command c;
+    char buf[600];
+    const char *l = "MAIL FROM:scan@example.com SIZE=10 BODY=8BITMIME";
+    CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_OK && !c.bracketed);
+    CHECK(c.path_len == 16 && memcmp(c.path, "scan@example.com", 16) == 0);
+    CHECK(c.params_len == 21 && memcmp(c.params, "SIZE=10 BODY=8BITMIME", 21) == 0);
+    CHECK(smtp_path_line(&c, buf, sizeof buf) == (long)strlen(l) + 2);
+    CHECK(strcmp(buf, "MAIL FROM:<scan@example.com> SIZE=10 BODY=8BITMIME") == 0);
+    l = "rcpt to: boss@example.com";
+    CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_OK && !c.bracketed);
+    CHECK(c.verb == SMTP_CMD_RCPT && c.params_len == 0);
+    CHECK(smtp_path_line(&c, buf, sizeof buf) > 0);
+    CHECK(strcmp(buf, "RCPT TO:<boss@example.com>") == 0);
+    CHECK(smtp_path_line(&c, buf, 26) == -1); /* one byte short */
+    l = "MAIL FROM:<a@b>";
+    CHECK(smtp_parse_command(l, strlen(l), &c) == SMTP_PARSE_OK && c.bracketed);
+    /* Still refused: nothing, brackets half there, quotes or control characters. */
+    static const char *const bad[] = {"MAIL FROM:", "MAIL FROM: ", "MAIL FROM:a@b>",
+                                      "MAIL FROM:a<b@c", "RCPT TO:\"a b\"@c", "RCPT TO:a\x01@b",
+                                      "RCPT TO:", "MAIL FROMa@b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(smtp_parse_command(bad[i], strlen(bad[i]), &c) == SMTP_PARSE_SYNTAX);
 }
 
 int main(void)
@@ -174,5 +321,8 @@ int main(void)
     test_commands();
     test_reply_lines();
     test_data_scan();
+    test_data_long_line();
+    test_data_smuggling();
+    test_path_line();
     return CHECK_DONE();
 }
