@@ -185,6 +185,27 @@ class ImapPop3Test(unittest.TestCase):
         self.assertIn("event=auth_failed protocol=pop3", log)
         self.assertNotIn("Wr0ngPw", log, "a password reached the log")
 
+    def test_id_at_rfc2971_maximum(self):
+        """RFC 2971 section 3.3's largest ID (30 pairs, 30-octet fields, 1024-octet values, a
+        31.8 KB line) is answered OK before login, as Dovecot does; the login behind it works,
+        and beyond the limits (or for any other command that long) it is BAD."""
+        pairs = " ".join('"%s" "%s"' % (("f%02d" % k).ljust(30, "x"), chr(97 + k % 26) * 1024)
+                         for k in range(30))
+        line = "i1 ID (%s)\r\n" % pairs
+        self.assertGreater(len(line), 31000)
+        r = self.imap()
+        r.send(line + "i2 LOGIN %s %s\r\n" % (LOCAL_USER, mc.imap_quote(PASSWORD)))
+        un, tagged = r.until_tag("i1")
+        self.assertEqual(tagged, "i1 OK ID completed.")
+        self.assertEqual(un, ['* ID ("name" "xoauthd")'])
+        self.assertTrue(r.until_tag("i2")[1].startswith("i2 OK [CAPABILITY "))
+        r = self.imap()
+        r.send(line.replace("(", '("one" "more" ', 1) + "i3 NOOP\r\n")
+        self.assertEqual(r.until_tag("i1")[1], "i1 BAD Too many ID field/value pairs")
+        r.send(line.replace("i1 ID", "i4 XD", 1))
+        self.assertEqual(r.until_tag("i3")[1], "i3 OK NOOP completed.")
+        self.assertEqual(r.until_tag("i4")[1], "i4 BAD Command line too long")
+
     def test_imap_authenticate_login(self):
         """AUTHENTICATE LOGIN (draft-murchison-sasl-login, as Dovecot offers it): imaplib's
         callback, SASL-IR, cancel, undecodable input, curl, and LOGINDISABLED."""
