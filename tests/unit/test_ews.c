@@ -432,18 +432,20 @@ static void test_parse_refusals(void)
     ews_result_clear(&r);
 
     /* the work of a parse is bounded: far deeper or wider than any EWS answer is refused */
-    char *deep = big_body(&len, "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/"
-                          "\"><s:Body>", "<a>", 100, "</s:Body></s:Envelope>");
-    CHECK(ews_parse_response(deep, len, &r) == EWS_PARSE_REFUSED);
-    CHECK(strstr(r.message_text, "deep") != NULL);
-    ews_result_clear(&r);
-    free(deep);
-    char *wide = big_body(&len, "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/"
-                          "\"><s:Body>", "<a/>", 20000, "</s:Body></s:Envelope>");
-    CHECK(ews_parse_response(wide, len, &r) == EWS_PARSE_REFUSED);
-    CHECK(strstr(r.message_text, "elements") != NULL);
-    ews_result_clear(&r);
-    free(wide);
+    static const struct {
+        const char *unit;
+        size_t times;
+        const char *why;
+    } big[] = {{"<a>", 100, "deep"}, {"<a/>", 20000, "elements"}};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        char *b = big_body(&len, "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/"
+                           "envelope/\"><s:Body>", big[i].unit, big[i].times,
+                           "</s:Body></s:Envelope>");
+        CHECK(ews_parse_response(b, len, &r) == EWS_PARSE_REFUSED);
+        CHECK(strstr(r.message_text, big[i].why) != NULL);
+        ews_result_clear(&r);
+        free(b);
+    }
 }
 
 static void test_graph(void)
