@@ -367,7 +367,7 @@ class ImapPop3Test(unittest.TestCase):
         capa = r.until_dot()
         self.assertTrue(capa[0].startswith("+OK"), "exactly one answer: the injected CAPA is gone")
         self.assertNotIn("STLS", capa)
-        self.assertIn("SASL PLAIN", capa)
+        self.assertIn("SASL PLAIN LOGIN", capa)
         r.send("USER %s\r\nPASS %s\r\n" % (LOCAL_USER, PASSWORD))
         self.assertTrue(r.line().startswith("+OK"))
         self.assertTrue(r.line().startswith("+OK"))
