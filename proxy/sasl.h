@@ -46,7 +46,7 @@ enum sasl_mech { SASL_MECH_UNKNOWN, SASL_MECH_PLAIN, SASL_MECH_LOGIN };
 enum sasl_step {
     SASL_STEP_CHALLENGE, /* send x->challenge (base64, "" for PLAIN's), read one more response */
     SASL_STEP_DONE,      /* cred has the user and the password: check them */
-    SASL_STEP_CANCELLED, /* the client answered "*" (RFC 4422 section 5, item 5c) */
+    SASL_STEP_CANCELLED, /* the client answered "*": aborted (RFC 4422 section 3.5) */
     SASL_STEP_INVALID,   /* bad base64, a NUL, an empty user name, a field too long */
     SASL_STEP_AUTHZID    /* PLAIN with an authorization identity other than the user */
 };
