@@ -1,6 +1,7 @@
 #include "ews.h"
 
 #include <libxml/parser.h>
+#include <libxml/parserInternals.h> /* xmlCreateMemoryParserCtxt */
 #include <libxml/tree.h>
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -257,28 +258,43 @@ static xmlNode *ews_find(xmlNode *n, const char *name)
     return NULL;
 }
 
+/* Copies the text of the TEXT and CDATA nodes in the sibling list first into out (cut to
+ * outsz - 1 bytes, NUL-terminated; out may be NULL to measure) and returns the full length.
+ * Entity references are skipped, never resolved: xmlNodeGetContent() and xmlGetProp() expand
+ * them, which is how a 104 KB response with an internal entity became a gigabyte. A DTD is
+ * refused before this runs (ews_read_xml); this is the second line. */
+static size_t ews_text_into(const xmlNode *first, char *out, size_t outsz)
+{
+    size_t total = 0, o = 0;
+    for (const xmlNode *c = first; c != NULL; c = c->next) {
+        if ((c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE) || c->content == NULL)
+            continue;
+        size_t l = strlen((const char *)c->content);
+        total += l;
+        if (out != NULL && o + 1 < outsz) {
+            size_t n = l < outsz - 1 - o ? l : outsz - 1 - o;
+            memcpy(out + o, c->content, n);
+            o += n;
+        }
+    }
+    if (out != NULL && outsz > 0)
+        out[o] = '\0';
+    return total;
+}
+
 static void ews_text(xmlNode *n, char *out, size_t outsz)
 {
     out[0] = '\0';
-    if (n == NULL)
-        return;
-    xmlChar *t = xmlNodeGetContent(n);
-    if (t != NULL) {
-        snprintf(out, outsz, "%s", (const char *)t);
-        xmlFree(t);
-    }
+    if (n != NULL)
+        ews_text_into(n->children, out, outsz);
 }
 
 static void ews_attr(xmlNode *n, const char *name, char *out, size_t outsz)
 {
+    xmlAttr *a = n != NULL ? xmlHasProp(n, (const xmlChar *)name) : NULL;
     out[0] = '\0';
-    if (n == NULL)
-        return;
-    xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
-    if (v != NULL) {
-        snprintf(out, outsz, "%s", (const char *)v);
-        xmlFree(v);
-    }
+    if (a != NULL)
+        ews_text_into(a->children, out, outsz);
 }
 
 /* The first element that carries a ResponseClass attribute: the ...ResponseMessage. */
@@ -296,10 +312,16 @@ static xmlNode *ews_find_response_message(xmlNode *n)
 
 static void ews_decode_mime(xmlNode *n, struct ews_result *r)
 {
-    xmlChar *t = xmlNodeGetContent(n);
-    if (t == NULL)
+    /* Usually one text node: decode it in place rather than copy up to 200 MiB. */
+    const xmlNode *c = n->children;
+    int one = c != NULL && c->next == NULL && c->type == XML_TEXT_NODE && c->content != NULL;
+    size_t len = one ? strlen((const char *)c->content) : ews_text_into(c, NULL, 0);
+    char *copy = !one && len <= INT_MAX ? malloc(len + 1) : NULL;
+    const char *t = one ? (const char *)c->content : copy;
+    if (t == NULL || len > INT_MAX)
         return;
-    size_t len = strlen((const char *)t);
+    if (copy != NULL)
+        ews_text_into(c, copy, len + 1);
     r->mime = malloc(len / 4 * 3 + 4);
     if (r->mime != NULL) {
         /* EVP_Decode* skips the line breaks Exchange may put into long base64 text. */
@@ -307,7 +329,7 @@ static void ews_decode_mime(xmlNode *n, struct ews_result *r)
         int n1 = 0, n2 = 0;
         if (ctx != NULL) {
             EVP_DecodeInit(ctx);
-            if (EVP_DecodeUpdate(ctx, r->mime, &n1, t, (int)len) < 0 ||
+            if (EVP_DecodeUpdate(ctx, r->mime, &n1, (const unsigned char *)t, (int)len) < 0 ||
                 EVP_DecodeFinal(ctx, r->mime + n1, &n2) < 0) {
                 free(r->mime);
                 r->mime = NULL;
@@ -320,7 +342,7 @@ static void ews_decode_mime(xmlNode *n, struct ews_result *r)
             r->mime = NULL;
         }
     }
-    xmlFree(t);
+    free(copy);
 }
 
 void ews_result_clear(struct ews_result *r)
@@ -331,17 +353,110 @@ void ews_result_clear(struct ews_result *r)
     r->backoff_ms = -1;
 }
 
-int ews_parse_response(const char *body, size_t len, struct ews_result *r)
+/* What a parse may build. EWS answers are a few dozen elements a dozen deep (the deepest,
+ * GetItem's MimeContent, is 8); the bounds leave room and keep a hostile answer's tree small. */
+#define EWS_XML_MAX_DEPTH 64u
+#define EWS_XML_MAX_ELEMENTS 10000u
+
+struct ews_guard {
+    xmlParserCtxtPtr ctxt;
+    startElementNsSAX2Func start;
+    endElementNsSAX2Func end;
+    unsigned depth, elements;
+    const char *refused; /* why the parse stopped, NULL while it goes on */
+};
+
+static void ews_guard_stop(void *ctx, const char *why)
 {
-    /* No NOENT (entities stay unexpanded), no DTD loading, no network: a hostile or broken
-     * server cannot make the parser fetch or amplify anything. HUGE only for the MIME of
-     * large messages, which is one long text node. */
+    xmlParserCtxtPtr ctxt = ctx;
+    struct ews_guard *g = ctxt->_private;
+    if (g->refused == NULL)
+        g->refused = why;
+    xmlStopParser(ctxt); /* empties the input: nothing after this point is read */
+}
+
+/* Called as soon as <!DOCTYPE name ...> is read, before any declaration in it: no SOAP
+ * message has a DTD (SOAP 1.1 section 3: "A SOAP message MUST NOT contain a Document Type
+ * Declaration"), and a DTD is what declares the entities of an expansion bomb. */
+static void ews_guard_subset(void *ctx, const xmlChar *name, const xmlChar *external_id,
+                             const xmlChar *system_id)
+{
+    (void)name;
+    (void)external_id;
+    (void)system_id;
+    ews_guard_stop(ctx, "the response carries a DTD");
+}
+
+static void ews_guard_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                            const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attrs,
+                            int nb_defaulted, const xmlChar **attrs)
+{
+    struct ews_guard *g = ((xmlParserCtxtPtr)ctx)->_private;
+    if (++g->depth > EWS_XML_MAX_DEPTH) {
+        ews_guard_stop(ctx, "the response is nested too deeply");
+        return;
+    }
+    if (++g->elements > EWS_XML_MAX_ELEMENTS) {
+        ews_guard_stop(ctx, "the response has too many elements");
+        return;
+    }
+    g->start(ctx, localname, prefix, uri, nb_ns, ns, nb_attrs, nb_defaulted, attrs);
+}
+
+static void ews_guard_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                          const xmlChar *uri)
+{
+    struct ews_guard *g = ((xmlParserCtxtPtr)ctx)->_private;
+    g->depth--;
+    g->end(ctx, localname, prefix, uri);
+}
+
+/* Parses body into a tree, or NULL: not well-formed XML (*refused stays NULL), or refused
+ * (*refused says why). No NOENT (entities are never substituted), no DTD loading, no network,
+ * and a DTD stops the parse where it starts, so a hostile or broken server cannot make the
+ * parser fetch or amplify anything; the work is linear in the size of the body. HUGE only for
+ * the MIME of large messages, which is one long text node. */
+static xmlDoc *ews_read_xml(const char *body, size_t len, const char **refused)
+{
     int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+    struct ews_guard g = {0};
+    *refused = NULL;
     if (len > 8u << 20)
         opts |= XML_PARSE_HUGE;
     if (len > INT32_MAX)
-        return -1;
-    xmlDoc *doc = xmlReadMemory(body, (int)len, "ews-response.xml", NULL, opts);
+        return NULL;
+    g.ctxt = xmlCreateMemoryParserCtxt(body, (int)len);
+    if (g.ctxt == NULL)
+        return NULL;
+    xmlCtxtUseOptions(g.ctxt, opts);
+    g.ctxt->_private = &g;
+    g.start = g.ctxt->sax->startElementNs;
+    g.end = g.ctxt->sax->endElementNs;
+    g.ctxt->sax->internalSubset = ews_guard_subset;
+    g.ctxt->sax->startElementNs = ews_guard_start;
+    g.ctxt->sax->endElementNs = ews_guard_end;
+    xmlParseDocument(g.ctxt);
+    xmlDoc *doc = g.ctxt->myDoc;
+    g.ctxt->myDoc = NULL;
+    if (g.refused == NULL && doc != NULL && (doc->intSubset != NULL || doc->extSubset != NULL))
+        g.refused = "the response carries a DTD";
+    if (!g.ctxt->wellFormed || g.refused != NULL) {
+        xmlFreeDoc(doc);
+        doc = NULL;
+    }
+    xmlFreeParserCtxt(g.ctxt);
+    *refused = g.refused;
+    return doc;
+}
+
+int ews_parse_response(const char *body, size_t len, struct ews_result *r)
+{
+    const char *refused;
+    xmlDoc *doc = ews_read_xml(body, len, &refused);
+    if (refused != NULL) {
+        snprintf(r->message_text, sizeof r->message_text, "%s", refused);
+        return EWS_PARSE_REFUSED;
+    }
     if (doc == NULL)
         return -1;
     int rc = -1;
@@ -499,6 +614,13 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
         v->reply = R_UNREACH;
         v->hint = r->timed_out ? "the request timed out" : "check ews_url and the network";
         return;
+    case EWS_OUT_REFUSED:
+        /* Not a reply Exchange gives: something between xoauthd and the server (or the server
+         * itself) is hostile or broken. Temporary, so that nothing is lost. */
+        v->reply = R_TEMP;
+        v->hint = "the EWS response was refused unread (see reason=): check what answers at "
+                  "ews_url";
+        return;
     case EWS_OUT_FAULT:
         v->reply = R_SCHEMA;
         v->hint = "SOAP fault: see fault=; check ews_version";
@@ -566,31 +688,43 @@ static void ews_call_free(struct ews_call *c)
     free(c);
 }
 
+void ews_result_from_http(const struct http_response *resp, struct ews_result *r)
+{
+    int rc = 0;
+    memset(r, 0, sizeof *r);
+    r->backoff_ms = -1;
+    r->http_status = resp->status;
+    r->retry_after = resp->retry_after;
+    if (resp->status == 0) {
+        r->outcome = EWS_OUT_TRANSPORT;
+        r->timed_out = resp->timed_out;
+        snprintf(r->message_text, sizeof r->message_text, "%s",
+                 resp->error != NULL ? resp->error : "no response");
+    } else if (resp->status == 401 || resp->status == 429 || resp->status == 503 ||
+               resp->body_len == 0 ||
+               (rc = ews_parse_response(resp->body, resp->body_len, r)) == -1) {
+        /* Some statuses mean the same whatever the body says (an IIS error page, mostly). */
+        ews_result_clear(r);
+        r->http_status = resp->status;
+        r->retry_after = resp->retry_after;
+        r->outcome = EWS_OUT_HTTP;
+    } else if (rc == EWS_PARSE_REFUSED) {
+        r->outcome = EWS_OUT_REFUSED;
+    } else if (resp->status != 200 && r->outcome == EWS_OUT_OK) {
+        r->outcome = EWS_OUT_HTTP; /* a success body with an error status is not a success */
+    }
+}
+
 static void ews_done_cb(void *arg, const struct http_response *resp)
 {
     struct ews_call *c = arg;
     struct ews_result r;
-    memset(&r, 0, sizeof r);
-    r.retry_after = -1;
-    r.backoff_ms = -1;
     c->req = NULL;
-    r.http_status = resp->status;
-    r.retry_after = resp->retry_after;
-    if (resp->status == 0) {
-        r.outcome = EWS_OUT_TRANSPORT;
-        r.timed_out = resp->timed_out;
-        snprintf(r.message_text, sizeof r.message_text, "%s",
-                 resp->error != NULL ? resp->error : "no response");
-    } else if (resp->status == 401 || resp->status == 429 || resp->status == 503 ||
-               resp->body_len == 0 || ews_parse_response(resp->body, resp->body_len, &r) != 0) {
-        /* Some statuses mean the same whatever the body says (an IIS error page, mostly). */
-        ews_result_clear(&r);
-        r.http_status = resp->status;
-        r.retry_after = resp->retry_after;
-        r.outcome = EWS_OUT_HTTP;
-    } else if (resp->status != 200 && r.outcome == EWS_OUT_OK) {
-        r.outcome = EWS_OUT_HTTP; /* a success body with an error status is not a success */
-    }
+    ews_result_from_http(resp, &r);
+    if (r.outcome == EWS_OUT_REFUSED)
+        log_warn(c->sid, "event=ews_response_refused http_status=%d size=%zu reason=\"%s\" "
+                 "note=\"not parsed further; the request counts as failed temporarily\"",
+                 r.http_status, resp->body_len, r.message_text);
     c->cb(c->arg, &r);
     ews_result_clear(&r);
     ews_call_free(c);

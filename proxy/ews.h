@@ -10,7 +10,7 @@
  *
  * Requests are built from escaped values only (every value goes through ews_xml_escape); the
  * MIME body is streamed in base64 between a prebuilt head and tail (body_stream). Responses are
- * parsed with libxml2 without entity expansion or network access. The SOAP header carries
+ * parsed with libxml2 without entity expansion or network access; one with a DTD is refused. The SOAP header carries
  * RequestServerVersion and, for app-only tokens, ExchangeImpersonation/PrimarySmtpAddress; the
  * HTTP request carries Authorization: Bearer and X-AnchorMailbox (which routes the request to
  * the mailbox's server in Exchange Online and in hybrid setups). */
@@ -64,6 +64,7 @@ enum ews_outcome {
     EWS_OUT_ERROR,     /* ResponseClass Error: response_code says which */
     EWS_OUT_FAULT,     /* SOAP fault: message_text has faultstring */
     EWS_OUT_HTTP,      /* an HTTP status without a usable SOAP body */
+    EWS_OUT_REFUSED,   /* a body xoauthd will not read (a DTD, too deep): message_text */
     EWS_OUT_TRANSPORT  /* no HTTP response at all */
 };
 
@@ -101,9 +102,14 @@ char *ews_xml_escape(const char *s);
  * base64 MIME content with *tail the rest. Both malloc'ed. 0 / -1. */
 int ews_build_request(enum ews_op op, const struct ews_target *t, const struct ews_params *p,
                       char **head, char **tail);
-/* Parses a response body into r (outcome, codes, ids, MIME). 0 / -1 (not a SOAP response). */
+/* Parses a response body into r (outcome, codes, ids, MIME). 0; -1 (not a SOAP response);
+ * EWS_PARSE_REFUSED with the reason in r->message_text: a response with a DTD, or one deeper
+ * or larger in elements than any EWS answer, is refused without building it. */
+#define EWS_PARSE_REFUSED (-2)
 int ews_parse_response(const char *body, size_t len, struct ews_result *r);
 void ews_result_clear(struct ews_result *r);
+/* What an HTTP answer to an EWS call means: the result the call's callback gets. */
+void ews_result_from_http(const struct http_response *resp, struct ews_result *r);
 
 /* What a finished submission means, for EWS and Graph alike. */
 enum submit_verdict_kind {

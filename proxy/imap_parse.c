@@ -56,6 +56,8 @@ void imap_parser_reset(struct imap_parser *p)
     p->literal = 0;
     p->literal_plus = p->literal_digits = 0;
     p->error = NULL;
+    p->id_mode = 0;
+    p->id_items = p->id_strings = 0;
     p->tag = p->command = NULL;
     p->state = IP_START;
 }
@@ -70,6 +72,12 @@ static int imap_put(struct imap_parser *p, char c)
     /* One byte stays free for the NUL that ends the token. */
     if (p->len + 1 >= sizeof p->buf)
         return -1;
+    /* ID holds one argument at a time: none may be longer than a value. */
+    if (p->id_mode && p->len - p->tok_off >= IMAP_ID_MAX_VALUE) {
+        if (p->error == NULL)
+            p->error = "ID field or value too long";
+        return -1;
+    }
     p->buf[p->len++] = c;
     return 0;
 }
@@ -111,9 +119,69 @@ static int imap_add_arg(struct imap_parser *p, enum imap_arg_type type, size_t o
     return 0;
 }
 
+/* RFC 2971 section 3.3's grammar and limits for one ID argument (a string or atom at the
+ * top level or inside the list); 0, or -1 after imap_fail. */
+static int imap_id_check(struct imap_parser *p, enum imap_arg_type type, const char *tok,
+                         size_t len)
+{
+    /* id ::= "ID" SPACE id_params_list; id_params_list ::= "(" #(string SPACE nstring) ")" / nil */
+    if (p->depth == 0) {
+        int nil = type == IMAP_ARG_ATOM && len == 3 && strncasecmp(tok, "NIL", 3) == 0;
+        if (!nil || p->id_items++ > 0) {
+            imap_fail(p, "ID takes NIL or one list of field/value pairs");
+            return -1;
+        }
+        return 0;
+    }
+    int field = p->id_strings % 2 == 0;
+    if (field && p->id_strings / 2 >= IMAP_ID_MAX_PAIRS) {
+        imap_fail(p, "Too many ID field/value pairs");
+        return -1;
+    }
+    p->id_strings++;
+    if (field && (type != IMAP_ARG_STRING || len > IMAP_ID_MAX_FIELD)) {
+        imap_fail(p, type != IMAP_ARG_STRING ? "An ID field must be a string"
+                                             : "ID field or value too long");
+        return -1;
+    }
+    if (!field && type != IMAP_ARG_STRING && !(len == 3 && strncasecmp(tok, "NIL", 3) == 0)) {
+        imap_fail(p, "An ID value must be a string or NIL");
+        return -1;
+    }
+    return 0;
+}
+
+/* "(" or ")" of ID: one list, not nested, of whole pairs. */
+static void imap_id_paren(struct imap_parser *p, unsigned char c)
+{
+    if (c == '(') {
+        if (p->id_items++ > 0 || p->depth > 0) {
+            imap_fail(p, "ID takes NIL or one list of field/value pairs");
+            return;
+        }
+        p->depth = 1;
+        p->state = IP_ARG;
+        return;
+    }
+    if (p->id_strings % 2 != 0) {
+        imap_fail(p, "An ID field without a value");
+        return;
+    }
+    p->depth = 0;
+    p->state = IP_AFTER_TOKEN;
+}
+
 /* Closes the token that started at tok_off. */
 static void imap_finish_token(struct imap_parser *p)
 {
+    if (p->id_mode) {
+        /* checked, then dropped: the buffer holds one ID argument at a time */
+        if (imap_id_check(p, p->tok_type, p->buf + p->tok_off, p->len - p->tok_off) == 0)
+            p->state = IP_AFTER_TOKEN;
+        OPENSSL_cleanse(p->buf + p->tok_off, p->len - p->tok_off);
+        p->len = p->tok_off;
+        return;
+    }
     size_t len = p->len - p->tok_off;
     if (imap_end_token(p) != 0) {
         imap_fail(p, "Command line too long");
@@ -142,6 +210,11 @@ static enum imap_parse_status imap_end_line(struct imap_parser *p)
         p->state = IP_FINISHED;
         return IMAP_PARSE_BAD;
     }
+    if (p->id_mode && p->id_items != 1) {
+        p->error = "ID takes NIL or one list of field/value pairs";
+        p->state = IP_FINISHED;
+        return IMAP_PARSE_BAD;
+    }
     p->state = IP_FINISHED;
     imap_fill_results(p);
     return IMAP_PARSE_DONE;
@@ -152,7 +225,8 @@ static enum imap_parse_status imap_literal_announced(struct imap_parser *p, int 
 {
     *stop = 0;
     uint64_t room = sizeof p->buf - 1 - p->len; /* the NUL after the data */
-    int too_big = p->literal_digits > 19 || p->literal > p->max_literal || p->literal > room;
+    uint64_t max = p->id_mode ? IMAP_ID_MAX_VALUE : p->max_literal;
+    int too_big = p->literal_digits > 19 || p->literal > max || p->literal > room;
     if (too_big) {
         *stop = 1;
         if (p->literal_plus) {
@@ -270,6 +344,7 @@ size_t imap_parse(struct imap_parser *p, const char *in, size_t len, enum imap_p
                 imap_fail(p, "Command line too long");
                 break;
             }
+            p->id_mode = p->cmd_len == 2 && strncasecmp(p->buf + p->cmd_off, "ID", 2) == 0;
             p->state = IP_AFTER_TOKEN;
             i--; /* the separator is handled there */
             break;
@@ -294,6 +369,10 @@ size_t imap_parse(struct imap_parser *p, const char *in, size_t len, enum imap_p
             if (c == '(' || c == ')') {
                 if (c == ')' && p->depth == 0) {
                     imap_fail(p, "Unbalanced parentheses");
+                    break;
+                }
+                if (p->id_mode) {
+                    imap_id_paren(p, c);
                     break;
                 }
                 p->depth += c == '(' ? 1 : -1;

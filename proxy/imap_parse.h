@@ -12,7 +12,7 @@
  *
  * Results (tag, command name, arguments with quotes and escapes removed) are copied into the
  * parser's own bounded buffer, because a literal may span many reads; they are valid until the
- * next call. The buffer may hold a password: imap_parser_reset() and the next command cleanse
+ * next call. ID is the exception: its arguments are only checked (see IMAP_ID_MAX_FIELD). The buffer may hold a password: imap_parser_reset() and the next command cleanse
  * it. */
 #ifndef XOAUTHD_IMAP_PARSE_H
 #define XOAUTHD_IMAP_PARSE_H
@@ -22,6 +22,14 @@
 
 #define IMAP_PARSE_BUF 8192     /* tag + command + decoded arguments of one command */
 #define IMAP_PARSE_MAX_ARGS 32
+
+/* RFC 2971 section 3.3: ID field strings are at most 30 octets, values at most 1024, and at
+ * most 30 pairs: a line of up to ~32 KB, more than the buffer and the argument limit allow for
+ * any other command. ID's arguments are therefore checked against these limits and discarded
+ * as they are read (a DONE ID has no arguments); a client's ID is not forwarded anyway. */
+#define IMAP_ID_MAX_FIELD 30
+#define IMAP_ID_MAX_VALUE 1024
+#define IMAP_ID_MAX_PAIRS 30
 
 enum imap_parse_status {
     IMAP_PARSE_AGAIN,    /* everything given was consumed; the command is not complete */
@@ -61,6 +69,10 @@ struct imap_parser {
     int literal_plus;
     int literal_digits;
     const char *error;  /* why BAD / FATAL, for the reply */
+    /* ID (RFC 2971): its arguments are checked and dropped one by one, see IMAP_ID_MAX_*. */
+    int id_mode;
+    unsigned id_items;   /* top-level arguments: NIL or one list */
+    unsigned id_strings; /* fields and values inside the list so far */
 
     /* results after DONE */
     const char *tag;    /* NUL-terminated; "" when the tag itself was malformed */

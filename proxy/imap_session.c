@@ -27,7 +27,7 @@
 enum imap_state {
     IMAP_S_TLS,        /* implicit TLS or after STARTTLS */
     IMAP_S_COMMAND,    /* not authenticated, reading commands */
-    IMAP_S_AUTH_CONT,  /* "+ " sent for AUTHENTICATE PLAIN, the response line expected */
+    IMAP_S_AUTH_CONT,  /* "+ ..." sent for AUTHENTICATE, the next response line expected */
     IMAP_S_VERIFY,     /* local password check (and the failure delay) */
     IMAP_S_UPSTREAM,   /* token + upstream login */
     IMAP_S_RELAY,      /* logged in: bytes flow both ways */
@@ -59,13 +59,14 @@ static void imap_enter_state(struct imap_session *is, enum imap_state st)
 
 /* The list before login: only what xoauthd itself does here. LITERAL+ (RFC 7888) because the
  * parser takes non-synchronising literals; LOGINDISABLED (RFC 9051 section 6.2.3) where a
- * password may not be sent in clear, and then no AUTH=PLAIN either. */
+ * password may not be sent in clear, and then no AUTH=PLAIN / AUTH=LOGIN either (both carry the
+ * password as it is). */
 static void imap_capabilities(struct imap_session *is, char *out, size_t outsz)
 {
     int auth_ok = session_plaintext_auth_ok(&is->s);
     int starttls = is->s.listener->cfg->tls == CONFIG_TLS_STARTTLS && is->s.conn.ssl == NULL;
     snprintf(out, outsz, "IMAP4rev1 LITERAL+ SASL-IR ID%s%s",
-             starttls ? " STARTTLS" : "", auth_ok ? " AUTH=PLAIN" : " LOGINDISABLED");
+             starttls ? " STARTTLS" : "", auth_ok ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
 }
 
 static void imap_greeting(struct session *s)
@@ -184,28 +185,40 @@ static void imap_cmd_login(struct imap_session *is, const struct imap_parser *p)
     imap_check_login(is, p->args[0].str, p->args[1].str);
 }
 
-static void imap_plain_response(struct imap_session *is, const char *b64, size_t len)
+/* A step of the AUTHENTICATE exchange (sasl.h), in IMAP's words (RFC 9051 section 6.2.2). */
+static void imap_auth_step(struct imap_session *is, enum sasl_step st, struct sasl_cred *cred,
+                           enum sasl_mech mech)
 {
-    struct sasl_cred cred;
-    if (len == 1 && b64[0] == '*') {
-        /* RFC 9051 section 6.2.2: a single "*" cancels; the server answers BAD. */
+    switch (st) {
+    case SASL_STEP_CHALLENGE:
+        imap_enter_state(is, IMAP_S_AUTH_CONT);
+        imap_send(is, "+ %s", is->s.sasl.challenge);
+        return;
+    case SASL_STEP_DONE:
+        imap_check_login(is, cred->user, cred->password);
+        break;
+    case SASL_STEP_CANCELLED:
+        /* a single "*" cancels; the server answers BAD */
         imap_send(is, "%s BAD Authentication cancelled.", is->tag);
-        return;
-    }
-    if (sasl_plain_decode(b64, len, &cred) != 0) {
-        sasl_cred_clear(&cred);
-        /* RFC 9051 section 6.2.2: an invalid BASE64 string MUST be rejected with BAD. */
-        imap_send(is, "%s BAD Invalid SASL PLAIN response.", is->tag);
-        return;
-    }
-    if (cred.authzid[0] != '\0' && strcmp(cred.authzid, cred.user) != 0) {
-        sasl_cred_clear(&cred);
+        break;
+    case SASL_STEP_INVALID:
+        /* an invalid BASE64 string MUST be rejected with BAD */
+        imap_send(is, "%s BAD Invalid SASL %s response.", is->tag,
+                  mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN");
+        break;
+    case SASL_STEP_AUTHZID:
         imap_send(is, "%s NO [AUTHORIZATIONFAILED] Authorization identity not allowed.",
                   is->tag);
-        return;
+        break;
     }
-    imap_check_login(is, cred.user, cred.password);
-    sasl_cred_clear(&cred);
+    sasl_cred_clear(cred);
+}
+
+static void imap_auth_response(struct imap_session *is, const char *b64, size_t len)
+{
+    struct sasl_cred cred;
+    enum sasl_mech mech = is->s.sasl.mech;
+    imap_auth_step(is, sasl_server_step(&is->s.sasl, b64, len, &cred), &cred, mech);
 }
 
 static void imap_cmd_authenticate(struct imap_session *is, const struct imap_parser *p)
@@ -215,7 +228,8 @@ static void imap_cmd_authenticate(struct imap_session *is, const struct imap_par
         imap_bad(is, p->tag, "AUTHENTICATE needs a mechanism name.");
         return;
     }
-    if (strcasecmp(p->args[0].str, "PLAIN") != 0) {
+    enum sasl_mech mech = sasl_mech_parse(p->args[0].str, p->args[0].len);
+    if (mech == SASL_MECH_UNKNOWN) {
         imap_send(is, "%s NO Unsupported authentication mechanism.", p->tag);
         return;
     }
@@ -226,17 +240,11 @@ static void imap_cmd_authenticate(struct imap_session *is, const struct imap_par
     }
     if (imap_keep_tag(is, p->tag) != 0)
         return;
-    if (p->nargs == 2) {
-        /* RFC 4959: "=" is an initial response of zero length, which PLAIN cannot be. */
-        const struct imap_arg *ir = &p->args[1];
-        if (ir->len == 1 && ir->str[0] == '=')
-            imap_send(is, "%s BAD Invalid SASL PLAIN response.", is->tag);
-        else
-            imap_plain_response(is, ir->str, ir->len);
-        return;
-    }
-    imap_enter_state(is, IMAP_S_AUTH_CONT);
-    imap_send(is, "+ ");
+    /* RFC 4959 (SASL-IR): the initial response is the second argument, "=" an empty one. */
+    const struct imap_arg *ir = p->nargs == 2 ? &p->args[1] : NULL;
+    struct sasl_cred cred;
+    imap_auth_step(is, sasl_server_start(&is->s.sasl, mech, ir != NULL ? ir->str : NULL,
+                                         ir != NULL ? ir->len : 0, &cred), &cred, mech);
 }
 
 /* ---- other commands ------------------------------------------------------------------------ */
@@ -309,7 +317,7 @@ static void imap_input(struct session *s)
             char line[IMAP_AUTH_LINE_MAX];
             memcpy(line, c->in, len);
             conn_consume(c, used);
-            imap_plain_response(is, line, len);
+            imap_auth_response(is, line, len);
             OPENSSL_cleanse(line, len);
             continue;
         }

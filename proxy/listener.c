@@ -237,6 +237,11 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
             log_warn(NULL, "event=weak_tls listener=%s tls_min_version=1.%d note=\"TLS below "
                      "1.2 is enabled for old clients; prefer 1.2 where the devices allow it\"",
                      cfg->name, cfg->tls_min_version - 10);
+        const char *weak = l->tls != NULL ? tls_weak_cipher(l->tls) : NULL;
+        if (weak != NULL)
+            log_warn(NULL, "event=weak_tls listener=%s cipher=%s note=\"tls_ciphers enables "
+                     "suites without forward secrecy or below 128 bits for old clients; the "
+                     "server still prefers the strongest the client has\"", cfg->name, weak);
         if (l->tls == NULL) {
             fprintf(stderr, "%s:%d: [listen %s]: TLS set-up failed\n", srv->cfg->path,
                     cfg->line, cfg->name);

@@ -22,7 +22,7 @@
 enum pop3_state {
     POP3_S_TLS,       /* implicit TLS or after STLS */
     POP3_S_COMMAND,   /* AUTHORIZATION state, reading commands */
-    POP3_S_AUTH_CONT, /* "+ " sent for AUTH PLAIN, the response line expected */
+    POP3_S_AUTH_CONT, /* "+ ..." sent for AUTH, the next response line expected */
     POP3_S_VERIFY,    /* local password check (and the failure delay) */
     POP3_S_UPSTREAM,  /* token + upstream login */
     POP3_S_RELAY,     /* logged in: bytes flow both ways */
@@ -121,25 +121,38 @@ static void pop3_check_login(struct pop3_session *ps, const char *user, const ch
     session_check_password(&ps->s, user, password, pop3_auth_cb);
 }
 
-static void pop3_plain_response(struct pop3_session *ps, const char *b64, size_t len)
+/* A step of the AUTH exchange (sasl.h), in POP3's words (RFC 5034 section 4). */
+static void pop3_auth_step(struct pop3_session *ps, enum sasl_step st, struct sasl_cred *cred,
+                           enum sasl_mech mech)
+{
+    switch (st) {
+    case SASL_STEP_CHALLENGE:
+        pop3_enter_state(ps, POP3_S_AUTH_CONT);
+        ps->parser.raw = 1;
+        pop3_send(ps, "+ %s", ps->s.sasl.challenge);
+        return;
+    case SASL_STEP_DONE:
+        pop3_check_login(ps, cred->user, cred->password);
+        break;
+    case SASL_STEP_CANCELLED:
+        pop3_send(ps, "-ERR Authentication cancelled.");
+        break;
+    case SASL_STEP_INVALID:
+        pop3_err(ps, mech == SASL_MECH_PLAIN ? "Invalid SASL PLAIN response."
+                                             : "Invalid SASL LOGIN response.");
+        break;
+    case SASL_STEP_AUTHZID:
+        pop3_send(ps, "-ERR [AUTH] Authorization identity not allowed.");
+        break;
+    }
+    sasl_cred_clear(cred);
+}
+
+static void pop3_auth_response(struct pop3_session *ps, const char *b64, size_t len)
 {
     struct sasl_cred cred;
-    if (len == 1 && b64[0] == '*') {
-        pop3_send(ps, "-ERR Authentication cancelled.");
-        return;
-    }
-    if (sasl_plain_decode(b64, len, &cred) != 0) {
-        sasl_cred_clear(&cred);
-        pop3_err(ps, "Invalid SASL PLAIN response.");
-        return;
-    }
-    if (cred.authzid[0] != '\0' && strcmp(cred.authzid, cred.user) != 0) {
-        sasl_cred_clear(&cred);
-        pop3_send(ps, "-ERR [AUTH] Authorization identity not allowed.");
-        return;
-    }
-    pop3_check_login(ps, cred.user, cred.password);
-    sasl_cred_clear(&cred);
+    enum sasl_mech mech = ps->s.sasl.mech;
+    pop3_auth_step(ps, sasl_server_step(&ps->s.sasl, b64, len, &cred), &cred, mech);
 }
 
 static int pop3_may_login(struct pop3_session *ps)
@@ -153,35 +166,26 @@ static int pop3_may_login(struct pop3_session *ps)
 static void pop3_cmd_auth(struct pop3_session *ps, const char *arg, size_t len)
 {
     if (len == 0) {
-        /* Old clients (RFC 1734 era) list mechanisms with a bare AUTH. */
+        /* Old clients (RFC 1734 era) list mechanisms with a bare AUTH, one per line. */
         if (session_plaintext_auth_ok(&ps->s))
-            pop3_send(ps, "+OK\r\nPLAIN\r\n.");
+            pop3_send(ps, "+OK\r\nPLAIN\r\nLOGIN\r\n.");
         else
             pop3_send(ps, "+OK\r\n.");
         return;
     }
     const char *sp = memchr(arg, ' ', len);
     size_t mlen = sp != NULL ? (size_t)(sp - arg) : len;
-    if (mlen != 5 || strncasecmp(arg, "PLAIN", 5) != 0) {
+    enum sasl_mech mech = sasl_mech_parse(arg, mlen);
+    if (mech == SASL_MECH_UNKNOWN) {
         pop3_send(ps, "-ERR Unsupported authentication mechanism.");
         return;
     }
     if (!pop3_may_login(ps))
         return;
-    if (sp == NULL) {
-        pop3_enter_state(ps, POP3_S_AUTH_CONT);
-        ps->parser.raw = 1;
-        pop3_send(ps, "+ ");
-        return;
-    }
-    const char *ir = sp + 1;
-    size_t ir_len = len - mlen - 1;
-    if (ir_len == 1 && ir[0] == '=') {
-        /* RFC 5034 section 4: "=" is an empty initial response, which PLAIN cannot be. */
-        pop3_err(ps, "Invalid SASL PLAIN response.");
-        return;
-    }
-    pop3_plain_response(ps, ir, ir_len);
+    struct sasl_cred cred;
+    const char *ir = sp != NULL ? sp + 1 : NULL;
+    pop3_auth_step(ps, sasl_server_start(&ps->s.sasl, mech, ir, ir != NULL ? len - mlen - 1 : 0,
+                                         &cred), &cred, mech);
 }
 
 /* ---- commands ------------------------------------------------------------------------------- */
@@ -193,10 +197,10 @@ static void pop3_cmd_capa(struct pop3_session *ps)
     int stls = ps->s.listener->cfg->tls == CONFIG_TLS_STARTTLS && ps->s.conn.ssl == NULL;
     /* RFC 2449 section 5: CAPA may differ before and after login; this is the list for the
      * AUTHORIZATION state (after login the provider answers CAPA itself, through the relay).
-     * USER and SASL PLAIN only where a password may be sent; no STLS once TLS is up. */
-    snprintf(buf, sizeof buf, "+OK Capability list follows\r\n%s%s%s"
+     * USER and SASL PLAIN LOGIN only where a password may be sent; no STLS once TLS is up. */
+    snprintf(buf, sizeof buf, "+OK Capability list follows\r\n%s%s"
              "RESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION xoauthd\r\n.",
-             auth_ok ? "USER\r\n" : "", auth_ok ? "SASL PLAIN\r\n" : "", stls ? "STLS\r\n" : "");
+             auth_ok ? "USER\r\nSASL " SASL_SERVER_MECHS "\r\n" : "", stls ? "STLS\r\n" : "");
     pop3_send(ps, "%s", buf);
 }
 
@@ -276,10 +280,12 @@ static void pop3_input(struct session *s)
         if (ps->state == POP3_S_AUTH_CONT) {
             ps->parser.raw = 0;
             pop3_enter_state(ps, POP3_S_COMMAND);
-            if (st == POP3_PARSE_DONE)
-                pop3_plain_response(ps, ps->parser.arg, ps->parser.arg_len);
-            else
-                pop3_err(ps, "Invalid SASL PLAIN response.");
+            if (st == POP3_PARSE_DONE) {
+                pop3_auth_response(ps, ps->parser.arg, ps->parser.arg_len);
+            } else {
+                sasl_server_clear(&ps->s.sasl);
+                pop3_err(ps, "Invalid SASL response.");
+            }
             continue;
         }
         if (st == POP3_PARSE_DONE)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -166,6 +167,103 @@ void sasl_cred_clear(struct sasl_cred *cred)
 {
     if (cred != NULL)
         OPENSSL_cleanse(cred, sizeof *cred);
+}
+
+enum sasl_mech sasl_mech_parse(const char *name, size_t len)
+{
+    if (len == 5 && strncasecmp(name, "PLAIN", 5) == 0)
+        return SASL_MECH_PLAIN;
+    if (len == 5 && strncasecmp(name, "LOGIN", 5) == 0)
+        return SASL_MECH_LOGIN;
+    return SASL_MECH_UNKNOWN;
+}
+
+/* The challenges of LOGIN, base64: "Username:" and "Password:", as Postfix, Exchange and
+ * Dovecot send them (the draft says the client ignores their content). */
+#define SASL_LOGIN_ASK_USER "VXNlcm5hbWU6"
+#define SASL_LOGIN_ASK_PASSWORD "UGFzc3dvcmQ6"
+
+static enum sasl_step sasl_server_challenge(struct sasl_server *x, const char *challenge)
+{
+    x->challenge = challenge;
+    return SASL_STEP_CHALLENGE;
+}
+
+/* PLAIN's one response. */
+static enum sasl_step sasl_server_plain(const char *b64, size_t len, struct sasl_cred *cred)
+{
+    if (sasl_plain_decode(b64, len, cred) != 0)
+        return SASL_STEP_INVALID;
+    if (cred->authzid[0] != '\0' && strcmp(cred->authzid, cred->user) != 0) {
+        sasl_cred_clear(cred);
+        return SASL_STEP_AUTHZID;
+    }
+    return SASL_STEP_DONE;
+}
+
+/* LOGIN's responses: the user name (kept), then the password (with it, the credentials). */
+static enum sasl_step sasl_server_login(struct sasl_server *x, const char *b64, size_t len,
+                                        struct sasl_cred *cred)
+{
+    if (!x->have_user) {
+        if (sasl_login_decode(b64, len, x->user) != 0 || x->user[0] == '\0')
+            return SASL_STEP_INVALID;
+        x->have_user = 1;
+        return sasl_server_challenge(x, SASL_LOGIN_ASK_PASSWORD);
+    }
+    if (sasl_login_decode(b64, len, cred->password) != 0)
+        return SASL_STEP_INVALID;
+    memcpy(cred->user, x->user, sizeof cred->user);
+    return SASL_STEP_DONE;
+}
+
+static enum sasl_step sasl_server_end(struct sasl_server *x, enum sasl_step st,
+                                      struct sasl_cred *cred)
+{
+    if (st == SASL_STEP_CHALLENGE)
+        return st;
+    if (st != SASL_STEP_DONE)
+        sasl_cred_clear(cred);
+    sasl_server_clear(x); /* the user name now lives in cred, or nowhere */
+    return st;
+}
+
+enum sasl_step sasl_server_start(struct sasl_server *x, enum sasl_mech mech, const char *ir,
+                                 size_t ir_len, struct sasl_cred *cred)
+{
+    sasl_server_clear(x);
+    memset(cred, 0, sizeof *cred);
+    x->mech = mech;
+    if (mech == SASL_MECH_UNKNOWN)
+        return SASL_STEP_INVALID;
+    if (ir == NULL)
+        return sasl_server_challenge(x, mech == SASL_MECH_PLAIN ? "" : SASL_LOGIN_ASK_USER);
+    if (ir_len == 1 && ir[0] == '=')
+        ir_len = 0; /* empty: neither mechanism accepts it as a first response */
+    return sasl_server_step(x, ir, ir_len, cred);
+}
+
+enum sasl_step sasl_server_step(struct sasl_server *x, const char *b64, size_t len,
+                                struct sasl_cred *cred)
+{
+    enum sasl_step st;
+    memset(cred, 0, sizeof *cred);
+    if (len == 1 && b64[0] == '*')
+        st = SASL_STEP_CANCELLED;
+    else if (x->mech == SASL_MECH_PLAIN)
+        st = sasl_server_plain(b64, len, cred);
+    else if (x->mech == SASL_MECH_LOGIN)
+        st = sasl_server_login(x, b64, len, cred);
+    else
+        st = SASL_STEP_INVALID;
+    return sasl_server_end(x, st, cred);
+}
+
+void sasl_server_clear(struct sasl_server *x)
+{
+    OPENSSL_cleanse(x, sizeof *x);
+    x->mech = SASL_MECH_UNKNOWN;
+    x->challenge = NULL;
 }
 
 /* \x01 separates the key=value pairs of both mechanisms: a user name or token carrying one (or

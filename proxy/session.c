@@ -71,6 +71,7 @@ void session_close(struct session *s, int flush)
         localauth_cancel(s->auth_req);
         s->auth_req = NULL;
     }
+    sasl_server_clear(&s->sasl);
     OPENSSL_cleanse(s->login_user, sizeof s->login_user);
     OPENSSL_cleanse(s->password, sizeof s->password);
     s->ops->closing(s);

@@ -86,6 +86,7 @@ struct session {
     const struct config_account *auth_candidate;
     struct localauth_req *auth_req;
     session_auth_cb auth_cb;
+    struct sasl_server sasl;  /* an AUTH / AUTHENTICATE exchange in progress (sasl.h) */
     char login_user[SASL_MAX_FIELD + 1];
     char password[SASL_MAX_FIELD + 1]; /* secret: only while the check runs (token_unlock) */
 };

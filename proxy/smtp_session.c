@@ -31,9 +31,7 @@
 enum smtp_state {
     SMTP_S_COMMAND,        /* waiting for a command line */
     SMTP_S_TLS,            /* handshake (implicit TLS or after STARTTLS) */
-    SMTP_S_AUTH_PLAIN,     /* "334 " sent, PLAIN response expected */
-    SMTP_S_AUTH_LOGIN_USER,
-    SMTP_S_AUTH_LOGIN_PASS,
+    SMTP_S_AUTH,           /* "334 ..." sent, the next SASL response expected */
     SMTP_S_AUTH_VERIFY,    /* local password check (and, after a failure, its delay) */
     SMTP_S_UPSTREAM_LOGIN, /* token + upstream login running */
     SMTP_S_UPSTREAM_REPLY, /* a command was relayed, its reply is awaited */
@@ -44,13 +42,13 @@ enum smtp_state {
 };
 
 static const char *const smtp_state_names[] = {
-    "command", "tls", "auth-plain", "auth-login-user", "auth-login-pass", "auth-verify",
+    "command", "tls", "auth", "auth-verify",
     "upstream-login", "upstream-reply", "data", "data-discard", "data-reply",
     "closing"};
 
 struct smtp_session {
     /* First: session.c frees through it. base.acct is set once the client logged in or was
-     * found allowlisted; base.login_user holds the AUTH LOGIN user name until the password. */
+     * found allowlisted; base.sasl is the AUTH exchange in progress. */
     struct session base;
     enum smtp_state state;
 
@@ -106,9 +104,7 @@ static void smtp_enter_state(struct smtp_session *s, enum smtp_state st)
     s->state = st;
     switch (st) {
     case SMTP_S_COMMAND:
-    case SMTP_S_AUTH_PLAIN:
-    case SMTP_S_AUTH_LOGIN_USER:
-    case SMTP_S_AUTH_LOGIN_PASS:
+    case SMTP_S_AUTH:
     case SMTP_S_DATA:
     case SMTP_S_DATA_DISCARD:
     case SMTP_S_TLS:
@@ -225,8 +221,8 @@ static void smtp_cmd_ehlo(struct smtp_session *s, int extended)
     if (session_plaintext_auth_ok(&s->base) && !s->authenticated) {
         /* The "AUTH=" form is for clients from before RFC 2554 was final (old Outlook,
          * some printers). */
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH PLAIN LOGIN\r\n");
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH=PLAIN LOGIN\r\n");
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH " SASL_SERVER_MECHS "\r\n");
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "250-AUTH=" SASL_SERVER_MECHS "\r\n");
     }
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250 ENHANCEDSTATUSCODES\r\n");
     conn_write(&s->base.conn, buf, n);
@@ -344,64 +340,38 @@ static void smtp_login_done_cb(void *arg, enum upstream_failure f, const char *r
     smtp_relay_command(s, s->pending_verb, s->pending_line, len);
 }
 
-static void smtp_auth_plain_response(struct smtp_session *s, const char *b64, size_t len)
+/* A step of the AUTH exchange (sasl.h), in SMTP's words (RFC 4954 section 4). */
+static void smtp_auth_step(struct smtp_session *s, enum sasl_step st, struct sasl_cred *cred,
+                           enum sasl_mech mech)
+{
+    switch (st) {
+    case SASL_STEP_CHALLENGE:
+        smtp_enter_state(s, SMTP_S_AUTH);
+        smtp_reply(s, "334 %s", s->base.sasl.challenge);
+        return;
+    case SASL_STEP_DONE:
+        smtp_check_password(s, cred->user, cred->password);
+        sasl_cred_clear(cred);
+        return;
+    case SASL_STEP_CANCELLED:
+        smtp_reply(s, "501 5.0.0 Authentication cancelled");
+        break;
+    case SASL_STEP_INVALID:
+        smtp_reply(s, "501 5.5.2 Cannot decode AUTH %s response",
+                   mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN");
+        break;
+    case SASL_STEP_AUTHZID:
+        smtp_reply(s, "535 5.7.8 Authorization identity not allowed");
+        break;
+    }
+    smtp_command_done(s);
+}
+
+static void smtp_auth_response(struct smtp_session *s, const char *b64, size_t len)
 {
     struct sasl_cred cred;
-    if (len == 1 && b64[0] == '*') {
-        smtp_reply(s, "501 5.0.0 Authentication cancelled");
-        smtp_command_done(s);
-        return;
-    }
-    if (sasl_plain_decode(b64, len, &cred) != 0) {
-        sasl_cred_clear(&cred);
-        smtp_reply(s, "501 5.5.2 Cannot decode AUTH PLAIN response");
-        smtp_command_done(s);
-        return;
-    }
-    if (cred.authzid[0] != '\0' && strcmp(cred.authzid, cred.user) != 0) {
-        sasl_cred_clear(&cred);
-        smtp_reply(s, "535 5.7.8 Authorization identity not allowed");
-        smtp_command_done(s);
-        return;
-    }
-    smtp_check_password(s, cred.user, cred.password);
-    sasl_cred_clear(&cred);
-}
-
-static void smtp_auth_login_user(struct smtp_session *s, const char *b64, size_t len)
-{
-    if (len == 1 && b64[0] == '*') {
-        smtp_reply(s, "501 5.0.0 Authentication cancelled");
-        smtp_command_done(s);
-        return;
-    }
-    if (sasl_login_decode(b64, len, s->base.login_user) != 0 || s->base.login_user[0] == '\0') {
-        smtp_reply(s, "501 5.5.2 Cannot decode AUTH LOGIN response");
-        smtp_command_done(s);
-        return;
-    }
-    smtp_enter_state(s, SMTP_S_AUTH_LOGIN_PASS);
-    smtp_reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
-}
-
-static void smtp_auth_login_pass(struct smtp_session *s, const char *b64, size_t len)
-{
-    char password[SASL_MAX_FIELD + 1];
-    if (len == 1 && b64[0] == '*') {
-        smtp_reply(s, "501 5.0.0 Authentication cancelled");
-        smtp_command_done(s);
-        return;
-    }
-    if (sasl_login_decode(b64, len, password) != 0) {
-        OPENSSL_cleanse(password, sizeof password);
-        smtp_reply(s, "501 5.5.2 Cannot decode AUTH LOGIN response");
-        smtp_command_done(s);
-        return;
-    }
-    char user[SASL_MAX_FIELD + 1];
-    snprintf(user, sizeof user, "%s", s->base.login_user);
-    smtp_check_password(s, user, password);
-    OPENSSL_cleanse(password, sizeof password);
+    enum sasl_mech mech = s->base.sasl.mech;
+    smtp_auth_step(s, sasl_server_step(&s->base.sasl, b64, len, &cred), &cred, mech);
 }
 
 static void smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
@@ -432,26 +402,13 @@ static void smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd
         ir = arg + mlen + 1;
         ir_len = cmd->arg_len - mlen - 1;
     }
-    if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
-        if (ir == NULL) {
-            smtp_enter_state(s, SMTP_S_AUTH_PLAIN);
-            smtp_reply(s, "334 ");
-        } else if (ir_len == 1 && ir[0] == '=') {
-            /* RFC 4954: "=" is an empty initial response, which PLAIN cannot use. */
-            smtp_reply(s, "501 5.5.2 Empty AUTH PLAIN response");
-        } else {
-            smtp_auth_plain_response(s, ir, ir_len);
-        }
-    } else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
-        if (ir == NULL) {
-            smtp_enter_state(s, SMTP_S_AUTH_LOGIN_USER);
-            smtp_reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
-        } else {
-            smtp_auth_login_user(s, ir, ir_len);
-        }
-    } else {
+    enum sasl_mech mech = sasl_mech_parse(arg, mlen);
+    if (mech == SASL_MECH_UNKNOWN) {
         smtp_reply(s, "504 5.5.4 Unrecognized authentication type");
+        return;
     }
+    struct sasl_cred cred;
+    smtp_auth_step(s, sasl_server_start(&s->base.sasl, mech, ir, ir_len, &cred), &cred, mech);
 }
 
 /* ---- relayed commands --------------------------------------------------------------------- */
@@ -1054,8 +1011,7 @@ static void smtp_upstream_event(void *arg, enum smtp_upstream_event ev)
 
 static int smtp_state_reads_lines(enum smtp_state st)
 {
-    return st == SMTP_S_COMMAND || st == SMTP_S_AUTH_PLAIN || st == SMTP_S_AUTH_LOGIN_USER ||
-           st == SMTP_S_AUTH_LOGIN_PASS;
+    return st == SMTP_S_COMMAND || st == SMTP_S_AUTH;
 }
 
 static void smtp_handle_line(struct smtp_session *s, const char *line, size_t len)
@@ -1064,14 +1020,8 @@ static void smtp_handle_line(struct smtp_session *s, const char *line, size_t le
     case SMTP_S_COMMAND:
         smtp_dispatch_command(s, line, len);
         break;
-    case SMTP_S_AUTH_PLAIN:
-        smtp_auth_plain_response(s, line, len);
-        break;
-    case SMTP_S_AUTH_LOGIN_USER:
-        smtp_auth_login_user(s, line, len);
-        break;
-    case SMTP_S_AUTH_LOGIN_PASS:
-        smtp_auth_login_pass(s, line, len);
+    case SMTP_S_AUTH:
+        smtp_auth_response(s, line, len);
         break;
     default:
         break;

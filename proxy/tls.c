@@ -69,6 +69,36 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, int verify, FILE *err)
     return ctx;
 }
 
+/* The listeners' TLS 1.2 (and older) suites, in the server's order of preference, after
+ * Mozilla's "intermediate" profile (https://wiki.mozilla.org/Security/Server_Side_TLS): forward
+ * secret AEAD suites first; then the ECDHE CBC suites, last, because many printers and scanners
+ * that speak TLS 1.2 (and every TLS 1.0/1.1 client) know nothing else. No static-RSA key
+ * exchange (no forward secrecy) and no DHE: every client that has DHE-RSA-AES-GCM also has an
+ * ECDHE suite, and finite-field DHE lets a client make the server do expensive work for free
+ * (the "D(HE)at" attack, CVE-2002-20001). TLS 1.3 suites are OpenSSL's, all AEAD. */
+const char *const tls_default_ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:"
+    "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:"
+    "ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
+
+const char *tls_weak_cipher(const SSL_CTX *ctx)
+{
+    const STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
+        int kx = SSL_CIPHER_get_kx_nid(c);
+        int forward_secret = kx == NID_kx_ecdhe || kx == NID_kx_dhe || kx == NID_kx_any;
+        if (!forward_secret || SSL_CIPHER_get_bits(c, NULL) < 128 ||
+            SSL_CIPHER_get_auth_nid(c) == NID_auth_null)
+            return SSL_CIPHER_get_name(c);
+    }
+    return NULL;
+}
+
 int tls_server_ctx_set_policy(SSL_CTX *ctx, int min_version, const char *ciphers, FILE *err)
 {
     char why[256];
@@ -94,8 +124,11 @@ int tls_server_ctx_set_policy(SSL_CTX *ctx, int min_version, const char *ciphers
      * asked for them for an old printer gets them, with a warning in the log. */
     if (v < TLS1_2_VERSION)
         SSL_CTX_set_security_level(ctx, 0);
-    if (ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
-        fprintf(err, "bad tls_ciphers \"%s\": %s\n", ciphers,
+    /* The server picks: a client that lists CBC (or static RSA) first still gets the best
+     * suite both sides have. */
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_set_cipher_list(ctx, ciphers != NULL ? ciphers : tls_default_ciphers) != 1) {
+        fprintf(err, "bad tls_ciphers \"%s\": %s\n", ciphers != NULL ? ciphers : "(default)",
                 tls_last_error(why, sizeof why, "no cipher matches"));
         return -1;
     }

@@ -4,11 +4,14 @@ byte for byte, Bcc-only recipients as a Bcc: header, app-only sends with the imp
 header, and every provider answer must map to its SMTP reply. Large messages, fallbacks and
 clients that drop mid-DATA are in test_ews_graph_big.py."""
 import os
+import smtplib
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ews_graph_base import EwsGraphCase, message  # noqa: E402
+from ews_graph_base import PASSWORD, USER, EwsGraphCase, message  # noqa: E402
+from rig import rss_kb  # noqa: E402
 
 
 class EwsGraphTest(EwsGraphCase):
@@ -95,6 +98,37 @@ class EwsGraphTest(EwsGraphCase):
         self.assertNotIn("internal server error", self.last.lower(), "fault text in the reply")
         self.assertIn("An internal server error occurred", x.log_text(),
                       "the fault text is in the log")
+
+    def test_ews_entity_bomb_refused(self):
+        """A response with a DTD is refused unread: the client hears 451 at once and the
+        daemon's memory stays flat (it used to take ~11 s and 0.9 GB expanding the entity)."""
+        x = self.xoauthd("ews")
+        self.assertEqual(self.send(x, message("warm up"))[0], 250)
+        hwm_before = rss_kb(x.proc.pid, "VmHWM")
+        self.mock.ews_script.append(("bomb",))
+        with smtplib.SMTP("127.0.0.1", x.port("smtp"), timeout=120) as s:
+            s.ehlo("printer.local")
+            s.login("scanner", PASSWORD)
+            s.mail(USER)
+            s.rcpt("boss@contoso.test")
+            s.putcmd("data")
+            self.assertEqual(s.getreply()[0], 354)
+            s.send(message("bomb").replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
+            t0 = time.monotonic()
+            code, text = s.getreply()
+            took = time.monotonic() - t0
+        hwm_after = rss_kb(x.proc.pid, "VmHWM")
+        print("entity bomb: reply after %.3f s, VmHWM %d -> %d kB"
+              % (took, hwm_before, hwm_after))
+        self.assertTrue(code == 451 and text.startswith(b"4."), (code, text))
+        self.assertLess(took, 1.0, "the reply to the end of DATA took too long")
+        # generous: the whole 104 KB body, its tree and libxml2's buffers are a few MB
+        self.assertLess(hwm_after - hwm_before, 64 * 1024, "peak memory grew")
+        self.assertEqual(len(self.mock.of_kind("ews")), 2)
+        self.assertIn('event=ews_response_refused http_status=500 size=104', x.log_text())
+        self.assertIn('reason="the response carries a DTD"', x.log_text())
+        # and the daemon still works
+        self.assertEqual(self.send(x, message("after the bomb"))[0], 250)
 
     def test_ews_busy(self):
         # a back-off beyond the budget: 451 at once

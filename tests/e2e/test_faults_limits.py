@@ -1,7 +1,8 @@
 """Limits and defences (issue 6): connections per client address, the invalid-command limits
 of SMTP and POP3 (IMAP's is in test_imap_pop3.py), the lockout after repeated failed logins
 with replies that stay generic, the fail2ban filter against the daemon's real log lines, and
-the listener's TLS floor (TLS 1.1 refused by default, accepted with tls_min_version = 1.0)."""
+the listener's TLS floor (TLS 1.1 refused by default, accepted with tls_min_version = 1.0) and
+its cipher policy (no static RSA by default, the server's order enforced)."""
 import base64
 import os
 import shutil
@@ -360,6 +361,45 @@ class LimitsTest(FakeUpstreamCase):
         x.stop()
         log = x.log_text()
         self.assertIn("event=weak_tls listener=old tls_min_version=1.0", log)
+        self.assertNotIn("event=weak_tls listener=new", log)
+
+    def s_client_cipher(self, port, ciphers):
+        """The TLS 1.2 suite openssl s_client negotiates offering ciphers (in that order), or
+        None when the handshake fails."""
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_2",
+                            "-cipher", ciphers, "-servername", "localhost"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        out = r.stdout.decode(errors="replace")
+        for line in out.splitlines():
+            if ", Cipher is " in line:
+                name = line.split(", Cipher is ")[1].strip()
+                return None if name == "(NONE)" else name
+        return None
+
+    def test_tls_cipher_policy(self):
+        # an RSA certificate, as most devices see: static-RSA key exchange needs one
+        cert, key = rigmod.make_client_cert(os.path.join(self.rig.dir, "rsa-listener"),
+                                            "listener")
+        rsa = {"tls": "implicit", "tls_cert": cert, "tls_key": key}
+        x = self.start({"new": dict(rsa),
+                        "printer": dict(rsa, tls_ciphers="AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256")})
+        new = x.port("new")
+        # static-RSA key exchange (no forward secrecy) is not offered by default
+        self.assertIsNone(self.s_client_cipher(new, "AES128-SHA"))
+        # the ECDHE CBC suites old TLS 1.2 printers know are, last in the server's order
+        self.assertEqual(self.s_client_cipher(new, "ECDHE-RSA-AES128-SHA"), "ECDHE-RSA-AES128-SHA")
+        # the server's order wins: a client listing CBC first gets GCM
+        self.assertEqual(self.s_client_cipher(new, "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256"),
+                         "ECDHE-RSA-AES128-GCM-SHA256")
+        # anything weaker only through tls_ciphers, with a warning; its order is enforced too
+        self.assertEqual(self.s_client_cipher(x.port("printer"), "AES128-SHA"), "AES128-SHA")
+        self.assertEqual(self.s_client_cipher(x.port("printer"),
+                                              "ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA"),
+                         "AES128-SHA")
+        x.stop()
+        log = x.log_text()
+        self.assertIn("event=weak_tls listener=printer cipher=AES128-SHA", log)
         self.assertNotIn("event=weak_tls listener=new", log)
 
 

@@ -185,12 +185,144 @@ class ImapPop3Test(unittest.TestCase):
         self.assertIn("event=auth_failed protocol=pop3", log)
         self.assertNotIn("Wr0ngPw", log, "a password reached the log")
 
+    def test_id_at_rfc2971_maximum(self):
+        """RFC 2971 section 3.3's largest ID (30 pairs, 30-octet fields, 1024-octet values, a
+        31.8 KB line) is answered OK before login, as Dovecot does; the login behind it works,
+        and beyond the limits (or for any other command that long) it is BAD."""
+        pairs = " ".join('"%s" "%s"' % (("f%02d" % k).ljust(30, "x"), chr(97 + k % 26) * 1024)
+                         for k in range(30))
+        line = "i1 ID (%s)\r\n" % pairs
+        self.assertGreater(len(line), 31000)
+        r = self.imap()
+        r.send(line + "i2 LOGIN %s %s\r\n" % (LOCAL_USER, mc.imap_quote(PASSWORD)))
+        un, tagged = r.until_tag("i1")
+        self.assertEqual(tagged, "i1 OK ID completed.")
+        self.assertEqual(un, ['* ID ("name" "xoauthd")'])
+        self.assertTrue(r.until_tag("i2")[1].startswith("i2 OK [CAPABILITY "))
+        r = self.imap()
+        r.send(line.replace("(", '("one" "more" ', 1) + "i3 NOOP\r\n")
+        self.assertEqual(r.until_tag("i1")[1], "i1 BAD Too many ID field/value pairs")
+        r.send(line.replace("i1 ID", "i4 XD", 1))
+        self.assertEqual(r.until_tag("i3")[1], "i3 OK NOOP completed.")
+        self.assertEqual(r.until_tag("i4")[1], "i4 BAD Command line too long")
+
+    def test_imap_authenticate_login(self):
+        """AUTHENTICATE LOGIN (draft-murchison-sasl-login, as Dovecot offers it): imaplib's
+        callback, SASL-IR, cancel, undecodable input, curl, and LOGINDISABLED."""
+        def login_cb(challenge):
+            return {b"Username:": LOCAL_USER, b"Password:": PASSWORD}[challenge]
+        m = imaplib.IMAP4("127.0.0.1", self.x.port("imap"), timeout=20)
+        self.assertIn("AUTH=LOGIN", m.capabilities)
+        typ, data = m.authenticate("LOGIN", login_cb)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(m.select("INBOX", readonly=True)[0], "OK")
+        m.logout()
+        b64 = mc.b64
+        # the user name as initial response (RFC 4959), the password on the continuation
+        r = self.imap()
+        r.send("l1 AUTHENTICATE LOGIN %s\r\n" % b64(LOCAL_USER))
+        self.assertEqual(r.line().rstrip(), "+ UGFzc3dvcmQ6")
+        r.send(b64(PASSWORD) + "\r\nl2 NOOP\r\n")
+        self.assertTrue(r.until_tag("l1")[1].startswith("l1 OK [CAPABILITY "))
+        self.assertTrue(r.until_tag("l2")[1].startswith("l2 OK"), "relayed after the login")
+        # cancelled at each step, then a bad password and undecodable base64
+        r = self.imap()
+        r.send("c1 AUTHENTICATE login\r\n")
+        self.assertEqual(r.line().rstrip(), "+ VXNlcm5hbWU6")
+        r.send("*\r\n")
+        self.assertEqual(r.until_tag("c1")[1], "c1 BAD Authentication cancelled.")
+        r.send("c2 AUTHENTICATE LOGIN\r\n")
+        r.line()
+        r.send(b64(LOCAL_USER) + "\r\n")
+        self.assertEqual(r.line().rstrip(), "+ UGFzc3dvcmQ6")
+        r.send("*\r\n")
+        self.assertEqual(r.until_tag("c2")[1], "c2 BAD Authentication cancelled.")
+        r.send("c3 AUTHENTICATE LOGIN %s\r\n" % b64(LOCAL_USER))
+        r.line()
+        r.send(b64("Wr0ngPw-L") + "\r\n")
+        self.assertEqual(r.until_tag("c3")[1], "c3 NO [AUTHENTICATIONFAILED] Authentication failed.")
+        r.send("c4 AUTHENTICATE LOGIN\r\n")
+        r.line()
+        r.send("not*base64\r\n")
+        self.assertEqual(r.until_tag("c4")[1], "c4 BAD Invalid SASL LOGIN response.")
+        r.send("c5 AUTHENTICATE LOGIN =\r\n")
+        self.assertEqual(r.until_tag("c5")[1], "c5 BAD Invalid SASL LOGIN response.")
+        # curl asked for LOGIN
+        rc, out, err = mc.curl(["-u", "%s:%s" % (LOCAL_USER, PASSWORD), "--login-options",
+                                "AUTH=LOGIN", "imap://127.0.0.1:%d/" % self.x.port("imap")])
+        self.assertEqual(rc, 0, err)
+        self.assertIn(b"INBOX", out)
+        # where a password may not travel in clear, LOGIN is neither offered nor accepted
+        r = self.imap("imap-tls")
+        self.assertNotIn("AUTH=LOGIN", r.greeting)
+        r.send("p1 AUTHENTICATE LOGIN %s\r\n" % b64(LOCAL_USER))
+        self.assertTrue(r.until_tag("p1")[1].startswith("p1 NO [PRIVACYREQUIRED]"))
+        r.send("p2 STARTTLS\r\n")
+        self.assertTrue(r.until_tag("p2")[1].startswith("p2 OK"))
+        r.starttls(mc.client_tls_context(self.rig))
+        r.send("p3 CAPABILITY\r\n")
+        self.assertIn("AUTH=LOGIN", r.until_tag("p3")[0][0])
+        r.send("p4 AUTHENTICATE LOGIN\r\n")
+        self.assertEqual(r.line().rstrip(), "+ VXNlcm5hbWU6")
+        r.send(b64(LOCAL_USER) + "\r\n")
+        r.line()
+        r.send(b64(PASSWORD) + "\r\n")
+        self.assertTrue(r.until_tag("p4")[1].startswith("p4 OK [CAPABILITY"))
+        self.assertNotIn("Wr0ngPw", self.x.log_text(), "a password reached the log")
+
     # ---- POP3 ------------------------------------------------------------------------------
+
+    def test_pop3_auth_login(self):
+        """AUTH LOGIN (RFC 5034 with the LOGIN mechanism): with and without the user name as
+        initial response, poplib behind it, cancel, curl, and the plaintext policy."""
+        b64 = mc.b64
+        r = Raw(self.x.port("pop3"))
+        self.addCleanup(r.close)
+        r.send("AUTH\r\n")
+        self.assertEqual(r.until_dot(), ["+OK", "PLAIN", "LOGIN", "."])
+        r.send("AUTH LOGIN\r\n")
+        self.assertEqual(r.line().rstrip(), "+ VXNlcm5hbWU6")
+        r.send(b64(LOCAL_USER) + "\r\n")
+        self.assertEqual(r.line().rstrip(), "+ UGFzc3dvcmQ6")
+        r.send(b64(PASSWORD) + "\r\nSTAT\r\n")
+        self.assertTrue(r.line().startswith("+OK"))
+        self.assertTrue(r.line().startswith("+OK "), "STAT pipelined behind the login")
+        # poplib, with the user name as initial response
+        p = poplib.POP3("127.0.0.1", self.x.port("pop3"), timeout=20)
+        self.assertIn("LOGIN", p.capa()["SASL"])
+        self.assertEqual(p._shortcmd("AUTH LOGIN " + b64(LOCAL_USER)), b"+ UGFzc3dvcmQ6")
+        self.assertTrue(p._shortcmd(b64(PASSWORD)).startswith(b"+OK"))
+        self.assertGreaterEqual(p.stat()[0], 1)
+        p.quit()
+        # cancelled, a wrong password, undecodable
+        r = Raw(self.x.port("pop3"))
+        self.addCleanup(r.close)
+        r.send("AUTH LOGIN\r\n*\r\n")
+        r.line()
+        self.assertEqual(r.line().rstrip(), "-ERR Authentication cancelled.")
+        r.send("AUTH LOGIN %s\r\n%s\r\n" % (b64(LOCAL_USER), b64("Wr0ngPw-P")))
+        r.line()
+        self.assertTrue(r.line().startswith("-ERR [AUTH] Authentication failed."))
+        r.send("AUTH LOGIN =\r\n")
+        self.assertEqual(r.line().rstrip(), "-ERR Invalid SASL LOGIN response.")
+        # curl asked for LOGIN
+        rc, out, err = mc.curl(["-u", "%s:%s" % (LOCAL_USER, PASSWORD), "--login-options",
+                                "AUTH=LOGIN", "pop3://127.0.0.1:%d/" % self.x.port("pop3")])
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out.decode(), r"^1 \d+")
+        # not before STLS where plain text is not allowed
+        r = Raw(self.x.port("pop3-tls"))
+        self.addCleanup(r.close)
+        r.send("AUTH LOGIN\r\n")
+        self.assertTrue(r.line().startswith("-ERR [AUTH]"))
+        r.send("AUTH\r\n")
+        self.assertEqual(r.until_dot(), ["+OK", "."])
+        self.assertNotIn("Wr0ngPw", self.x.log_text(), "a password reached the log")
 
     def test_poplib_user_pass_list_retr(self):
         p = poplib.POP3("127.0.0.1", self.x.port("pop3"), timeout=20)
         caps = p.capa()
-        self.assertEqual(caps.get("SASL"), ["PLAIN"])
+        self.assertEqual(caps.get("SASL"), ["PLAIN", "LOGIN"])
         self.assertIn("USER", caps)
         self.assertNotIn("STLS", caps)
         p.user(LOCAL_USER)
@@ -235,7 +367,7 @@ class ImapPop3Test(unittest.TestCase):
         capa = r.until_dot()
         self.assertTrue(capa[0].startswith("+OK"), "exactly one answer: the injected CAPA is gone")
         self.assertNotIn("STLS", capa)
-        self.assertIn("SASL PLAIN", capa)
+        self.assertIn("SASL PLAIN LOGIN", capa)
         r.send("USER %s\r\nPASS %s\r\n" % (LOCAL_USER, PASSWORD))
         self.assertTrue(r.line().startswith("+OK"))
         self.assertTrue(r.line().startswith("+OK"))

@@ -1,6 +1,6 @@
 /* libFuzzer target: what the EWS (SOAP/XML) and Graph (JSON) endpoints answer, through the
- * parsers and the verdict tables that turn an answer into an SMTP reply, the way ews_done_cb and
- * graph_done_cb use them; also the Retry-After header parser (http_retry_after_parse) whose
+ * parsers and the verdict tables that turn an answer into an SMTP reply (ews_result_from_http,
+ * as ews_done_cb uses it, and graph_done_cb's steps); also the Retry-After header parser (http_retry_after_parse) whose
  * value reaches the verdicts. The first octet picks the HTTP status (low bits) and, when its
  * high bit is set, takes the body's first line as the Retry-After value. */
 #include <stdint.h>
@@ -44,22 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* ews_done_cb */
     struct ews_result er;
-    memset(&er, 0, sizeof er);
-    er.retry_after = retry_after;
-    er.backoff_ms = -1;
-    er.http_status = status;
-    if (status == 0) {
-        er.outcome = EWS_OUT_TRANSPORT;
-        er.timed_out = (int)(size & 1);
-    } else if (status == 401 || status == 429 || status == 503 || size == 0 ||
-               ews_parse_response(body, size, &er) != 0) {
-        ews_result_clear(&er);
-        er.http_status = status;
-        er.retry_after = retry_after;
-        er.outcome = EWS_OUT_HTTP;
-    } else if (status != 200 && er.outcome == EWS_OUT_OK) {
-        er.outcome = EWS_OUT_HTTP;
-    }
+    struct http_response resp = {status, status == 0 ? "no response" : NULL, (int)(size & 1),
+                                 body, size, retry_after};
+    ews_result_from_http(&resp, &er);
     if (memchr(er.response_code, '\0', sizeof er.response_code) == NULL ||
         memchr(er.message_text, '\0', sizeof er.message_text) == NULL ||
         memchr(er.item_id, '\0', sizeof er.item_id) == NULL ||

@@ -1,4 +1,4 @@
-/* libFuzzer target: the server-side SASL decoders (PLAIN, LOGIN), base64, the decoder of an
+/* libFuzzer target: the server-side SASL decoders and exchanges (PLAIN, LOGIN), base64, the decoder of an
  * upstream's error challenge (which comes from the network too), and the client-side XOAUTH2 /
  * OAUTHBEARER encoders fed with hostile user names and tokens (decoded again and checked: a
  * control byte must never smuggle an extra \x01 pair). xoauthd never decodes XOAUTH2 itself:
@@ -63,6 +63,42 @@ static void fuzz_client_responses(const uint8_t *data, size_t size)
     free(buf);
 }
 
+/* A server-side exchange driven by the input: first octet picks the mechanism and whether
+ * the first line is an initial response; the lines that follow are the responses. */
+static void fuzz_server_exchange(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return;
+    struct sasl_server x;
+    struct sasl_cred cred;
+    memset(&x, 0, sizeof x);
+    enum sasl_mech mech = (enum sasl_mech)(data[0] % 3);
+    const char *p = (const char *)data + 1, *end = (const char *)data + size;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t l = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+    enum sasl_step st = (data[0] & 0x80) ? sasl_server_start(&x, mech, p, l, &cred)
+                                         : sasl_server_start(&x, mech, NULL, 0, &cred);
+    if (data[0] & 0x80)
+        p += l + (nl != NULL);
+    for (int steps = 0; st == SASL_STEP_CHALLENGE; steps++) {
+        /* PLAIN takes one response, LOGIN two */
+        if (steps > 2 || x.challenge == NULL || p > end)
+            abort();
+        nl = memchr(p, '\n', (size_t)(end - p));
+        l = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        st = sasl_server_step(&x, p, l, &cred);
+        p += l + (nl != NULL);
+    }
+    if (st == SASL_STEP_DONE &&
+        (cred.user[0] == '\0' || strlen(cred.user) > SASL_MAX_FIELD ||
+         strlen(cred.password) > SASL_MAX_FIELD))
+        abort();
+    if (st != SASL_STEP_DONE && (cred.user[0] != '\0' || cred.password[0] != '\0'))
+        abort(); /* nothing secret is left behind a failure */
+    sasl_cred_clear(&cred);
+    sasl_server_clear(&x);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = (const char *)data;
@@ -96,5 +132,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strlen(desc) >= sizeof desc)
         abort();
     fuzz_client_responses(data, size);
+    fuzz_server_exchange(data, size);
     return 0;
 }

@@ -94,6 +94,11 @@ def plain_b64(user, password, authzid=""):
     return base64.b64encode(("%s\0%s\0%s" % (authzid, user, password)).encode()).decode()
 
 
+def b64(s):
+    """One response of the LOGIN mechanism (a user name or a password), base64."""
+    return base64.b64encode(s.encode()).decode()
+
+
 def imap_quote(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -22,6 +22,9 @@ next one, and with the script empty it succeeds. EWS entries:
   ("error", "ErrorSendAsDenied")        ResponseClass="Error" with that ResponseCode
   ("busy", 1500)                        ErrorServerBusy with BackOffMilliseconds
   ("fault",)                            a SOAP fault (HTTP 500)
+  ("bomb",)                             a SOAP fault (HTTP 500) whose faultstring expands an
+                                        internal DTD entity of 50,000 characters 18,000 times
+                                        (104 KB on the wire, 900 MB expanded)
   ("http", 401) / ("http", 503, 3600)   a bare HTTP status [with Retry-After seconds]
 Graph entries:
   ("http", 429, 1)                      status [with Retry-After]
@@ -97,6 +100,14 @@ def soap_fault(text="The request failed schema validation.", code="ErrorSchemaVa
                 'exchange/services/2006/errors">%s</e:ResponseCode><e:Message xmlns:e="http://'
                 'schemas.microsoft.com/exchange/services/2006/errors">%s</e:Message></detail>'
                 '</s:Fault>' % (NS["t"], code, text, code, text))
+
+
+def entity_bomb_fault(entity_len=50000, refs=18000):
+    """A hostile SOAP fault: a DTD entity referenced over and over (billion laughs, flat)."""
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE s:Envelope [<!ENTITY a "%s">]>\n'
+            '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>'
+            '<faultcode>s:Server</faultcode><faultstring>%s</faultstring></s:Fault></s:Body>'
+            '</s:Envelope>\n' % ("A" * entity_len, "&a;" * refs)).encode()
 
 
 class MockEwsGraph:
@@ -308,6 +319,8 @@ class MockEwsGraph:
             if kind == "fault":
                 return self._send(h, 500, soap_fault("An internal server error occurred.",
                                                      "ErrorInternalServerError"))
+            if kind == "bomb":
+                return self._send(h, 500, entity_bomb_fault())
             if kind == "error":
                 return self._send(h, 200, _response(op, _msg(op, "Error", step[1],
                                                              "Scripted %s." % step[1])))

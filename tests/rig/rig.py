@@ -1214,11 +1214,11 @@ def xoauthd_bin():
     return os.environ.get("XOAUTHD_BIN") or os.path.join(REPO_ROOT, "build", "xoauthd")
 
 
-def rss_kb(pid):
-    """The resident memory of a running process, in kB."""
+def rss_kb(pid, field="VmRSS"):
+    """The resident memory of a running process (field="VmHWM": its peak), in kB."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -335,9 +336,116 @@ static void test_parse_and_classify(void)
              "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>"
              "<m:R xmlns:m=\"urn:x\" ResponseClass=\"Error\"><m:ResponseCode>&e;</m:ResponseCode>"
              "</m:R></s:Body></s:Envelope>");
-    CHECK(ews_parse_response(body, strlen(body), &r) == 0);
-    CHECK(strstr(r.response_code, "root:") == NULL);
+    CHECK(ews_parse_response(body, strlen(body), &r) == EWS_PARSE_REFUSED);
+    CHECK(strstr(r.response_code, "root:") == NULL && strstr(r.message_text, "DTD") != NULL);
     ews_result_clear(&r);
+}
+
+/* head, times copies of unit, then tail: the big bodies of the cases below. */
+static char *big_body(size_t *len, const char *head, const char *unit, size_t times,
+                      const char *tail)
+{
+    size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+    char *b = malloc(hl + ul * times + tl + 1);
+    CHECK(b != NULL);
+    memcpy(b, head, hl);
+    for (size_t i = 0; i < times; i++)
+        memcpy(b + hl + i * ul, unit, ul);
+    memcpy(b + hl + ul * times, tail, tl + 1);
+    *len = hl + ul * times + tl;
+    return b;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The expansion bomb seen in the field: a SOAP fault whose faultstring references an internal
+ * entity of 50,000 characters 18,000 times (104 KB on the wire, 900 MB expanded). It used to
+ * take 11 s and 0.9 GB; it must be refused unread, in far less than a second. */
+static char *entity_bomb(size_t *len)
+{
+    char *ent = malloc(50001);
+    CHECK(ent != NULL);
+    memset(ent, 'A', 50000);
+    ent[50000] = '\0';
+    char head[50400];
+    snprintf(head, sizeof head,
+             "<?xml version=\"1.0\"?>\n<!DOCTYPE s:Envelope [<!ENTITY a \"%s\">]>\n"
+             "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>"
+             "<s:Fault><faultcode>s:Server</faultcode><faultstring>", ent);
+    free(ent);
+    return big_body(len, head, "&a;", 18000,
+                    "</faultstring></s:Fault></s:Body></s:Envelope>\n");
+}
+
+static void test_parse_refusals(void)
+{
+    struct ews_result r;
+    size_t len;
+    memset(&r, 0, sizeof r);
+    char *bomb = entity_bomb(&len);
+    CHECK(len > 100000 && len < 110000);
+    double t0 = now_s();
+    CHECK(ews_parse_response(bomb, len, &r) == EWS_PARSE_REFUSED);
+    double took = now_s() - t0;
+    printf("entity bomb (%zu bytes) refused in %.4f s\n", len, took);
+    CHECK(took < 1.0);
+    CHECK(strstr(r.message_text, "DTD") != NULL && r.message_text[0] != 'A');
+    ews_result_clear(&r);
+
+    /* ... and through the HTTP mapping: a temporary failure, never a send */
+    struct http_response resp = {200, NULL, 0, bomb, len, -1};
+    struct submit_verdict v;
+    ews_result_from_http(&resp, &r);
+    CHECK(r.outcome == EWS_OUT_REFUSED);
+    ews_verdict(&r, &v);
+    CHECK(v.kind == SUBMIT_V_FAIL && strncmp(v.reply, "451 4.", 6) == 0 && v.hint != NULL);
+    ews_result_clear(&r);
+    free(bomb);
+
+    /* a DTD without entities, an external one, a parameter entity: all refused */
+    static const char *const dtds[] = {
+        "<!DOCTYPE x><x/>",
+        "<!DOCTYPE x SYSTEM \"http://127.0.0.1:1/x.dtd\"><x/>",
+        "<!DOCTYPE x [<!ENTITY % p \"<!ENTITY q 'b'>\"> %p;]><x>&q;</x>",
+    };
+    for (size_t i = 0; i < sizeof dtds / sizeof dtds[0]; i++) {
+        CHECK(ews_parse_response(dtds[i], strlen(dtds[i]), &r) == EWS_PARSE_REFUSED);
+        ews_result_clear(&r);
+    }
+
+    /* an undeclared entity is not well-formed; predefined and character references are text */
+    const char *undeclared = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">"
+                             "<s:Body><s:Fault><faultstring>&a;</faultstring></s:Fault></s:Body>"
+                             "</s:Envelope>";
+    CHECK(ews_parse_response(undeclared, strlen(undeclared), &r) == -1);
+    ews_result_clear(&r);
+    const char *text = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">"
+                       "<s:Body><s:Fault><faultstring>a &amp; b<![CDATA[ <c> ]]>&#x64;"
+                       "<!-- no -->e</faultstring></s:Fault></s:Body></s:Envelope>";
+    CHECK(ews_parse_response(text, strlen(text), &r) == 0);
+    CHECK(r.outcome == EWS_OUT_FAULT && strcmp(r.message_text, "a & b <c> de") == 0);
+    ews_result_clear(&r);
+
+    /* the work of a parse is bounded: far deeper or wider than any EWS answer is refused */
+    static const struct {
+        const char *unit;
+        size_t times;
+        const char *why;
+    } big[] = {{"<a>", 100, "deep"}, {"<a/>", 20000, "elements"}};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        char *b = big_body(&len, "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/"
+                           "envelope/\"><s:Body>", big[i].unit, big[i].times,
+                           "</s:Body></s:Envelope>");
+        CHECK(ews_parse_response(b, len, &r) == EWS_PARSE_REFUSED);
+        CHECK(strstr(r.message_text, big[i].why) != NULL);
+        ews_result_clear(&r);
+        free(b);
+    }
 }
 
 static void test_graph(void)
@@ -442,6 +550,7 @@ int main(void)
     test_escape();
     test_build();
     test_parse_and_classify();
+    test_parse_refusals();
     test_graph();
     test_config_keys();
     return CHECK_DONE();

@@ -83,6 +83,80 @@ static void expect(const char *in, size_t max_literal, const char *want)
     expect_len(in, strlen(in), max_literal, want);
 }
 
+/* An ID command of pairs pairs, fields of flen octets ("f" and the pair's number, padded with
+ * "x"), values of vlen octets; value_literal: every value as a synchronising literal. Returns
+ * the length written to out. */
+static size_t id_line(char *out, size_t outsz, unsigned pairs, size_t flen, size_t vlen,
+                      int value_literal)
+{
+    size_t n = (size_t)snprintf(out, outsz, "i ID (");
+    for (unsigned k = 0; k < pairs && n + flen + vlen + 32 < outsz; k++) {
+        char field[64];
+        int fl = snprintf(field, sizeof field, "f%u", k);
+        while ((size_t)fl < flen && (size_t)fl + 1 < sizeof field)
+            field[fl++] = 'x';
+        field[fl] = '\0';
+        n += (size_t)snprintf(out + n, outsz - n, "%s\"%s\" ", k > 0 ? " " : "", field);
+        if (value_literal) {
+            n += (size_t)snprintf(out + n, outsz - n, "{%zu}\r\n", vlen);
+        } else {
+            out[n++] = '"';
+        }
+        memset(out + n, 'v', vlen);
+        n += vlen;
+        if (!value_literal)
+            out[n++] = '"';
+    }
+    n += (size_t)snprintf(out + n, outsz - n, ")\r\nb NOOP\r\n");
+    return n;
+}
+
+/* RFC 2971 section 3.3's maximum (30 pairs, 30-octet fields, 1024-octet values: a 31.8 KB line)
+ * is taken, where any other command has an 8 KiB line and 32 arguments; one octet or pair more
+ * is refused. */
+static void test_id_limits(void)
+{
+    static char line[64 * 1024];
+    size_t n = id_line(line, sizeof line, IMAP_ID_MAX_PAIRS, IMAP_ID_MAX_FIELD,
+                       IMAP_ID_MAX_VALUE, 0);
+    CHECK(n > 31000 && n < 33000);
+    expect_len(line, n, 1024, "i ID;b NOOP;");
+    /* the same with every value a literal: each gets its continuation request */
+    n = id_line(line, sizeof line, IMAP_ID_MAX_PAIRS, IMAP_ID_MAX_FIELD, IMAP_ID_MAX_VALUE, 1);
+    char want[128];
+    memset(want, '+', IMAP_ID_MAX_PAIRS);
+    snprintf(want + IMAP_ID_MAX_PAIRS, sizeof want - IMAP_ID_MAX_PAIRS, "i ID;b NOOP;");
+    expect_len(line, n, 1024, want);
+    n = id_line(line, sizeof line, IMAP_ID_MAX_PAIRS + 1, 4, 4, 0);
+    expect_len(line, n, 1024, "BAD(i):Too many ID field/value pairs;b NOOP;");
+    n = id_line(line, sizeof line, 2, IMAP_ID_MAX_FIELD + 1, 4, 0);
+    expect_len(line, n, 1024, "BAD(i):ID field or value too long;b NOOP;");
+    n = id_line(line, sizeof line, 2, 4, IMAP_ID_MAX_VALUE + 1, 0);
+    expect_len(line, n, 1024, "BAD(i):ID field or value too long;b NOOP;");
+    /* a synchronising literal too long is refused before the client sends it (RFC 9051 7.5) */
+    expect("i ID (\"a\" {1025}\r\nb NOOP\r\n", 1024, "BAD(i):Literal too large;b NOOP;");
+    /* the grammar: NIL or one flat list of string/nstring pairs */
+    expect("i ID (\"a\")\r\n", 1024, "BAD(i):An ID field without a value;");
+    expect("i ID (NIL \"a\")\r\n", 1024, "BAD(i):An ID field must be a string;");
+    expect("i ID (\"a\" b)\r\n", 1024, "BAD(i):An ID value must be a string or NIL;");
+    expect("i ID ((\"a\" \"b\"))\r\n", 1024,
+           "BAD(i):ID takes NIL or one list of field/value pairs;");
+    expect("i ID NIL NIL\r\n", 1024, "BAD(i):ID takes NIL or one list of field/value pairs;");
+    expect("i ID () ()\r\n", 1024, "BAD(i):ID takes NIL or one list of field/value pairs;");
+    expect("i ID\r\n", 1024, "BAD(i):ID takes NIL or one list of field/value pairs;");
+    expect("i ID x\r\n", 1024, "BAD(i):ID takes NIL or one list of field/value pairs;");
+    /* ...and every other command keeps its limits: 32 arguments, the 8 KiB buffer */
+    char many[512];
+    n = (size_t)snprintf(many, sizeof many, "a NOOP");
+    for (int k = 0; k < IMAP_PARSE_MAX_ARGS + 1; k++)
+        n += (size_t)snprintf(many + n, sizeof many - n, " x");
+    snprintf(many + n, sizeof many - n, "\r\n");
+    expect(many, 1024, "BAD(a):Too many arguments;");
+    n = id_line(line, sizeof line, IMAP_ID_MAX_PAIRS, IMAP_ID_MAX_FIELD, IMAP_ID_MAX_VALUE, 0);
+    memcpy(line + 2, "XD", 2); /* "i XD (...": the same line under another name */
+    expect_len(line, n, 1024, "BAD(i):Command line too long;b NOOP;");
+}
+
 int main(void)
 {
     /* atoms, quoted strings with escapes, pipelining */
@@ -98,11 +172,12 @@ int main(void)
     expect("a LOGIN  u  p\r\n", 1024, "a LOGIN A:u A:p;");
     expect("u\xc3\xa9 NOOP\r\n", 1024, "BAD(*):Invalid tag;");
     expect("a LOGIN \"gr\xc3\xbc\xc3\x9f\" x\r\n", 1024, "a LOGIN S:gr\xc3\xbc\xc3\x9f(6) A:x;");
-    /* ID with a parenthesized list and NIL */
-    expect("i ID (\"name\" \"mutt\" \"version\" NIL)\r\n", 1024,
-           "i ID ( S:name(4) S:mutt(4) S:version(7) A:NIL );");
-    expect("i ID NIL\r\n", 1024, "i ID A:NIL;");
-    expect("i ID ()\r\n", 1024, "i ID ( );");
+    /* ID with a parenthesized list and NIL: checked (RFC 2971), then discarded */
+    expect("i ID (\"name\" \"mutt\" \"version\" NIL)\r\n", 1024, "i ID;");
+    expect("i ID NIL\r\n", 1024, "i ID;");
+    expect("i id nil\r\n", 1024, "i id;");
+    expect("i ID ()\r\n", 1024, "i ID;");
+    expect("i ID (\"name\" {4}\r\nmutt)\r\nb LOGIN u p\r\n", 1024, "+i ID;b LOGIN A:u A:p;");
     /* AUTHENTICATE with SASL-IR, and "=" for an empty initial response */
     expect("a AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n", 1024,
            "a AUTHENTICATE A:PLAIN A:AGFsaWNlAHNlY3JldA==;");
@@ -153,6 +228,7 @@ int main(void)
         snprintf(big, sizeof big, "a LOGIN {%d}\r\nb NOOP\r\n", IMAP_PARSE_BUF);
         expect(big, IMAP_PARSE_BUF * 2, "BAD(a):Literal too large;b NOOP;");
     }
+    test_id_limits();
     {
         /* NUL inside a literal: the octets are consumed, then the command is refused */
         static const char nul[] = "a LOGIN {3+}\r\na\0b x\r\nc NOOP\r\n";

@@ -172,6 +172,72 @@ static void test_login(void)
     free(e);
 }
 
+/* The server side of both exchanges, as every front drives them. */
+static void test_server_exchange(void)
+{
+    struct sasl_server x;
+    struct sasl_cred c;
+    memset(&x, 0, sizeof x);
+    CHECK(sasl_mech_parse("login", 5) == SASL_MECH_LOGIN);
+    CHECK(sasl_mech_parse("PLAIN", 5) == SASL_MECH_PLAIN);
+    CHECK(sasl_mech_parse("CRAM-MD5", 8) == SASL_MECH_UNKNOWN);
+    CHECK(sasl_mech_parse("LOGINX", 5) == SASL_MECH_LOGIN); /* the length decides */
+    CHECK(sasl_mech_parse("LOGINX", 6) == SASL_MECH_UNKNOWN);
+
+    /* LOGIN without an initial response: "Username:", "Password:" ("dXNlcg==" = "user",
+     * "cGFzcw==" = "pass") */
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, NULL, 0, &c) == SASL_STEP_CHALLENGE);
+    CHECK(strcmp(x.challenge, "VXNlcm5hbWU6") == 0);
+    CHECK(sasl_server_step(&x, "dXNlcg==", 8, &c) == SASL_STEP_CHALLENGE);
+    CHECK(strcmp(x.challenge, "UGFzc3dvcmQ6") == 0);
+    CHECK(sasl_server_step(&x, "cGFzcw==", 8, &c) == SASL_STEP_DONE);
+    CHECK(strcmp(c.user, "user") == 0 && strcmp(c.password, "pass") == 0 && c.authzid[0] == 0);
+    CHECK(x.mech == SASL_MECH_UNKNOWN && x.user[0] == '\0'); /* nothing kept after the end */
+    sasl_cred_clear(&c);
+
+    /* LOGIN with the user name as initial response (SMTP, SASL-IR, RFC 5034) */
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, "dXNlcg==", 8, &c) == SASL_STEP_CHALLENGE);
+    CHECK(strcmp(x.challenge, "UGFzc3dvcmQ6") == 0);
+    CHECK(sasl_server_step(&x, "", 0, &c) == SASL_STEP_DONE); /* an empty password: checked */
+    CHECK(strcmp(c.user, "user") == 0 && c.password[0] == '\0');
+    sasl_cred_clear(&c);
+
+    /* cancel at either step, and what the mechanism cannot take */
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, NULL, 0, &c) == SASL_STEP_CHALLENGE);
+    CHECK(sasl_server_step(&x, "*", 1, &c) == SASL_STEP_CANCELLED);
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, "dXNlcg==", 8, &c) == SASL_STEP_CHALLENGE);
+    CHECK(sasl_server_step(&x, "*", 1, &c) == SASL_STEP_CANCELLED);
+    CHECK(x.user[0] == '\0' && c.user[0] == '\0');
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, "=", 1, &c) == SASL_STEP_INVALID); /* no user */
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, NULL, 0, &c) == SASL_STEP_CHALLENGE);
+    CHECK(sasl_server_step(&x, "dXNlcg", 6, &c) == SASL_STEP_INVALID);
+    CHECK(sasl_server_start(&x, SASL_MECH_LOGIN, "dXNlcg==", 8, &c) == SASL_STEP_CHALLENGE);
+    CHECK(sasl_server_step(&x, "AGE=", 4, &c) == SASL_STEP_INVALID); /* a NUL in the password */
+    CHECK(c.user[0] == '\0');
+
+    /* PLAIN: "" challenge, one response; "AHVzZXIAcGFzcw==" = "\0user\0pass" */
+    CHECK(sasl_server_start(&x, SASL_MECH_PLAIN, NULL, 0, &c) == SASL_STEP_CHALLENGE);
+    CHECK(strcmp(x.challenge, "") == 0);
+    CHECK(sasl_server_step(&x, "AHVzZXIAcGFzcw==", 16, &c) == SASL_STEP_DONE);
+    CHECK(strcmp(c.user, "user") == 0 && strcmp(c.password, "pass") == 0);
+    sasl_cred_clear(&c);
+    CHECK(sasl_server_start(&x, SASL_MECH_PLAIN, "AHVzZXIAcGFzcw==", 16, &c) == SASL_STEP_DONE);
+    sasl_cred_clear(&c);
+    CHECK(sasl_server_start(&x, SASL_MECH_PLAIN, "=", 1, &c) == SASL_STEP_INVALID);
+    /* "b3RoZXIAdXNlcgBwYXNz" = "other\0user\0pass": another authorization identity */
+    CHECK(sasl_server_start(&x, SASL_MECH_PLAIN, "b3RoZXIAdXNlcgBwYXNz", 20, &c) ==
+          SASL_STEP_AUTHZID);
+    CHECK(c.user[0] == '\0' && c.password[0] == '\0');
+    /* "dXNlcgB1c2VyAHBhc3M=" = "user\0user\0pass": the same one is fine */
+    CHECK(sasl_server_start(&x, SASL_MECH_PLAIN, "dXNlcgB1c2VyAHBhc3M=", 20, &c) ==
+          SASL_STEP_DONE);
+    sasl_cred_clear(&c);
+    CHECK(sasl_server_start(&x, SASL_MECH_UNKNOWN, NULL, 0, &c) == SASL_STEP_INVALID);
+    /* a step without an exchange */
+    sasl_server_clear(&x);
+    CHECK(sasl_server_step(&x, "dXNlcg==", 8, &c) == SASL_STEP_INVALID);
+}
+
 static void test_xoauth2(void)
 {
     /* Google's documented example. */
@@ -235,6 +301,7 @@ int main(void)
     test_base64();
     test_plain();
     test_login();
+    test_server_exchange();
     test_xoauth2();
     test_oauthbearer();
     test_challenge();
