@@ -86,6 +86,7 @@ static void upstream_conn_event_cb(struct conn *c, enum conn_event ev);
 static void upstream_token_cb(void *arg, enum token_status st, const char *token);
 static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const char *reason);
 static void upstream_connect(struct upstream_base *b);
+static void upstream_fetch_token(struct upstream_base *b);
 
 void upstream_base_init(struct upstream_base *b, struct server *srv,
                         const struct config_account *acct, const struct config_endpoint *ep,
@@ -200,20 +201,23 @@ void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb)
         upstream_login_done(b, UPSTREAM_FAIL_PROTOCOL, "provider %s has no %s endpoint configured",
                             b->acct->provider->name, b->proto);
     else
-        upstream_fetch_token(b, 0);
+        upstream_fetch_token(b);
     upstream_release(b);
 }
 
-void upstream_fetch_token(struct upstream_base *b, int force)
+/* SMTP (relay, or the fallback of submit = graph, smtp) has smtp_scope; IMAP and POP3 the
+ * account's scope. */
+static const char *upstream_scope(const struct upstream_base *b)
+{
+    return strcmp(b->proto, "smtp") == 0 ? config_account_scope(b->acct, CONFIG_SUBMIT_SMTP)
+                                         : b->acct->scope;
+}
+
+/* Asks the token manager (again, after a rejection). */
+static void upstream_fetch_token(struct upstream_base *b)
 {
     upstream_hold(b);
-    /* SMTP (relay, or the fallback of submit = graph, smtp) has smtp_scope; IMAP and POP3 the
-     * account's scope. */
-    const char *scope = strcmp(b->proto, "smtp") == 0
-                            ? config_account_scope(b->acct, CONFIG_SUBMIT_SMTP)
-                            : b->acct->scope;
-    struct token_wait *w = token_get_scope(b->srv->tokens, b->acct, scope,
-                                           force ? TOKEN_FORCE_REFRESH : 0, b->sid,
+    struct token_wait *w = token_get_scope(b->srv->tokens, b->acct, upstream_scope(b), 0, b->sid,
                                            upstream_token_cb, b);
     if (w != NULL && !b->detached)
         b->token_wait = w;
@@ -249,12 +253,16 @@ void upstream_token_rejected(struct upstream_base *b, const char *why)
                             why, b->acct->username);
         return;
     }
-    /* A cached token can die early (revoked, password change): one fresh token, not a loop. */
+    /* A cached token can die early (revoked, password change, a Continuous Access Evaluation
+     * event): one more token, not a loop. Every session that held it is rejected at about the
+     * same time; the token manager refreshes once for all of them, and a session whose token
+     * was replaced meanwhile just gets the new one. */
     log_info(b->sid, "event=upstream_token_rejected protocol=%s account=%s reply=%s "
              "action=refresh", b->proto, b->acct->name, why);
     b->token_forced = 1;
+    token_rejected(b->srv->tokens, b->acct, upstream_scope(b), b->token, b->sid);
     upstream_clear_token(b);
-    upstream_fetch_token(b, 1);
+    upstream_fetch_token(b);
 }
 
 /* Resolves the endpoint and connects (first address); once connected, implicit TLS runs when

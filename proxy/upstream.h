@@ -78,7 +78,7 @@ struct upstream_base {
     struct upstream_resolve *resolve;
     struct token_wait *token_wait;
     char *token;      /* secret */
-    int token_forced; /* the token was refreshed once already after a rejection */
+    int token_forced; /* a token was rejected once already: the next rejection fails */
     uint64_t connect_timeout_ms;
     uint64_t reply_timeout_ms; /* armed once connected */
     int handshaking;  /* a TLS handshake runs: a loss now is a TLS failure */
@@ -103,9 +103,8 @@ void upstream_release(struct upstream_base *b);
 /* Starts a login: fails at once when the endpoint is not configured, else fetches the token,
  * resolves and connects; ops->connected follows. */
 void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb);
-/* Asks the token manager (again); force ignores the cache. */
-void upstream_fetch_token(struct upstream_base *b, int force);
-/* After the server rejected the token: refreshes it once, ignoring the cache (ops->token_ready
+/* After the server rejected the token: asks once more, telling the token manager which token
+ * was rejected so that one refresh serves every session that held it (ops->token_ready
  * follows, on the connection that stays open: put the protocol in its "waiting for the token"
  * state first), or, when that was done already, fails the login with UPSTREAM_FAIL_AUTH.
  * why is the server's reply, for the log. */
