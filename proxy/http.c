@@ -14,13 +14,19 @@
  * - Redirects are not followed, and only http/https are allowed: a token endpoint that
  *   redirects is misconfigured, and following it would resend secrets elsewhere.
  * - Bodies and responses may hold secrets (client secrets, refresh and access tokens), so our
- *   copies are cleansed before free and curl never gets its own copy (CURLOPT_POSTFIELDS). */
+ *   copies are cleansed before free and curl never gets its own copy (CURLOPT_POSTFIELDS).
+ * - Every descriptor curl holds is close-on-exec, so a token_command child never inherits a
+ *   live connection to a token endpoint: libcurl before 8.17 opens its sockets without
+ *   SOCK_CLOEXEC (we open them, CURLOPT_OPENSOCKETFUNCTION), and 7.88's multi handle opens a
+ *   socketpair for curl_multi_wakeup() the same way (marked after curl_multi_init). */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
@@ -28,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -197,6 +204,36 @@ static int http_multi_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* Marks every descriptor above stderr close-on-exec. Nothing xoauthd holds is meant for a
+ * child (uv_spawn sets up the child's stdio itself), so this is safe whoever opened them. */
+static void http_cloexec_all(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(de->d_name, &end, 10);
+        if (*end != '\0' || end == de->d_name || fd <= 2 || fd > INT_MAX)
+            continue;
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+            (void)fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: curl's socket, created close-on-exec in one step (a child may be
+ * forked at any moment on the loop thread). */
+static curl_socket_t http_open_socket_cb(void *arg, curlsocktype purpose,
+                                         struct curl_sockaddr *addr)
+{
+    (void)arg;
+    (void)purpose;
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
 struct http *http_new(uv_loop_t *loop)
 {
     struct http *http = calloc(1, sizeof *http);
@@ -212,6 +249,7 @@ struct http *http_new(uv_loop_t *loop)
     http->multi = curl_multi_init();
     if (http->multi == NULL)
         goto fail;
+    http_cloexec_all(); /* the multi handle's wakeup socketpair */
     if (uv_timer_init(loop, &http->timer) != 0)
         goto fail;
     http->timer.data = http;
@@ -499,6 +537,7 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     CURL *e = req->easy;
     err |= curl_easy_setopt(e, CURLOPT_URL, opts->url) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK;
+    err |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket_cb) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;

@@ -7,7 +7,7 @@
  * never waits for it. Its stdout is the token: either the token on one line, or a JSON token
  * response ({"access_token": ..., "expires_in": ...}) when the program knows the lifetime. A
  * bare token is assumed to live an hour (like an OAuth answer without expires_in); when the
- * upstream rejects it earlier, the manager's forced refresh runs the command again.
+ * upstream rejects it earlier, the command runs again (one run for all the sessions that held it).
  *
  * Exit status 126/127 (cannot run) is a configuration error; any other failure, an empty
  * output or the timeout (token_timeout) is temporary. The first line of stderr goes into the
