@@ -38,7 +38,9 @@ class UpstreamAddressesTest(unittest.TestCase):
             self.fail("%s missing: run tests/install-deps.sh (libnss-wrapper)" % NSS_WRAPPER)
         asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env = {"LD_PRELOAD": NSS_WRAPPER, "NSS_WRAPPER_HOSTS": self.hosts,
-               # ASan wants to be first among the libraries; the preload comes before it.
+               # For the sanitizer build: ASan wants to be first among the libraries (the
+               # preload comes before it) and cannot live with RTLD_DEEPBIND.
+               "NSS_WRAPPER_DISABLE_DEEPBIND": "1",
                "ASAN_OPTIONS": asan + ":verify_asan_link_order=0"}
         x = mc.start_proxy(self.rig, name=name, env=env,
                            provider_extra={"imap": "%s:%d none" % (HOST, port)})
