@@ -2,6 +2,7 @@
  * 4: getaddrinfo's order within a family, the families interleaved, the first address's family
  * first), what is skipped, and the bound. */
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -18,32 +19,32 @@ struct fixture {
     size_t n;
 };
 
-/* Appends "v4:a.b.c.d", "v6:x::y" or "unix" to the list, with port 143. */
+/* Appends a numeric address ("192.0.2.1", "2001:db8::1") or "unix" to the list, port 143. */
 static void add(struct fixture *f, const char *spec)
 {
     struct addrinfo *a = &f->ai[f->n];
     memset(a, 0, sizeof *a);
-    if (strncmp(spec, "v4:", 3) == 0) {
-        f->sa[f->n].in4.sin_family = AF_INET;
-        f->sa[f->n].in4.sin_port = htons(143);
-        inet_pton(AF_INET, spec + 3, &f->sa[f->n].in4.sin_addr);
-        a->ai_family = AF_INET;
-        a->ai_addrlen = sizeof f->sa[f->n].in4;
-        a->ai_addr = &f->sa[f->n].sa;
-    } else if (strncmp(spec, "v6:", 3) == 0) {
-        f->sa[f->n].in6.sin6_family = AF_INET6;
-        f->sa[f->n].in6.sin6_port = htons(143);
-        inet_pton(AF_INET6, spec + 3, &f->sa[f->n].in6.sin6_addr);
-        a->ai_family = AF_INET6;
-        a->ai_addrlen = sizeof f->sa[f->n].in6;
-        a->ai_addr = &f->sa[f->n].sa;
-    } else {
+    a->ai_socktype = SOCK_STREAM;
+    if (strcmp(spec, "unix") == 0) {
         f->un.sun_family = AF_UNIX;
         a->ai_family = AF_UNIX;
         a->ai_addrlen = sizeof f->un;
         a->ai_addr = (struct sockaddr *)&f->un;
+    } else {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        hints.ai_socktype = SOCK_STREAM;
+        CHECK(getaddrinfo(spec, "143", &hints, &res) == 0 && res != NULL);
+        if (res != NULL && res->ai_addrlen <= sizeof f->sa[f->n]) {
+            memcpy(&f->sa[f->n], res->ai_addr, res->ai_addrlen);
+            a->ai_family = res->ai_family;
+            a->ai_addrlen = res->ai_addrlen;
+            a->ai_addr = &f->sa[f->n].sa;
+        }
+        if (res != NULL)
+            freeaddrinfo(res);
     }
-    a->ai_socktype = SOCK_STREAM;
     if (f->n > 0)
         f->ai[f->n - 1].ai_next = a;
     f->n++;
@@ -88,31 +89,31 @@ static int ordered(const char *const *specs, size_t max, const char *want)
 int main(void)
 {
     /* Dual stack, IPv6 first (RFC 6724's usual answer): the families alternate. */
-    const char *dual[] = {"v6:2001:db8::1", "v6:2001:db8::2", "v6:2001:db8::3",
-                          "v4:192.0.2.1", "v4:192.0.2.2", NULL};
+    const char *dual[] = {"2001:db8::1", "2001:db8::2", "2001:db8::3",
+                          "192.0.2.1", "192.0.2.2", NULL};
     CHECK(ordered(dual, UPSTREAM_MAX_ADDRS,
                   "2001:db8::1,192.0.2.1,2001:db8::2,192.0.2.2,2001:db8::3"));
     /* IPv4 first (a host without IPv6 route, gai.conf): IPv4 leads, order within kept. */
-    const char *v4first[] = {"v4:192.0.2.9", "v4:192.0.2.8", "v6:2001:db8::9", NULL};
+    const char *v4first[] = {"192.0.2.9", "192.0.2.8", "2001:db8::9", NULL};
     CHECK(ordered(v4first, UPSTREAM_MAX_ADDRS, "192.0.2.9,2001:db8::9,192.0.2.8"));
     /* One family only: unchanged. */
-    const char *only4[] = {"v4:192.0.2.3", "v4:192.0.2.1", "v4:192.0.2.2", NULL};
+    const char *only4[] = {"192.0.2.3", "192.0.2.1", "192.0.2.2", NULL};
     CHECK(ordered(only4, UPSTREAM_MAX_ADDRS, "192.0.2.3,192.0.2.1,192.0.2.2"));
     /* The loopback pair of a dual-stack "localhost". */
-    const char *lo[] = {"v6:::1", "v4:127.0.0.1", NULL};
+    const char *lo[] = {"::1", "127.0.0.1", NULL};
     CHECK(ordered(lo, UPSTREAM_MAX_ADDRS, "::1,127.0.0.1"));
     /* Other families are skipped, also when first: the first usable one decides. */
-    const char *unix_first[] = {"unix", "v4:192.0.2.1", "unix", "v6:2001:db8::1", NULL};
+    const char *unix_first[] = {"unix", "192.0.2.1", "unix", "2001:db8::1", NULL};
     CHECK(ordered(unix_first, UPSTREAM_MAX_ADDRS, "192.0.2.1,2001:db8::1"));
     const char *none[] = {"unix", NULL};
     CHECK(ordered(none, UPSTREAM_MAX_ADDRS, ""));
     const char *empty[] = {NULL};
     CHECK(ordered(empty, UPSTREAM_MAX_ADDRS, ""));
     /* Bounded: max entries at most, interleaving first. */
-    const char *many[] = {"v6:2001:db8::1", "v6:2001:db8::2", "v6:2001:db8::3",
-                          "v6:2001:db8::4", "v6:2001:db8::5", "v6:2001:db8::6",
-                          "v4:192.0.2.1",   "v4:192.0.2.2",   "v4:192.0.2.3",
-                          "v4:192.0.2.4",   "v4:192.0.2.5",   "v4:192.0.2.6", NULL};
+    const char *many[] = {"2001:db8::1", "2001:db8::2", "2001:db8::3",
+                          "2001:db8::4", "2001:db8::5", "2001:db8::6",
+                          "192.0.2.1",   "192.0.2.2",   "192.0.2.3",
+                          "192.0.2.4",   "192.0.2.5",   "192.0.2.6", NULL};
     CHECK(ordered(many, 3, "2001:db8::1,192.0.2.1,2001:db8::2"));
     CHECK(ordered(many, UPSTREAM_MAX_ADDRS,
                   "2001:db8::1,192.0.2.1,2001:db8::2,192.0.2.2,2001:db8::3,192.0.2.3,"
@@ -121,8 +122,8 @@ int main(void)
     struct fixture f;
     char buf[256];
     memset(&f, 0, sizeof f);
-    add(&f, "v6:2001:db8::1");
-    add(&f, "v4:192.0.2.1");
+    add(&f, "2001:db8::1");
+    add(&f, "192.0.2.1");
     f.ai[0].ai_addrlen = sizeof(struct sockaddr_in);
     CHECK(strcmp(order(&f, UPSTREAM_MAX_ADDRS, buf, sizeof buf), "192.0.2.1") == 0);
     return CHECK_DONE();
