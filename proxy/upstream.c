@@ -342,8 +342,9 @@ static int upstream_attempt(struct upstream_base *b, char *err, size_t errsz)
     const union upstream_addr *a = &b->addrs[b->next_addr++];
     uint64_t now = uv_now(b->srv->loop);
     uint64_t left = b->connect_deadline > now ? b->connect_deadline - now : 0;
-    if (left == 0) {
+    if (left == 0) { /* the connect timeout is used up: no address left gets a turn */
         snprintf(err, errsz, "connect to %s: timed out", b->ep->host);
+        b->next_addr = b->n_addrs;
         return 0;
     }
     b->conn = malloc(sizeof *b->conn);
