@@ -15,18 +15,17 @@
  *   redirects is misconfigured, and following it would resend secrets elsewhere.
  * - Bodies and responses may hold secrets (client secrets, refresh and access tokens), so our
  *   copies are cleansed before free and curl never gets its own copy (CURLOPT_POSTFIELDS).
- * - Every descriptor curl holds is close-on-exec, so a token_command child never inherits a
- *   live connection to a token endpoint: libcurl before 8.17 opens its sockets without
- *   SOCK_CLOEXEC (we open them, CURLOPT_OPENSOCKETFUNCTION), and 7.88's multi handle opens a
- *   socketpair for curl_multi_wakeup() the same way (marked after curl_multi_init). */
+ * - curl's connections are close-on-exec, so a token_command child never inherits a live
+ *   connection to a token endpoint: libcurl before 8.17 opens its sockets without
+ *   SOCK_CLOEXEC, so we open them (CURLOPT_OPENSOCKETFUNCTION). The socketpairs curl opens
+ *   itself (7.88: the multi handle's wakeup pair, the threaded resolver's during a lookup)
+ *   are marked by token_command before it starts a child. */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
@@ -204,28 +203,8 @@ static int http_multi_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-/* Marks every descriptor above stderr close-on-exec. Nothing xoauthd holds is meant for a
- * child (uv_spawn sets up the child's stdio itself), so this is safe whoever opened them. */
-static void http_cloexec_all(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        char *end;
-        long fd = strtol(de->d_name, &end, 10);
-        if (*end != '\0' || end == de->d_name || fd <= 2 || fd > INT_MAX)
-            continue;
-        int flags = fcntl((int)fd, F_GETFD);
-        if (flags >= 0 && !(flags & FD_CLOEXEC))
-            (void)fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
-    }
-    closedir(d);
-}
-
-/* CURLOPT_OPENSOCKETFUNCTION: curl's socket, created close-on-exec in one step (a child may be
- * forked at any moment on the loop thread). */
+/* CURLOPT_OPENSOCKETFUNCTION: curl's socket, created close-on-exec in one step, so that no
+ * child, whoever starts it, gets a connection to a token endpoint. */
 static curl_socket_t http_open_socket_cb(void *arg, curlsocktype purpose,
                                          struct curl_sockaddr *addr)
 {
@@ -249,7 +228,6 @@ struct http *http_new(uv_loop_t *loop)
     http->multi = curl_multi_init();
     if (http->multi == NULL)
         goto fail;
-    http_cloexec_all(); /* the multi handle's wakeup socketpair */
     if (uv_timer_init(loop, &http->timer) != 0)
         goto fail;
     http->timer.data = http;
