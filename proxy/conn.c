@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
@@ -20,6 +21,15 @@
  * that stopped reading before its goodbye): without a deadline the conn and its descriptor would
  * stay until the process exits. Restarted by every completed write, so slow readers finish. */
 #define CONN_FLUSH_DEADLINE_MS (60 * 1000)
+
+/* TCP keepalive on every connection, client side and upstream: a peer that vanished behind a
+ * NAT or firewall (which drops idle flows silently, Azure's after 4 minutes by default) is
+ * found after idle + count * interval = 2 minutes instead of at the next write or the 30-minute
+ * idle timer. RFC 1122 4.2.3.6 makes keepalive opt-in per connection; the probes are a few
+ * bytes a minute per idle connection. */
+#define CONN_KEEPALIVE_IDLE_S 60
+#define CONN_KEEPALIVE_INTVL_S 15
+#define CONN_KEEPALIVE_CNT 4
 
 struct conn_write_req {
     uv_write_t req;
@@ -94,6 +104,22 @@ int conn_init(struct conn *c, uv_loop_t *loop, conn_event_cb event_cb, void *dat
     return 0;
 }
 
+/* Nagle off (our writes are whole replies), keepalive on. Best effort: a socket that refuses
+ * an option still works. */
+static void conn_tcp_options(struct conn *c)
+{
+    uv_os_fd_t fd;
+    int intvl = CONN_KEEPALIVE_INTVL_S, cnt = CONN_KEEPALIVE_CNT;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, CONN_KEEPALIVE_IDLE_S);
+    /* libuv sets only the idle time; the kernel's defaults for the rest (75 s, 9 probes)
+     * would take 11 more minutes. */
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    }
+}
+
 static void conn_describe_peer(struct conn *c)
 {
     struct sockaddr_storage ss;
@@ -109,7 +135,7 @@ int conn_accept(struct conn *c, uv_stream_t *server)
 {
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0)
         return -1;
-    uv_tcp_nodelay(&c->tcp, 1);
+    conn_tcp_options(c);
     conn_describe_peer(c);
     return 0;
 }
@@ -122,7 +148,7 @@ int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storag
         c->proxied_peer = *proxied_peer;
         c->has_proxied_peer = 1;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    conn_tcp_options(c);
     conn_describe_peer(c);
     return 0;
 }
@@ -155,7 +181,7 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         conn_fail(c, CONN_EV_CONNECT_FAILED, "connect to %s: %s", c->peer, uv_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    conn_tcp_options(c);
     conn_emit(c, CONN_EV_CONNECTED);
 }
 

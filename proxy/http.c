@@ -14,7 +14,12 @@
  * - Redirects are not followed, and only http/https are allowed: a token endpoint that
  *   redirects is misconfigured, and following it would resend secrets elsewhere.
  * - Bodies and responses may hold secrets (client secrets, refresh and access tokens), so our
- *   copies are cleansed before free and curl never gets its own copy (CURLOPT_POSTFIELDS). */
+ *   copies are cleansed before free and curl never gets its own copy (CURLOPT_POSTFIELDS).
+ * - curl's connections are close-on-exec, so a token_command child never inherits a live
+ *   connection to a token endpoint: libcurl before 8.17 opens its sockets without
+ *   SOCK_CLOEXEC, so we open them (CURLOPT_OPENSOCKETFUNCTION). The socketpairs curl opens
+ *   itself (7.88: the multi handle's wakeup pair, the threaded resolver's during a lookup)
+ *   are marked by token_command before it starts a child. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -28,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -195,6 +201,16 @@ static int http_multi_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     else
         uv_timer_start(&http->timer, http_timer_cb, (uint64_t)timeout_ms, 0);
     return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: curl's socket, created close-on-exec in one step, so that no
+ * child, whoever starts it, gets a connection to a token endpoint. */
+static curl_socket_t http_open_socket_cb(void *arg, curlsocktype purpose,
+                                         struct curl_sockaddr *addr)
+{
+    (void)arg;
+    (void)purpose;
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 struct http *http_new(uv_loop_t *loop)
@@ -499,6 +515,7 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     CURL *e = req->easy;
     err |= curl_easy_setopt(e, CURLOPT_URL, opts->url) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK;
+    err |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket_cb) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;

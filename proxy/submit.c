@@ -132,6 +132,12 @@ struct submit *submit_new(struct server *srv, const struct config_account *acct,
     return s;
 }
 
+/* Graph and EWS are different resources: each path has a token of its own scope. */
+static const char *submit_scope(const struct submit *s)
+{
+    return config_account_scope(s->acct, s->acct->submit[s->path]);
+}
+
 static void submit_drop_token(struct submit *s)
 {
     if (s->token != NULL) {
@@ -385,7 +391,10 @@ static void submit_judge(struct submit *s, const char *what, const struct submit
     }
     submit_log_failure(s, what, status, code, text, v);
     if (v->kind == SUBMIT_V_REAUTH && !s->token_forced) {
+        /* One more token: a refresh unless another session's rejection already replaced it
+         * (token_rejected). */
         s->token_forced = 1;
+        token_rejected(s->srv->tokens, s->acct, submit_scope(s), s->token, s->sid);
         submit_drop_token(s);
         submit_attempt(s);
         return;
@@ -530,10 +539,8 @@ static void submit_attempt(struct submit *s)
     }
     submit_enter_state(s, SB_TOKEN);
     submit_hold(s);
-    /* Graph and EWS are different resources: each path asks for a token of its own scope. */
     struct token_wait *w =
-        token_get_scope(s->srv->tokens, a, config_account_scope(a, a->submit[s->path]),
-                        s->token_forced ? TOKEN_FORCE_REFRESH : 0, s->sid, submit_token_cb, s);
+        token_get_scope(s->srv->tokens, a, submit_scope(s), 0, s->sid, submit_token_cb, s);
     if (!s->freed && s->state == SB_TOKEN && s->token == NULL)
         s->token_wait = w;
     submit_release(s);

@@ -1225,14 +1225,25 @@ static void token_entry_background(struct token_entry *e)
 }
 
 /* The slot of scope in e, made on first use (NULL: out of memory). */
-static struct token_slot *token_slot_get(struct token_entry *e, const char *scope)
+/* The slot of scope, or the link where a new one goes (*pp == NULL). */
+static struct token_slot **token_slot_find(struct token_entry *e, const char *scope)
 {
     struct token_slot **pp;
     if (scope == NULL)
         scope = "";
     for (pp = &e->slots; *pp != NULL; pp = &(*pp)->next)
         if (strcmp((*pp)->scope, scope) == 0)
-            return *pp;
+            break;
+    return pp;
+}
+
+static struct token_slot *token_slot_get(struct token_entry *e, const char *scope)
+{
+    struct token_slot **pp = token_slot_find(e, scope);
+    if (*pp != NULL)
+        return *pp;
+    if (scope == NULL)
+        scope = "";
     struct token_slot *slot = calloc(1, sizeof *slot);
     if (slot == NULL)
         return NULL;
@@ -1363,6 +1374,44 @@ struct token_wait *token_get_scope(struct token_manager *tm, const struct config
     }
     token_list_append(&s->waiters, w);
     return w;
+}
+
+/* 1 when the cached token of s is the one a caller saw rejected. Digests compared in constant
+ * time: no token value is compared byte by byte, copied or logged. */
+static int token_slot_holds(const struct token_slot *s, const char *token)
+{
+    unsigned char a[32], b[32];
+    int same;
+    if (s->access_token == NULL || token == NULL)
+        return 0;
+    token_digest(s->access_token, a);
+    token_digest(token, b);
+    same = CRYPTO_memcmp(a, b, sizeof a) == 0;
+    OPENSSL_cleanse(a, sizeof a);
+    OPENSSL_cleanse(b, sizeof b);
+    return same;
+}
+
+void token_rejected(struct token_manager *tm, const struct config_account *acct,
+                    const char *scope, const char *token, const char *sid)
+{
+    if (tm == NULL || acct == NULL || tm->free_pending)
+        return;
+    struct token_entry *e;
+    for (e = tm->entries; e != NULL; e = e->next)
+        if (strcmp(e->name, acct->name != NULL ? acct->name : "") == 0)
+            break;
+    struct token_slot *s = e != NULL ? *token_slot_find(e, scope) : NULL;
+    if (s == NULL)
+        return;
+    /* Many sessions may hold the token the provider just revoked: only the first rejection
+     * drops it (the next token_get starts one refresh, which the others join while it runs);
+     * a rejection that arrives after the refresh finds a newer token and leaves it alone. */
+    int current = token_slot_holds(s, token);
+    log_debug(sid, "event=token_rejected account=%s action=%s", e->log_name,
+              current ? "refresh" : s->access_token != NULL ? "use_newer" : "join");
+    if (current)
+        token_secret_free(&s->access_token);
 }
 
 void token_wait_cancel(struct token_wait *w)

@@ -58,6 +58,13 @@ struct token_wait *token_get(struct token_manager *tm, const struct config_accou
 struct token_wait *token_get_scope(struct token_manager *tm, const struct config_account *acct,
                                    const char *scope, int flags, const char *sid, token_cb cb,
                                    void *arg);
+/* The provider rejected token, an access token for (acct, scope) this caller got earlier.
+ * When it is still the cached one, it is forgotten, so the next token_get_scope refreshes (and
+ * every caller that arrives meanwhile joins that one request); when a refresh has replaced it
+ * already, nothing changes and the next token_get_scope hands out the newer token. Call it
+ * before asking again. sid is for log lines only; token is never logged. */
+void token_rejected(struct token_manager *tm, const struct config_account *acct,
+                    const char *scope, const char *token, const char *sid);
 /* Removes one waiter; its cb is never called. The endpoint request goes on for the others. */
 void token_wait_cancel(struct token_wait *w);
 /* After a configuration reload (SIGHUP): later requests use cfg (state_dir, token_timeout,

@@ -7,13 +7,16 @@
  * never waits for it. Its stdout is the token: either the token on one line, or a JSON token
  * response ({"access_token": ..., "expires_in": ...}) when the program knows the lifetime. A
  * bare token is assumed to live an hour (like an OAuth answer without expires_in); when the
- * upstream rejects it earlier, the manager's forced refresh runs the command again.
+ * upstream rejects it earlier, the command runs again (one run for all the sessions that held it).
  *
  * Exit status 126/127 (cannot run) is a configuration error; any other failure, an empty
  * output or the timeout (token_timeout) is temporary. The first line of stderr goes into the
  * log (sanitized): it is the command's own explanation, not a secret of ours. */
 #include "token_grant.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,6 +282,29 @@ static char **token_cmd_env(char *acct_var, char *user_var)
     return env;
 }
 
+/* Marks every descriptor above stderr close-on-exec, whoever opened it: libraries do not all
+ * ask for O_CLOEXEC (libcurl 7.88's socketpairs), and a child must not hold a connection or a
+ * file of ours. Nothing xoauthd holds is meant for a child (uv_spawn sets up its stdio). Runs
+ * on the loop thread, which also does the fork; a thread-pool job's descriptors are opened
+ * with O_CLOEXEC themselves. */
+static void token_cmd_cloexec_all(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(de->d_name, &end, 10);
+        if (*end != '\0' || end == de->d_name || fd <= 2 || fd > INT_MAX)
+            continue;
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+            (void)fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
 static struct token_job *token_cmd_start(uv_loop_t *loop, const struct token_grant_ctx *ctx,
                                          unsigned timeout_ms, token_job_cb cb, void *arg,
                                          const char **why)
@@ -338,6 +364,7 @@ static struct token_job *token_cmd_start(uv_loop_t *loop, const struct token_gra
     po.exit_cb = token_cmd_exit_cb;
     po.flags = UV_PROCESS_DETACHED; /* own session and process group: killable as a whole */
     j->proc.data = j;
+    token_cmd_cloexec_all();
     rc = uv_spawn(loop, &j->proc, &po);
     free(env);
     if (rc != 0) {

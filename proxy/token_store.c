@@ -1,3 +1,6 @@
+/* mkostemp (O_CLOEXEC: a save runs on the thread pool while the loop thread may be starting a
+ * token_command child, which must not inherit the file). */
+#define _GNU_SOURCE
 /* token_store: see token_store.h.
  *
  * The blocking cores (token_store_do_*) never log: they run on libuv's worker threads too, and
@@ -265,15 +268,14 @@ static int token_store_write_atomic(const char *dir, const char *name, const cha
     }
     snprintf(path, plen, "%s/%s", dir, name);
     /* The leading dot keeps temp files out of the account namespace (names never start with
-     * '.'); mkstemp creates the file 0600 whatever the umask. */
+     * '.'); mkostemp creates the file 0600 whatever the umask. */
     snprintf(tmp, tlen, "%s/.%s.XXXXXX", dir, name);
-    fd = mkstemp(tmp);
+    fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         token_store_fail(r, "create temp file", errno);
         tmp[0] = '\0';
         goto done;
     }
-    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
     if (fchmod(fd, 0600) != 0) {
         token_store_fail(r, "chmod", errno);
         goto done;

@@ -86,6 +86,8 @@ static void upstream_conn_event_cb(struct conn *c, enum conn_event ev);
 static void upstream_token_cb(void *arg, enum token_status st, const char *token);
 static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const char *reason);
 static void upstream_connect(struct upstream_base *b);
+static void upstream_try_next(struct upstream_base *b, const char *why);
+static void upstream_fetch_token(struct upstream_base *b);
 
 void upstream_base_init(struct upstream_base *b, struct server *srv,
                         const struct config_account *acct, const struct config_endpoint *ep,
@@ -200,20 +202,23 @@ void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb)
         upstream_login_done(b, UPSTREAM_FAIL_PROTOCOL, "provider %s has no %s endpoint configured",
                             b->acct->provider->name, b->proto);
     else
-        upstream_fetch_token(b, 0);
+        upstream_fetch_token(b);
     upstream_release(b);
 }
 
-void upstream_fetch_token(struct upstream_base *b, int force)
+/* SMTP (relay, or the fallback of submit = graph, smtp) has smtp_scope; IMAP and POP3 the
+ * account's scope. */
+static const char *upstream_scope(const struct upstream_base *b)
+{
+    return strcmp(b->proto, "smtp") == 0 ? config_account_scope(b->acct, CONFIG_SUBMIT_SMTP)
+                                         : b->acct->scope;
+}
+
+/* Asks the token manager (again, after a rejection). */
+static void upstream_fetch_token(struct upstream_base *b)
 {
     upstream_hold(b);
-    /* SMTP (relay, or the fallback of submit = graph, smtp) has smtp_scope; IMAP and POP3 the
-     * account's scope. */
-    const char *scope = strcmp(b->proto, "smtp") == 0
-                            ? config_account_scope(b->acct, CONFIG_SUBMIT_SMTP)
-                            : b->acct->scope;
-    struct token_wait *w = token_get_scope(b->srv->tokens, b->acct, scope,
-                                           force ? TOKEN_FORCE_REFRESH : 0, b->sid,
+    struct token_wait *w = token_get_scope(b->srv->tokens, b->acct, upstream_scope(b), 0, b->sid,
                                            upstream_token_cb, b);
     if (w != NULL && !b->detached)
         b->token_wait = w;
@@ -249,24 +254,67 @@ void upstream_token_rejected(struct upstream_base *b, const char *why)
                             why, b->acct->username);
         return;
     }
-    /* A cached token can die early (revoked, password change): one fresh token, not a loop. */
+    /* A cached token can die early (revoked, password change, a Continuous Access Evaluation
+     * event): one more token, not a loop. Every session that held it is rejected at about the
+     * same time; the token manager refreshes once for all of them, and a session whose token
+     * was replaced meanwhile just gets the new one. */
     log_info(b->sid, "event=upstream_token_rejected protocol=%s account=%s reply=%s "
              "action=refresh", b->proto, b->acct->name, why);
     b->token_forced = 1;
+    token_rejected(b->srv->tokens, b->acct, upstream_scope(b), b->token, b->sid);
     upstream_clear_token(b);
-    upstream_fetch_token(b, 1);
+    upstream_fetch_token(b);
 }
 
-/* Resolves the endpoint and connects (first address); once connected, implicit TLS runs when
- * the endpoint says so, then ops->connected. Failures end the login. */
+/* Resolves the endpoint and connects (every address in turn, see upstream_try_next); once
+ * connected, implicit TLS runs when the endpoint says so, then ops->connected. Failures end the
+ * login. */
 static void upstream_connect(struct upstream_base *b)
 {
-    /* The timeout rides along in the conn once it exists; until then the resolver's own
+    /* The connect timeout starts once the addresses are known; until then the resolver's own
      * limits apply. */
     b->resolve = upstream_resolve_start(b->srv->loop, b->ep->host, b->ep->port,
                                         upstream_resolved_cb, b);
     if (b->resolve == NULL)
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "cannot resolve %s", b->ep->host);
+}
+
+static int upstream_addr_usable(const struct addrinfo *a)
+{
+    return (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(struct sockaddr_in)) ||
+           (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(struct sockaddr_in6));
+}
+
+/* The next address of family after *cur (from *cur itself when it matches), or NULL. */
+static const struct addrinfo *upstream_next_of(const struct addrinfo *cur, int family)
+{
+    while (cur != NULL && !(cur->ai_family == family && upstream_addr_usable(cur)))
+        cur = cur->ai_next;
+    return cur;
+}
+
+size_t upstream_order_addrs(const struct addrinfo *ai, union upstream_addr *out, size_t max)
+{
+    const struct addrinfo *first = ai;
+    while (first != NULL && !upstream_addr_usable(first))
+        first = first->ai_next;
+    if (first == NULL)
+        return 0;
+    /* RFC 8305 section 4: "the first address family [...] should be followed by an address of
+     * the other address family", so one broken family costs one attempt, not all of them. */
+    int fam[2] = {first->ai_family, first->ai_family == AF_INET6 ? AF_INET : AF_INET6};
+    const struct addrinfo *q[2] = {upstream_next_of(ai, fam[0]), upstream_next_of(ai, fam[1])};
+    size_t n = 0;
+    for (int turn = 0; n < max && (q[0] != NULL || q[1] != NULL); turn ^= 1) {
+        if (q[turn] == NULL)
+            continue;
+        memset(&out[n], 0, sizeof out[n]);
+        memcpy(&out[n], q[turn]->ai_addr,
+               fam[turn] == AF_INET ? sizeof out[n].in4 : sizeof out[n].in6);
+        n++;
+        q[turn] = upstream_next_of(q[turn]->ai_next, fam[turn]);
+    }
+    return n;
 }
 
 static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const char *reason)
@@ -276,24 +324,80 @@ static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const cha
     b->resolve = NULL;
     if (ai == NULL) {
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", reason);
-        goto out;
+    } else if ((b->n_addrs = upstream_order_addrs(ai, b->addrs, UPSTREAM_MAX_ADDRS)) == 0) {
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s has no IPv4 or IPv6 address",
+                            b->ep->host);
+    } else {
+        b->next_addr = 0;
+        b->connect_deadline = uv_now(b->srv->loop) + b->connect_timeout_ms;
+        upstream_try_next(b, NULL);
+    }
+    upstream_release(b);
+}
+
+/* Starts one attempt at the next address: 1 when it runs, 0 when it failed at once (why in
+ * err), -1 when the login was ended. */
+static int upstream_attempt(struct upstream_base *b, char *err, size_t errsz)
+{
+    const union upstream_addr *a = &b->addrs[b->next_addr++];
+    uint64_t now = uv_now(b->srv->loop);
+    uint64_t left = b->connect_deadline > now ? b->connect_deadline - now : 0;
+    if (left == 0) { /* the connect timeout is used up: no address left gets a turn */
+        snprintf(err, errsz, "connect to %s: timed out", b->ep->host);
+        b->next_addr = b->n_addrs;
+        return 0;
     }
     b->conn = malloc(sizeof *b->conn);
     if (b->conn == NULL) {
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "out of memory");
-        goto out;
+        return -1;
     }
     if (conn_init(b->conn, b->srv->loop, upstream_conn_event_cb, b) != 0) {
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "cannot create socket");
-        goto out;
+        return -1;
     }
-    /* The first address only: a second attempt needs a fresh socket, and the providers'
-     * hosts answer on every address they publish. */
-    conn_set_timeout(b->conn, b->connect_timeout_ms);
-    if (conn_connect(b->conn, ai->ai_addr) != 0)
-        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", b->conn->error);
-out:
-    upstream_release(b);
+    /* The last address may use the rest of the budget; the others must leave room. */
+    if (b->next_addr < b->n_addrs && left > UPSTREAM_ATTEMPT_TIMEOUT_MS)
+        left = UPSTREAM_ATTEMPT_TIMEOUT_MS;
+    conn_set_timeout(b->conn, left);
+    if (conn_connect(b->conn, &a->sa) != 0) {
+        snprintf(err, errsz, "%s", b->conn->error);
+        upstream_close_conn(b, 0);
+        return 0;
+    }
+    b->connecting = 1;
+    return 1;
+}
+
+/* Tries the addresses left, in order, after the previous attempt failed with why (NULL: the
+ * first attempt). Ends the login when none is left. */
+static void upstream_try_next(struct upstream_base *b, const char *why)
+{
+    char err[256], q[300];
+    snprintf(err, sizeof err, "%s", why != NULL ? why : "");
+    while (b->next_addr < b->n_addrs) {
+        if (err[0] != '\0')
+            log_info(b->sid, "event=upstream_connect_failed protocol=%s account=%s reason=%s "
+                     "action=next_address", b->proto, b->acct->name,
+                     log_quote(q, sizeof q, err, strlen(err)));
+        if (upstream_attempt(b, err, sizeof err) != 0)
+            return;
+    }
+    if (b->n_addrs > 1)
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s (every one of %zu addresses failed)",
+                            err, b->n_addrs);
+    else
+        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", err);
+}
+
+/* The attempt on b->conn failed: its socket goes, the next address gets its turn. */
+static void upstream_attempt_failed(struct upstream_base *b, const char *why)
+{
+    char copy[256]; /* why may live in the conn that goes now */
+    snprintf(copy, sizeof copy, "%s", why);
+    b->connecting = 0;
+    upstream_close_conn(b, 0);
+    upstream_try_next(b, copy);
 }
 
 static int upstream_tls_start(struct upstream_base *b)
@@ -320,6 +424,7 @@ static void upstream_conn_event_held(struct upstream_base *b, struct conn *c, en
     char why[200];
     switch (ev) {
     case CONN_EV_CONNECTED:
+        b->connecting = 0;
         conn_read_start(c);
         conn_set_timeout(c, b->reply_timeout_ms);
         if (b->ep->tls == CONFIG_TLS_IMPLICIT)
@@ -328,7 +433,7 @@ static void upstream_conn_event_held(struct upstream_base *b, struct conn *c, en
             b->ops->connected(b);
         return;
     case CONN_EV_CONNECT_FAILED:
-        upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "%s", c->error);
+        upstream_attempt_failed(b, c->error);
         return;
     case CONN_EV_TLS_DONE:
         b->handshaking = 0;
@@ -357,6 +462,11 @@ static void upstream_conn_event_held(struct upstream_base *b, struct conn *c, en
         b->ops->lost(b, why);
         return;
     case CONN_EV_TIMEOUT:
+        if (b->connecting) {
+            snprintf(why, sizeof why, "connect to %s: timed out", c->peer);
+            upstream_attempt_failed(b, why);
+            return;
+        }
         snprintf(why, sizeof why, "timed out waiting for %s", b->ep->host);
         b->ops->lost(b, why);
         return;

@@ -25,6 +25,24 @@ struct upstream_resolve *upstream_resolve_start(uv_loop_t *loop, const char *hos
 /* cb is not called afterwards. */
 void upstream_resolve_cancel(struct upstream_resolve *r);
 
+/* A provider host may publish several addresses (IPv6 and IPv4, several front ends); they are
+ * tried one after another, each attempt bounded by UPSTREAM_ATTEMPT_TIMEOUT_MS except the
+ * last, which gets what is left of the connect timeout. */
+#define UPSTREAM_MAX_ADDRS 8
+#define UPSTREAM_ATTEMPT_TIMEOUT_MS 5000u
+
+union upstream_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
+/* The order of connection attempts (RFC 8305 section 4): getaddrinfo's order (RFC 6724
+ * destination address selection) within each family, the families interleaved, starting with
+ * the family of the first address. Other families are skipped. Fills at most max entries of
+ * out; returns how many. */
+size_t upstream_order_addrs(const struct addrinfo *ai, union upstream_addr *out, size_t max);
+
 /* Why an upstream login did not happen; decides the reply and the log line. */
 enum upstream_failure {
     UPSTREAM_OK,
@@ -76,9 +94,13 @@ struct upstream_base {
     char sid[32];
     struct conn *conn; /* heap: it outlives us while it closes */
     struct upstream_resolve *resolve;
+    union upstream_addr addrs[UPSTREAM_MAX_ADDRS]; /* the resolved addresses, in attempt order */
+    size_t n_addrs, next_addr;
+    uint64_t connect_deadline; /* uv_now() when the last attempt must have connected */
+    int connecting;            /* an attempt is in progress on conn */
     struct token_wait *token_wait;
     char *token;      /* secret */
-    int token_forced; /* the token was refreshed once already after a rejection */
+    int token_forced; /* a token was rejected once already: the next rejection fails */
     uint64_t connect_timeout_ms;
     uint64_t reply_timeout_ms; /* armed once connected */
     int handshaking;  /* a TLS handshake runs: a loss now is a TLS failure */
@@ -88,7 +110,8 @@ struct upstream_base {
     int in_callback;
 };
 
-/* connect_ms bounds resolve + connect; reply_ms is the timeout once connected. */
+/* connect_ms bounds the connection attempts (all addresses together); reply_ms is the timeout
+ * once connected. */
 void upstream_base_init(struct upstream_base *b, struct server *srv,
                         const struct config_account *acct, const struct config_endpoint *ep,
                         const char *proto, const char *sid, const struct upstream_ops *ops,
@@ -103,9 +126,8 @@ void upstream_release(struct upstream_base *b);
 /* Starts a login: fails at once when the endpoint is not configured, else fetches the token,
  * resolves and connects; ops->connected follows. */
 void upstream_begin_login(struct upstream_base *b, upstream_login_cb cb);
-/* Asks the token manager (again); force ignores the cache. */
-void upstream_fetch_token(struct upstream_base *b, int force);
-/* After the server rejected the token: refreshes it once, ignoring the cache (ops->token_ready
+/* After the server rejected the token: asks once more, telling the token manager which token
+ * was rejected so that one refresh serves every session that held it (ops->token_ready
  * follows, on the connection that stays open: put the protocol in its "waiting for the token"
  * state first), or, when that was done already, fails the login with UPSTREAM_FAIL_AUTH.
  * why is the server's reply, for the log. */

@@ -103,16 +103,22 @@ def imap_quote(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def start_proxy(rig, upstream_tls="none", listens=None, name=None, **account_extra):
-    """An xoauthd with IMAP and POP3 listeners (plain; more in listens) for USER."""
+def start_proxy(rig, upstream_tls="none", listens=None, name=None, provider_extra=None,
+                env=None, **account_extra):
+    """An xoauthd with IMAP and POP3 listeners (plain; more in listens) for USER.
+    provider_extra overrides settings of the provider section; env is added to the daemon's
+    environment."""
     rt = rig.idp.seed_user(USER)
     rig.idp.set_client(CLIENT_ID, secret=CLIENT_SECRET)
     x = rigmod.Xoauthd(rig, name=name)
+    x.env.update(env or {})
     x.add_listen("imap", protocol="imap", tls="none")
     x.add_listen("pop3", protocol="pop3", tls="none")
     for lname, opts in (listens or {}).items():
         x.add_listen(lname, **opts)
-    x.add_provider("rig", **rig.provider_settings(imap=upstream_tls, pop3=upstream_tls))
+    prov = rig.provider_settings(imap=upstream_tls, pop3=upstream_tls)
+    prov.update(provider_extra or {})
+    x.add_provider("rig", **prov)
     acct = dict(local_user=LOCAL_USER, local_password=password_hash(), provider="rig",
                 username=USER, flow="refresh_token", client_id=CLIENT_ID,
                 client_secret=CLIENT_SECRET, refresh_token=rt)

@@ -1310,6 +1310,7 @@ class Xoauthd:
         self.proc = None
         self._log = None
         self.starts = 0
+        self.env = {}               # added to the daemon's environment (e.g. LD_PRELOAD)
         rig.xoauthds.append(self)
 
     # -- config --
@@ -1389,6 +1390,7 @@ class Xoauthd:
             env = dict(os.environ)
             env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+            env.update(self.env)
             self.proc = subprocess.Popen([self.bin, "run", "-c", self.config_path],
                                          stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=subprocess.STDOUT, env=env, cwd=self.dir,

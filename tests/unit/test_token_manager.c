@@ -550,6 +550,45 @@ static void test_cancel(struct token_manager *tm)
     CHECK(srv.requests == req0 + 2);
 }
 
+/* The provider rejected the token many sessions hold: one refresh for all of them. */
+static void test_rejected_single_flight(struct token_manager *tm)
+{
+    struct result r0 = {0}, r[3], late = {0};
+    char old[128];
+    int calls0, req0;
+
+    memset(r, 0, sizeof r);
+    token_get(tm, &a_multi, 0, NULL, result_cb, &r0);
+    CHECK(wait_for(&r0.called, 1) && r0.st == TOKEN_OK);
+    snprintf(old, sizeof old, "%s", r0.tok);
+    req0 = srv.requests;
+    calls0 = total_calls;
+    /* Three sessions rejected with the same token before the refresh is back: one request. */
+    for (int i = 0; i < 3; i++) {
+        token_rejected(tm, &a_multi, a_multi.scope, old, NULL);
+        CHECK(token_get(tm, &a_multi, 0, NULL, result_cb, &r[i]) != NULL);
+    }
+    CHECK(wait_for(&total_calls, calls0 + 3));
+    CHECK(srv.requests == req0 + 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(r[i].st == TOKEN_OK && strcmp(r[i].tok, r[0].tok) == 0);
+    CHECK(strcmp(r[0].tok, old) != 0);
+    /* A session rejected with the old token after the refresh: the new one, at once. */
+    token_rejected(tm, &a_multi, a_multi.scope, old, NULL);
+    CHECK(token_get(tm, &a_multi, 0, NULL, result_cb, &late) == NULL);
+    CHECK(late.st == TOKEN_OK && strcmp(late.tok, r[0].tok) == 0);
+    run_for(50);
+    CHECK(srv.requests == req0 + 1);
+    /* Unknown accounts and scopes, no token: nothing happens. */
+    struct config_account nobody;
+    acct_init(&nobody, "nobody", NULL);
+    token_rejected(tm, &nobody, NULL, old, NULL);
+    token_rejected(tm, &a_multi, "other-scope", old, NULL);
+    token_rejected(tm, &a_multi, a_multi.scope, NULL, NULL);
+    CHECK(token_get(tm, &a_multi, 0, NULL, result_cb, &late) == NULL);
+    CHECK(srv.requests == req0 + 1);
+}
+
 static void test_force_refresh(struct token_manager *tm)
 {
     struct result r = {0};
@@ -1431,6 +1470,7 @@ int main(void)
     test_first_get_and_cache(tm);
     test_concurrent(tm);
     test_cancel(tm);
+    test_rejected_single_flight(tm);
     test_force_refresh(tm);
     test_expiry(tm);
     token_manager_free(tm);
