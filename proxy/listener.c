@@ -39,7 +39,7 @@
 
 static void listener_free_if_done(struct listener *l)
 {
-    if (l->closing == 2 && l->active == 0) {
+    if (l->closing == 2 && l->active == 0 && l->pending == NULL) {
         free(l->peers);
         free(l);
     }
@@ -356,9 +356,19 @@ void listener_close(struct listener *l)
     l->fd = -1;
 }
 
-void listener_session_closed(struct listener *l)
+void listener_admit(struct listener *l)
 {
-    l->active--;
+    if (l->handoff && l->handoff_admitted) {
+        l->handoff_admitted = 0; /* the PROXY connection's place is the session's now */
+        return;
+    }
+    l->active++;
+}
+
+void listener_connection_closed(struct listener *l, int admitted)
+{
+    if (admitted)
+        l->active--;
     /* Its descriptors are free again: try the backlog now rather than after the back-off. */
     listener_resume(l);
     listener_free_if_done(l);

@@ -20,6 +20,7 @@ struct proxy_pending {
     uv_timer_t timer;
     int open_handles;
     int closing;
+    int admitted; /* holds a place in l->active until the session it becomes takes it */
     size_t len;
     char peer[64];
     char buf[PROXY_PROTO_V2_MAX];
@@ -42,8 +43,9 @@ static void proxy_closed_cb(uv_handle_t *h)
         l->pending = p->next;
     if (p->next != NULL)
         p->next->prev = p->prev;
+    int admitted = p->admitted;
     free(p);
-    listener_session_closed(l);
+    listener_connection_closed(l, admitted);
 }
 
 static void proxy_close(struct proxy_pending *p)
@@ -104,7 +106,13 @@ static void proxy_hand_off(struct proxy_pending *p, const struct proxy_proto_inf
     l->handoff_has_peer = !info->local;
     if (!info->local)
         l->handoff_peer = info->src;
+    /* The place this connection took under max_connections at accept goes to its session
+     * (listener_admit): counted twice, the last allowed connection would be refused. */
+    l->handoff_admitted = p->admitted;
     listener_start_session(l, NULL);
+    if (p->admitted && !l->handoff_admitted)
+        p->admitted = 0;
+    l->handoff_admitted = 0;
     if (l->handoff) {
         /* The session was not created (out of memory): the descriptor is still ours. */
         l->handoff = 0;
@@ -162,7 +170,10 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
     if (l->pending != NULL)
         l->pending->prev = p;
     l->pending = p;
-    l->active++; /* the listener lives until this connection is handed off or closed */
+    /* Counted from the start, so that connections still sending their header are bounded by
+     * max_connections too; the session it becomes takes this place over. */
+    listener_admit(l);
+    p->admitted = 1;
     snprintf(p->peer, sizeof p->peer, "?");
     if (uv_tcp_open(&p->tcp, fd) != 0) {
         close(fd);

@@ -48,7 +48,7 @@ static void session_handle_closed(struct session *s)
     server_session_remove(s->srv, &s->link);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
-    listener_session_closed(l);
+    listener_connection_closed(l, 1);
 }
 
 static void session_conn_closed_cb(struct conn *c) { session_handle_closed(session_of_conn(c)); }
@@ -245,7 +245,7 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     uv_timer_init(srv->loop, &s->delay_timer);
     s->delay_timer.data = s;
     s->open_handles = 2;
-    l->active++;
+    listener_admit(l);
     server_session_add(srv, &s->link);
     if (listener_conn_accept(l, &s->conn, stream) != 0) {
         session_close(s, 0);
