@@ -527,11 +527,26 @@ static int conn_host_is_ip(const char *host, unsigned char *bin)
     return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
 }
 
+/* Remembers the first fatal alert, sent or received: the error queue says only that the
+ * handshake failed, not which side refused it (a client that does not trust our certificate
+ * sends bad_certificate or unknown_ca, RFC 8446 section 6.2). */
+static void conn_tls_info_cb(const SSL *ssl, int where, int ret)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    if (c == NULL || c->tls_alert != 0 || (where & SSL_CB_ALERT) == 0 ||
+        (ret >> 8) != SSL3_AL_FATAL)
+        return;
+    c->tls_alert = ret & 0xff;
+    c->tls_alert_from_peer = (where & SSL_CB_READ) != 0;
+}
+
 int conn_tls_start(struct conn *c, SSL_CTX *ctx, int is_client, const char *hostname)
 {
     c->ssl = SSL_new(ctx);
     if (c->ssl == NULL)
         goto fail;
+    SSL_set_app_data(c->ssl, c);
+    SSL_set_info_callback(c->ssl, conn_tls_info_cb);
     c->net_in = BIO_new(BIO_s_mem());
     c->net_out = BIO_new(BIO_s_mem());
     if (c->net_in == NULL || c->net_out == NULL) {

@@ -42,6 +42,10 @@ struct conn {
     BIO *net_in;  /* ciphertext from the socket, read by OpenSSL */
     BIO *net_out; /* ciphertext written by OpenSSL, sent to the socket */
     int tls_handshaking;
+    /* The fatal TLS alert of a failed handshake (its description, RFC 8446 section 6.2), so
+     * that a log line can say who gave up and why: 0 = none seen. */
+    int tls_alert;
+    int tls_alert_from_peer; /* 1: the peer sent it (it refused us), 0: OpenSSL sent it */
 
     char *in; /* plaintext input, owner consumes with conn_consume() */
     size_t in_len, in_cap, in_max;

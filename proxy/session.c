@@ -121,11 +121,49 @@ void session_process(struct session *s)
     s->processing = 0;
 }
 
+/* 1 for the alerts a client sends when it does not accept the server's certificate
+ * (RFC 8446 section 6.2; RFC 5246 section 7.2.2). */
+static int session_alert_refuses_cert(int alert)
+{
+    switch (alert) {
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* event=tls_failed: which listener, which side gave up (the fatal alert and who sent it), and
+ * for a client that refused our certificate what to check, because the reason OpenSSL gives
+ * ("tlsv1 alert unknown ca") reads as if xoauthd had a problem with the client. */
+static void session_log_tls_failed(struct session *s)
+{
+    const struct conn *c = &s->conn;
+    char alert[160] = "";
+    if (c->tls_alert != 0)
+        snprintf(alert, sizeof alert, " alert=\"%s\"", SSL_alert_desc_string_long(c->tls_alert));
+    /* A client that goes away without an alert is an end of file, not a failed handshake:
+     * without an alert from the peer, it was xoauthd's side that refused. */
+    log_warn(s->sid, "event=tls_failed%s listener=%s peer=%s gave_up=%s%s reason=\"%s\"%s",
+             s->ops->log_proto, s->listener->cfg->name, c->peer,
+             c->tls_alert_from_peer ? "client" : "xoauthd", alert, c->error,
+             c->tls_alert_from_peer && session_alert_refuses_cert(c->tls_alert)
+                 ? " hint=\"the client rejected xoauthd's certificate: check that the name it "
+                   "connects to is in the certificate's subjectAltName (many clients ignore "
+                   "IP-address SANs) and that the client trusts the issuing CA\""
+                 : "");
+}
+
 void session_starttls(struct session *s)
 {
     conn_discard_input(&s->conn);
     if (conn_tls_start(&s->conn, s->listener->tls, 0, NULL) != 0) {
-        log_warn(s->sid, "event=tls_failed reason=\"%s\"", s->conn.error);
+        session_log_tls_failed(s);
         session_close(s, 0);
     }
 }
@@ -203,7 +241,7 @@ static void session_conn_event_cb(struct conn *c, enum conn_event ev)
         session_process(s);
         break;
     case CONN_EV_TLS_FAILED:
-        log_warn(s->sid, "event=tls_failed peer=%s reason=\"%s\"", c->peer, c->error);
+        session_log_tls_failed(s);
         session_close(s, 0);
         break;
     case CONN_EV_EOF:
