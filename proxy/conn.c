@@ -181,8 +181,17 @@ static void conn_update_reading(struct conn *c)
         return;
     int want = c->reading && c->in_len < c->in_max;
     if (want && !c->read_active) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0)
+        int r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+        if (r == 0) {
             c->read_active = 1;
+        } else if (!c->write_failed) {
+            /* Nothing would ever arrive and the owner would wait for its idle timer: tell it
+             * now, from the loop (this runs inside the owner's own calls), as conn_uncork
+             * does with a failed write. */
+            snprintf(c->error, sizeof c->error, "read from %s: %s", c->peer, uv_strerror(r));
+            c->write_failed = 1;
+            uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+        }
     } else if (!want && c->read_active) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->read_active = 0;
@@ -495,6 +504,14 @@ int conn_write(struct conn *c, const void *buf, size_t len)
         return -1;
     if (len == 0)
         return 0;
+    if (len > CONN_WRITE_MAX) {
+        /* SSL_write takes an int and uv_buf_t an unsigned int: a longer length would be cut
+         * to its low bits, sending part of the buffer, or reading past it. Nothing writes that
+         * much at once (the relay moves 64 KiB reads); refuse rather than split. */
+        snprintf(c->error, sizeof c->error, "write to %s: %zu bytes at once is too much",
+                 c->peer, len);
+        return -1;
+    }
     if (c->ssl == NULL)
         return conn_send_raw(c, buf, len);
     ERR_clear_error();

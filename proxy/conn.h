@@ -11,6 +11,7 @@
 #ifndef XOAUTHD_CONN_H
 #define XOAUTHD_CONN_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/ssl.h>
@@ -92,6 +93,9 @@ int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storag
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 
+/* At most CONN_WRITE_MAX bytes per call (SSL_write's int, uv_buf_t's unsigned int): a longer
+ * write is refused with -1 and c->error, nothing sent. */
+#define CONN_WRITE_MAX ((size_t)INT_MAX)
 int conn_write(struct conn *c, const void *buf, size_t len);
 
 /* Holds small writes to c back until conn_uncork, so that several replies (or pipelined

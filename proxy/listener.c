@@ -62,6 +62,9 @@ static void listener_closed_cb(uv_handle_t *h)
 
 static void listener_poll_cb(uv_poll_t *h, int status, int events);
 
+/* listener_new failed after its timer was initialised: the memory goes with the handle. */
+static void listener_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
+
 static void listener_resume(struct listener *l)
 {
     if (!l->paused || l->closing)
@@ -254,7 +257,13 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
     int r = fd < 0 ? uv_translate_sys_error(-fd) : 0;
     if (r == 0) {
         l->fd = fd;
-        r = uv_poll_init_socket(srv->loop, &l->poll, fd);
+        r = uv_timer_init(srv->loop, &l->backoff_timer);
+        l->backoff_timer.data = l;
+        if (r == 0) {
+            r = uv_poll_init_socket(srv->loop, &l->poll, fd);
+            if (r != 0) /* the timer is in the loop: it goes through its close callback */
+                uv_close((uv_handle_t *)&l->backoff_timer, listener_unstarted_closed_cb);
+        }
         if (r != 0) {
             close(fd);
             l->fd = -1;
@@ -268,8 +277,6 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
         goto fail_ctx;
     }
     l->poll.data = l;
-    uv_timer_init(srv->loop, &l->backoff_timer);
-    l->backoff_timer.data = l;
     l->open_handles = 2;
     uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
     log_info(NULL, "event=listening listener=%s protocol=%s address=%s port=%u tls=%s",
@@ -280,7 +287,9 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
 fail_ctx:
     if (l->tls != NULL)
         SSL_CTX_free(l->tls);
-    free(l);
+    if (l->backoff_timer.loop == NULL)
+        free(l);
+    /* else listener_unstarted_closed_cb frees it */
     return NULL;
 }
 

@@ -160,7 +160,13 @@ static int main_run(int argc, char **argv)
         return 1;
     }
     uv_loop_t loop;
-    uv_loop_init(&loop);
+    int lr = uv_loop_init(&loop);
+    if (lr != 0) {
+        fprintf(stderr, "xoauthd: cannot create the event loop: %s\n", uv_strerror(lr));
+        curl_global_cleanup();
+        config_free(cfg);
+        return 1;
+    }
     struct server srv;
     int rc = 0;
     if (server_init(&srv, &loop, cfg, &priv) != 0) {

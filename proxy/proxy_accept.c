@@ -48,6 +48,9 @@ static void proxy_closed_cb(uv_handle_t *h)
     listener_connection_closed(l, admitted);
 }
 
+/* proxy_accept_start failed between its two handles: p was never listed nor counted. */
+static void proxy_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
+
 static void proxy_close(struct proxy_pending *p)
 {
     if (p->closing)
@@ -162,9 +165,21 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
         return;
     }
     p->l = l;
-    uv_tcp_init(l->srv->loop, &p->tcp);
-    uv_timer_init(l->srv->loop, &p->timer);
     p->tcp.data = p->timer.data = p;
+    int r = uv_tcp_init(l->srv->loop, &p->tcp);
+    if (r == 0) {
+        r = uv_timer_init(l->srv->loop, &p->timer);
+        if (r != 0) /* the tcp handle is in the loop: p goes with it */
+            uv_close((uv_handle_t *)&p->tcp, proxy_unstarted_closed_cb);
+    } else {
+        free(p);
+    }
+    if (r != 0) {
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+                 uv_strerror(r));
+        close(fd);
+        return;
+    }
     p->open_handles = 2;
     p->next = l->pending;
     if (l->pending != NULL)
@@ -196,7 +211,12 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
         return;
     }
     uv_timer_start(&p->timer, proxy_timeout_cb, PROXY_ACCEPT_TIMEOUT_MS, 0);
-    uv_read_start((uv_stream_t *)&p->tcp, proxy_alloc_cb, proxy_read_cb);
+    r = uv_read_start((uv_stream_t *)&p->tcp, proxy_alloc_cb, proxy_read_cb);
+    if (r != 0) {
+        log_warn(NULL, "event=accept_failed listener=%s peer=%s reason=\"%s\"", l->cfg->name,
+                 p->peer, uv_strerror(r));
+        proxy_close(p);
+    }
 }
 
 void proxy_accept_close_all(struct listener *l)

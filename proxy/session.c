@@ -53,6 +53,9 @@ static void session_handle_closed(struct session *s)
 
 static void session_conn_closed_cb(struct conn *c) { session_handle_closed(session_of_conn(c)); }
 
+/* The conn of a session whose set-up failed is closed: nothing else was started. */
+static void session_unstarted_closed_cb(struct conn *c) { free(session_of_conn(c)); }
+
 static void session_timer_closed_cb(uv_handle_t *h) { session_handle_closed(h->data); }
 
 static void session_upstream_closed_cb(struct conn *c)
@@ -87,6 +90,14 @@ void session_close(struct session *s, int flush)
     }
 }
 
+/* The line in buf (room for n + CRLF) goes out with its CRLF. */
+static void session_send_line(struct session *s, char *buf, size_t n)
+{
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    conn_write(&s->conn, buf, n);
+}
+
 void session_send(struct session *s, const char *fmt, ...)
 {
     char buf[4096];
@@ -96,11 +107,25 @@ void session_send(struct session *s, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    if ((size_t)n > sizeof buf - 3)
-        n = (int)sizeof buf - 3;
-    buf[n++] = '\r';
-    buf[n++] = '\n';
-    conn_write(&s->conn, buf, (size_t)n);
+    if ((size_t)n <= sizeof buf - 3) {
+        session_send_line(s, buf, (size_t)n);
+        return;
+    }
+    /* Longer than the stack buffer, e.g. an IMAP "OK [CAPABILITY ...]" with the provider's
+     * whole list: cut, the client would read a different capability list (or a broken line),
+     * so the whole line is formatted again on the heap. */
+    char *big = malloc((size_t)n + 3);
+    if (big == NULL) {
+        log_error(s->sid, "event=reply_failed reason=\"out of memory for a %d-byte line\"", n);
+        session_close(s, 0);
+        return;
+    }
+    va_start(ap, fmt);
+    int m = vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (m == n)
+        session_send_line(s, big, (size_t)n);
+    free(big);
 }
 
 void session_process(struct session *s)
@@ -276,11 +301,13 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     s->link.shutdown = session_link_shutdown;
     s->link.abort = session_link_abort;
     server_session_id(srv, s->sid, sizeof s->sid);
-    if (conn_init(&s->conn, srv->loop, session_conn_event_cb, s) != 0) {
-        free(s);
+    if (conn_init(&s->conn, srv->loop, session_conn_event_cb, s) != 0 ||
+        uv_timer_init(srv->loop, &s->delay_timer) != 0) {
+        /* A handle conn_init made is in the loop already: s may go only from its close
+         * callback (libuv's rule), and it was never counted anywhere. */
+        conn_close(&s->conn, session_unstarted_closed_cb);
         return -1;
     }
-    uv_timer_init(srv->loop, &s->delay_timer);
     s->delay_timer.data = s;
     s->open_handles = 2;
     listener_admit(l);

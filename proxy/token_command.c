@@ -279,6 +279,8 @@ static char **token_cmd_env(char *acct_var, char *user_var)
     return env;
 }
 
+static void token_cmd_cancel(struct token_job *j);
+
 static struct token_job *token_cmd_start(uv_loop_t *loop, const struct token_grant_ctx *ctx,
                                          unsigned timeout_ms, token_job_cb cb, void *arg,
                                          const char **why)
@@ -352,8 +354,13 @@ static struct token_job *token_cmd_start(uv_loop_t *loop, const struct token_gra
     }
     j->spawned = 1;
     j->open_handles++;
-    uv_read_start((uv_stream_t *)&j->out, token_cmd_alloc_cb, token_cmd_read_cb);
-    uv_read_start((uv_stream_t *)&j->err, token_cmd_alloc_cb, token_cmd_read_cb);
+    if (uv_read_start((uv_stream_t *)&j->out, token_cmd_alloc_cb, token_cmd_read_cb) != 0 ||
+        uv_read_start((uv_stream_t *)&j->err, token_cmd_alloc_cb, token_cmd_read_cb) != 0) {
+        /* Its output could never be read: stop it now (the exit callback still reaps it). */
+        *why = "token_command's output cannot be read";
+        token_cmd_cancel(j);
+        return NULL;
+    }
     uv_timer_start(&j->timer, token_cmd_timer_cb, timeout_ms != 0 ? timeout_ms : 30000u, 0);
     return j;
 }
