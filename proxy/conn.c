@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secmem.h"
 #include "tls.h"
 
 #define CONN_IN_MAX_DEFAULT (64 * 1024)
@@ -206,19 +207,10 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof conn_read_buf;
 }
 
+/* c->in may hold a password line: it grows without realloc's left-behind copy (secmem.h). */
 static int conn_in_reserve(struct conn *c, size_t extra)
 {
-    if (c->in_len + extra <= c->in_cap)
-        return 0;
-    size_t cap = c->in_cap ? c->in_cap : 1024;
-    while (cap < c->in_len + extra)
-        cap *= 2;
-    char *p = realloc(c->in, cap);
-    if (p == NULL)
-        return -1;
-    c->in = p;
-    c->in_cap = cap;
-    return 0;
+    return secmem_grow(&c->in, &c->in_cap, c->in_len, c->in_len + extra, 1024);
 }
 
 /* Moves decrypted bytes from OpenSSL into c->in, finishing a handshake on the way. */
@@ -344,12 +336,18 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
     }
-    if (conn_in_reserve(c, n) != 0) {
+    int r = conn_in_reserve(c, n);
+    if (r == 0) {
+        memcpy(c->in + c->in_len, p, n);
+        c->in_len += n;
+    }
+    /* Plaintext from a client may be a password (AUTH, LOGIN, PASS): no copy stays in the
+     * shared buffer until the next read overwrites it. */
+    OPENSSL_cleanse((char *)buf->base, (size_t)nread);
+    if (r != 0) {
         conn_fail(c, CONN_EV_ERROR, "out of memory");
         return;
     }
-    memcpy(c->in + c->in_len, p, n);
-    c->in_len += n;
     conn_update_reading(c);
     conn_emit(c, CONN_EV_READ);
 }
@@ -601,12 +599,16 @@ fail:
 
 int conn_is_tls(const struct conn *c) { return c->ssl != NULL && !c->tls_handshaking; }
 
+/* Consumed input is cleansed where it lay: a login line would otherwise stay in c->in for the
+ * life of the connection (a relay after login passes bytes by without writing c->in again). */
 void conn_consume(struct conn *c, size_t n)
 {
     if (n >= c->in_len) {
+        OPENSSL_cleanse(c->in, c->in_len);
         c->in_len = 0;
     } else {
         memmove(c->in, c->in + n, c->in_len - n);
+        OPENSSL_cleanse(c->in + c->in_len - n, n);
         c->in_len -= n;
     }
     conn_update_reading(c);
@@ -614,6 +616,8 @@ void conn_consume(struct conn *c, size_t n)
 
 void conn_discard_input(struct conn *c)
 {
+    if (c->in_len > 0)
+        OPENSSL_cleanse(c->in, c->in_len);
     c->in_len = 0;
     conn_update_reading(c);
 }
@@ -655,11 +659,9 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     if (c->ssl != NULL)
         SSL_free(c->ssl); /* frees both BIOs */
     c->ssl = NULL;
-    if (c->in != NULL) {
-        OPENSSL_cleanse(c->in, c->in_cap);
-        free(c->in);
-    }
+    secmem_free(c->in, c->in_cap);
     c->in = NULL;
+    c->in_cap = 0;
     if (c->close_cb != NULL)
         c->close_cb(c);
 }

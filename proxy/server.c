@@ -166,6 +166,40 @@ static void server_free_provider_tls(SSL_CTX **slots, size_t n)
     }
 }
 
+/* config's on_free for a superseded configuration: its generation goes with it. */
+static void server_gen_freed(struct config *cfg, void *arg)
+{
+    struct server *srv = arg;
+    for (struct server_gen **pg = &srv->old_gens; *pg != NULL; pg = &(*pg)->next) {
+        struct server_gen *g = *pg;
+        if (g->cfg != cfg)
+            continue;
+        *pg = g->next;
+        server_free_provider_tls(g->provider_tls, cfg->n_providers);
+        free(g->provider_tls);
+        free(g);
+        return;
+    }
+}
+
+void server_switch_config(struct server *srv, struct config *cfg, SSL_CTX **ptls,
+                          struct server_gen *gen)
+{
+    struct config *old = srv->cfg;
+    gen->cfg = old;
+    gen->provider_tls = srv->provider_tls;
+    gen->next = srv->old_gens;
+    srv->old_gens = gen;
+    old->on_free = server_gen_freed;
+    old->on_free_arg = srv;
+    /* Whoever holds old may look things up in cfg from now on (session.h). */
+    config_supersede(old, cfg);
+    srv->cfg = cfg;
+    srv->provider_tls = ptls;
+    token_manager_set_config(srv->tokens, cfg); /* accounts changed for new token requests */
+    config_release(old); /* the server's hold: old lives on only for those still using it */
+}
+
 static void server_finish(struct server *srv)
 {
     if (srv->tokens != NULL) {
@@ -231,15 +265,13 @@ void server_free(struct server *srv)
     free(srv->listeners);
     srv->provider_tls = NULL;
     srv->listeners = NULL;
-    while (srv->old_gens != NULL) {
-        struct server_gen *g = srv->old_gens;
-        srv->old_gens = g->next;
-        free(g->provider_tls);
-        config_free(g->cfg);
-        free(g);
-    }
-    config_free(srv->cfg);
+    /* Every session and token entry is gone: this frees the configuration in use, and with
+     * it (config_supersede) any superseded one still waiting for it. */
+    config_release(srv->cfg);
     srv->cfg = NULL;
+    if (srv->old_gens != NULL)
+        log_error(NULL, "event=internal_error reason=\"a superseded configuration is still "
+                  "held at exit\"");
     stats_reset();
 }
 

@@ -44,11 +44,13 @@ static void session_handle_closed(struct session *s)
     }
     session_log_end(&s->slog, uv_now(s->srv->loop));
     struct listener *l = s->listener;
+    struct config *cfg = s->cfg;
     listener_peer_release(l, &s->conn);
     server_session_remove(s->srv, &s->link);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
     listener_connection_closed(l, 1);
+    config_release(cfg); /* may free (and cleanse) a configuration a reload replaced */
 }
 
 static void session_conn_closed_cb(struct conn *c) { session_handle_closed(session_of_conn(c)); }
@@ -310,6 +312,7 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     }
     s->delay_timer.data = s;
     s->open_handles = 2;
+    s->cfg = config_hold(srv->cfg);
     listener_admit(l);
     server_session_add(srv, &s->link);
     if (listener_conn_accept(l, &s->conn, stream) != 0) {
