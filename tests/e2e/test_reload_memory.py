@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procmem  # noqa: E402
 import rig as R  # noqa: E402
 from fake_imap_pop3 import FakeMailUpstream  # noqa: E402
-from test_reload_shutdown import Notify  # noqa: E402
+from test_reload_shutdown import start_notified  # noqa: E402
 
 PASSWORD = "pw-reload-memory-" + secrets.token_hex(8)
 CLIENT_SECRET = "s3cret-reload-memory"
@@ -65,18 +65,7 @@ class ReloadMemory(unittest.TestCase):
                           flow="refresh_token", client_id="cid",
                           client_secret=fresh_secret("spare%d" % i),
                           refresh_token="rt-" + secrets.token_hex(512))
-        npath = os.path.join(x.dir, "notify.sock")
-        if os.path.exists(npath):
-            os.unlink(npath)
-        self.notify = Notify(npath)
-        self.addCleanup(self.notify.close)
-        os.environ["NOTIFY_SOCKET"] = npath
-        try:
-            x.start()
-        finally:
-            del os.environ["NOTIFY_SOCKET"]
-        self.addCleanup(x.kill_if_running)
-        self.notify.expect("READY=1")
+        self.notify = start_notified(self, x)
         return x
 
     def set_secret(self, x, account, value):
