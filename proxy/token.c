@@ -401,8 +401,14 @@ void token_manager_set_config(struct token_manager *tm, const struct config *cfg
     for (struct token_entry *e = tm->entries; e != NULL; e = e->next) {
         const struct config_account *a = config_find_account(cfg, e->name);
         unsigned char d[32];
-        if (a == NULL)
+        if (a == NULL) {
+            /* The account is gone: its configuration (and secrets) may go too once nothing
+             * in flight reads e->acct; a session still using it binds it again. */
+            if (e->state == TOKEN_ENTRY_IDLE && e->req == NULL && e->job == NULL &&
+                e->io == NULL && e->derive_io == NULL)
+                token_entry_bind(e, NULL);
             continue;
+        }
         enum token_store_key_kind kind =
             token_account_password_key(cfg, a) ? TOKEN_KEY_PASSWORD : TOKEN_KEY_FILE;
         token_digest(a->local_password, d);

@@ -115,6 +115,37 @@ class ReloadMemory(unittest.TestCase):
                          "after its last session ended")
         x.stop()
 
+    def test_removed_account_secret_gone(self):
+        """A token entry outlives its sessions; an account removed by a reload must not keep
+        its configuration (and its client secret) alive through it."""
+        self.x = x = self.start()
+        gone = fresh_secret("gone")
+        x.add_account("leaving", local_user="leaving", local_password=self.hash,
+                      provider="fake", username=USER, flow="refresh_token", client_id="cid",
+                      client_secret=gone, refresh_token=self.rig.idp.seed_user(USER))
+        self.rig.idp.set_client("cid", secret=gone)
+        self.addCleanup(self.rig.idp.set_client, "cid", secret=CLIENT_SECRET)
+        self.reload(x)
+        s = socket.create_connection(("127.0.0.1", x.port("imap")), timeout=20)
+        self.addCleanup(s.close)
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"* OK"))
+        s.sendall(b'a1 LOGIN leaving "%s"\r\n' % PASSWORD.encode())
+        self.assertTrue(f.readline().startswith(b"a1 OK"))
+        s.sendall(b"a2 LOGOUT\r\n")
+        self.assertTrue(f.readline().startswith(b"* BYE"))
+        f.close()
+        s.close()
+        x.sections = [(h, o) for h, o in x.sections if h != "account leaving"]
+        self.reload(x)
+        deadline = time.monotonic() + 10
+        while self.x.log_text().count("event=disconnect") < 1:
+            self.assertLess(time.monotonic(), deadline, "the session did not end")
+            time.sleep(0.02)
+        self.assertFalse(self.in_memory(gone), "the secret of a removed account is still in "
+                         "memory")
+        x.stop()
+
     def test_thousand_reloads_keep_memory_flat(self):
         self.x = x = self.start()
         open_across = None
