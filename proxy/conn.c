@@ -604,7 +604,8 @@ int conn_is_tls(const struct conn *c) { return c->ssl != NULL && !c->tls_handsha
 void conn_consume(struct conn *c, size_t n)
 {
     if (n >= c->in_len) {
-        OPENSSL_cleanse(c->in, c->in_len);
+        if (c->in_len > 0)
+            OPENSSL_cleanse(c->in, c->in_len);
         c->in_len = 0;
     } else {
         memmove(c->in, c->in + n, c->in_len - n);
