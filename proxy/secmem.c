@@ -1,5 +1,6 @@
 #include "secmem.h"
 
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,3 +33,34 @@ void secmem_free(char *buf, size_t cap)
     OPENSSL_cleanse(buf, cap);
     free(buf);
 }
+
+void *secmem_alloc(size_t n) { return malloc(n); }
+
+void secmem_release(void *p)
+{
+    if (p == NULL)
+        return;
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
+void *secmem_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return malloc(n);
+    if (n == 0) {
+        secmem_release(p);
+        return NULL;
+    }
+    size_t old = malloc_usable_size(p);
+    void *q = malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    secmem_release(p);
+    return q;
+}
+
+char *secmem_strdup(const char *s) { return strdup(s); }
+
+void *secmem_calloc(size_t nmemb, size_t n) { return calloc(nmemb, n); }

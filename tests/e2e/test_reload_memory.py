@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 import unittest
@@ -54,6 +55,7 @@ class ReloadMemory(unittest.TestCase):
     def start(self):
         x = R.Xoauthd(self.rig, log_level="info")
         x.add_listen("imap", protocol="imap", tls="none")
+        x.add_listen("imaps", protocol="imap", tls="implicit")
         x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> reader")
         x.add_provider("fake", token_url=self.rig.token_url, imap=self.imap.endpoint)
         x.add_account("reader", local_user="reader", local_password=self.hash,
@@ -95,7 +97,11 @@ class ReloadMemory(unittest.TestCase):
             time.sleep(0.02)
 
     def in_memory(self, s):
-        return procmem.contains(self.x.proc.pid, s.encode())
+        ctx = []
+        hit = procmem.contains(self.x.proc.pid, s.encode(), ctx)
+        if hit and os.environ.get("PROCMEM_DEBUG"):
+            print("\nfound %s in: %r" % (s[:8], ctx[0]))
+        return hit
 
     def test_old_secret_gone_after_its_last_session(self):
         self.x = x = self.start()
@@ -173,8 +179,21 @@ class ReloadMemory(unittest.TestCase):
         x.stop()
 
     def test_password_not_left_in_read_buffers(self):
-        self.x = x = self.start()
-        s = socket.create_connection(("127.0.0.1", x.port("imap")), timeout=20)
+        self.x = self.start()
+        self.login_and_scan(socket.create_connection(("127.0.0.1", self.x.port("imap")),
+                                                     timeout=20))
+
+    def test_password_not_left_in_tls_buffers(self):
+        """Over TLS the password is decrypted in OpenSSL's record buffer first."""
+        self.x = self.start()
+        ctx = ssl.create_default_context(cafile=self.rig.ca_file)
+        raw = socket.create_connection(("127.0.0.1", self.x.port("imaps")), timeout=20)
+        self.login_and_scan(ctx.wrap_socket(raw, server_hostname="localhost"))
+
+    def login_and_scan(self, s):
+        """Logs in with PASSWORD over s, then looks for it in xoauthd's memory while the
+        session relays; logs out and stops xoauthd."""
+        x = self.x
         self.addCleanup(s.close)
         f = s.makefile("rb")
         self.assertTrue(f.readline().startswith(b"* OK"))

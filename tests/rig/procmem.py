@@ -22,8 +22,9 @@ def _regions(pid):
             yield lo, hi
 
 
-def contains(pid, needle):
-    """True when needle (bytes) is somewhere in pid's writable memory."""
+def contains(pid, needle, context=None):
+    """True when needle (bytes) is somewhere in pid's writable memory. context: a list that
+    gets the bytes around the first hit (for a failure message)."""
     keep = len(needle) - 1
     with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
         for lo, hi in _regions(pid):
@@ -37,7 +38,11 @@ def contains(pid, needle):
                     break  # unmapped meanwhile, or not readable after all
                 if not data:
                     break
-                if needle in tail + data:
+                i = (tail + data).find(needle)
+                if i >= 0:
+                    if context is not None:
+                        buf = tail + data
+                        context.append(buf[max(0, i - 200):i + len(needle) + 200])
                     return True
                 tail = data[-keep:] if keep else b""
                 addr += len(data)
