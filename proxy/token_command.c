@@ -48,6 +48,7 @@ struct token_job {
 };
 
 static void token_cmd_finish(struct token_job *j);
+static void token_cmd_cancel(struct token_job *j);
 
 static void token_cmd_free(struct token_job *j)
 {
@@ -278,8 +279,6 @@ static char **token_cmd_env(char *acct_var, char *user_var)
     env[o] = NULL;
     return env;
 }
-
-static void token_cmd_cancel(struct token_job *j);
 
 static struct token_job *token_cmd_start(uv_loop_t *loop, const struct token_grant_ctx *ctx,
                                          unsigned timeout_ms, token_job_cb cb, void *arg,
