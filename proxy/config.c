@@ -3,7 +3,7 @@
  * Why a custom reader in front of inih: Debian's libinih is built with a 200-byte line limit
  * (longer lines are cut silently) and with inline comments on (" ;" ends a value). Refresh
  * tokens are 1-2 KB and secrets may contain ';', so inih must never see a value. config_reader
- * reads the file itself with getline (any length), counts lines, and hands inih a surrogate:
+ * reads the file itself line by line (any length), counts lines, and hands inih a surrogate:
  *   "key = value"  ->  "key="      (the real key and trimmed value wait in the loader)
  *   "[type name]"  ->  "[type name]" (checked and normalized; the section is recorded here,
  *                                     so that a section without keys still exists)
@@ -30,6 +30,7 @@
 #include <openssl/crypto.h>
 
 #include "localauth.h"
+#include "secmem.h"
 
 #define CONFIG_NAME_MAX 64 /* section names and key names */
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/xoauthd"
@@ -65,6 +66,7 @@ struct config_loader {
     size_t bufcap;
     int lineno;
     int read_errno;
+    char iobuf[4096]; /* ld->fp's buffer */
     struct config_section *sections;
     size_t n_sections, cap_sections;
     long cur; /* index of the current section; CONFIG_CUR_NONE / CONFIG_CUR_SKIP otherwise */
@@ -765,16 +767,39 @@ static void config_key_line(struct config_loader *ld, char *line, char *sur, siz
         snprintf(sur, surcap, "k=");
 }
 
+/* getline(3) into ld->buf, except that the buffer grows through secmem_grow: getline's
+ * realloc would leave earlier lines (secrets) in freed memory. The length, -1 at the end of
+ * the file or on a read error, -2 out of memory. */
+static ssize_t config_getline(struct config_loader *ld)
+{
+    size_t len = 0;
+    int ch;
+    while ((ch = getc(ld->fp)) != EOF) {
+        if (len + 2 > ld->bufcap &&
+            secmem_grow(&ld->buf, &ld->bufcap, len, len + 2, 256) != 0)
+            return -2;
+        ld->buf[len++] = (char)ch;
+        if (ch == '\n')
+            break;
+    }
+    if (len == 0)
+        return -1;
+    ld->buf[len] = '\0';
+    return (ssize_t)len;
+}
+
 static char *config_reader(char *str, int num, void *stream)
 {
     struct config_loader *ld = stream;
     if (num < 4)
         return NULL;
     errno = 0;
-    ssize_t n = getline(&ld->buf, &ld->bufcap, ld->fp);
+    ssize_t n = config_getline(ld);
     if (n < 0) {
         if (ferror(ld->fp))
             ld->read_errno = errno ? errno : EIO;
+        else if (n == -2)
+            ld->oom = 1;
         return NULL;
     }
     ld->lineno++;
@@ -1529,10 +1554,9 @@ static void config_loader_free(struct config_loader *ld)
     free(ld->sections);
     free(ld->pending_key);
     config_free_secret(ld->pending_value);
-    if (ld->buf != NULL) {
-        OPENSSL_cleanse(ld->buf, ld->bufcap);
-        free(ld->buf);
-    }
+    secmem_free(ld->buf, ld->bufcap);
+    ld->buf = NULL;
+    OPENSSL_cleanse(ld->iobuf, sizeof ld->iobuf);
 }
 
 /* Keys whose values are secrets wherever they appear: a file holding one must not be readable
@@ -1642,6 +1666,8 @@ static void config_build(struct config_loader *ld)
         config_resolve_path_scopes(ld, acct_sec[i], a);
     }
     config_check_local_users(ld, acct_sec);
+    for (size_t i = 0; i < cfg->n_accounts; i++)
+        cfg->accounts[i].owner = cfg;
 
     /* A provider defined here needs a token endpoint unless all its accounts bring a token. */
     for (size_t i = CONFIG_N_PRESETS; i < cfg->n_providers; i++) {
@@ -1685,12 +1711,16 @@ struct config *config_load(const char *path, FILE *err)
     cfg->max_message_size = CONFIG_DEFAULT_MAX_MESSAGE;
     cfg->token_timeout = CONFIG_DEFAULT_TOKEN_TIMEOUT;
     cfg->shutdown_timeout = 30;
+    cfg->refs = 1;
 
     ld.fp = fopen(path, "r");
     if (ld.fp == NULL) {
         config_error(&ld, 0, "cannot read: %s", strerror(errno));
         goto fail;
     }
+    /* stdio's own buffer would hold a block of the file (secrets) and be freed by fclose as
+     * it is: this one is cleansed (config_loader_free). */
+    setvbuf(ld.fp, ld.iobuf, _IOFBF, sizeof ld.iobuf);
     int rc = ini_parse_stream(config_reader, &ld, config_handler, &ld);
     if (ld.read_errno != 0)
         config_error(&ld, 0, "cannot read: %s", strerror(ld.read_errno));
@@ -1721,6 +1751,7 @@ void config_free(struct config *cfg)
 {
     if (cfg == NULL)
         return;
+    config_release(cfg->successor);
     for (size_t i = 0; i < cfg->n_listens; i++) {
         struct config_listen *l = &cfg->listens[i];
         free(l->name);
@@ -1751,7 +1782,7 @@ void config_free(struct config *cfg)
         struct config_account *a = &cfg->accounts[i];
         free(a->name);
         free(a->local_user);
-        free(a->local_password);
+        config_free_secret(a->local_password); /* a hash, but a guesser's starting point */
         free(a->provider_name);
         free(a->username);
         free(a->client_id);
@@ -1765,7 +1796,7 @@ void config_free(struct config *cfg)
             free(a->path_scope[j]);
         config_free_secret(a->refresh_token);
         config_free_secret(a->access_token);
-        free(a->token_command);
+        config_free_secret(a->token_command); /* may carry a secret on its command line */
         free(a->redirect_uri);
         for (size_t j = 0; j < a->n_allowed_senders; j++)
             free(a->allowed_senders[j]);
@@ -1781,6 +1812,33 @@ void config_free(struct config *cfg)
     free(cfg->user);
     free(cfg->group);
     free(cfg);
+}
+
+struct config *config_hold(struct config *cfg)
+{
+    if (cfg != NULL)
+        cfg->refs++;
+    return cfg;
+}
+
+void config_release(struct config *cfg)
+{
+    /* A loop, not recursion: a long chain of superseded configurations (a session open
+     * across many reloads) goes at once when its holder ends. */
+    while (cfg != NULL && --cfg->refs == 0) {
+        struct config *next = cfg->successor;
+        cfg->successor = NULL; /* released here, by the loop */
+        if (cfg->on_free != NULL)
+            cfg->on_free(cfg, cfg->on_free_arg);
+        config_free(cfg);
+        cfg = next;
+    }
+}
+
+void config_supersede(struct config *old, struct config *successor)
+{
+    config_release(old->successor);
+    old->successor = config_hold(successor);
 }
 
 const struct config_account *config_find_account_by_local_user(const struct config *cfg,

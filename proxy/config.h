@@ -132,6 +132,7 @@ struct config_account {
     char **allowed_senders; /* "addr", "*@domain" or "<>"; none = any (sender_rules.h) */
     size_t n_allowed_senders;
     unsigned refresh_margin; /* seconds before expiry to refresh; default 300 */
+    struct config *owner;    /* the configuration it belongs to (config_hold) */
 };
 
 struct config {
@@ -156,12 +157,31 @@ struct config {
     size_t n_providers;
     struct config_account *accounts;
     size_t n_accounts;
+
+    /* Life in the daemon (reload.h): everything that may point into this configuration
+     * holds it (config_hold), and the last config_release frees it, secrets cleansed. A
+     * configuration replaced by a reload holds its successor, because whoever holds the old
+     * one may also have looked something up in the newer ones (a session accepted before a
+     * reload logs in with the accounts in use at that moment). */
+    unsigned refs;
+    struct config *successor;
+    /* Runs just before the last release frees it (the daemon frees what it made for this
+     * configuration, such as its providers' TLS contexts). */
+    void (*on_free)(struct config *cfg, void *arg);
+    void *on_free_arg;
 };
 
 /* Loads and validates path. Every problem goes to err as "FILE:LINE: message\n" (LINE is 0 for
  * file-wide problems such as an unreadable file). Returns NULL when there was any error. */
 struct config *config_load(const char *path, FILE *err);
+/* Frees cfg at once, whoever holds it (for a configuration only its loader ever saw). Every
+ * secret is cleansed first. */
 void config_free(struct config *cfg);
+/* config_load's result is held once. Both take NULL; config_hold returns cfg. */
+struct config *config_hold(struct config *cfg);
+void config_release(struct config *cfg);
+/* A reload replaced old with successor: old holds successor until old is freed. */
+void config_supersede(struct config *old, struct config *successor);
 
 const struct config_account *config_find_account_by_local_user(const struct config *cfg,
                                                                const char *local_user);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secmem.h"
 #include "tls.h"
 
 #define CONN_IN_MAX_DEFAULT (64 * 1024)
@@ -207,8 +208,17 @@ static void conn_update_reading(struct conn *c)
         return;
     int want = c->reading && c->in_len < c->in_max;
     if (want && !c->read_active) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0)
+        int r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+        if (r == 0) {
             c->read_active = 1;
+        } else if (!c->write_failed) {
+            /* Nothing would ever arrive and the owner would wait for its idle timer: tell it
+             * now, from the loop (this runs inside the owner's own calls), as conn_uncork
+             * does with a failed write. */
+            snprintf(c->error, sizeof c->error, "read from %s: %s", c->peer, uv_strerror(r));
+            c->write_failed = 1;
+            uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+        }
     } else if (!want && c->read_active) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->read_active = 0;
@@ -223,19 +233,10 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof conn_read_buf;
 }
 
+/* c->in may hold a password line: it grows without realloc's left-behind copy (secmem.h). */
 static int conn_in_reserve(struct conn *c, size_t extra)
 {
-    if (c->in_len + extra <= c->in_cap)
-        return 0;
-    size_t cap = c->in_cap ? c->in_cap : 1024;
-    while (cap < c->in_len + extra)
-        cap *= 2;
-    char *p = realloc(c->in, cap);
-    if (p == NULL)
-        return -1;
-    c->in = p;
-    c->in_cap = cap;
-    return 0;
+    return secmem_grow(&c->in, &c->in_cap, c->in_len, c->in_len + extra, 1024);
 }
 
 /* Moves decrypted bytes from OpenSSL into c->in, finishing a handshake on the way. */
@@ -361,12 +362,18 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
     }
-    if (conn_in_reserve(c, n) != 0) {
+    int r = conn_in_reserve(c, n);
+    if (r == 0) {
+        memcpy(c->in + c->in_len, p, n);
+        c->in_len += n;
+    }
+    /* Plaintext from a client may be a password (AUTH, LOGIN, PASS): no copy stays in the
+     * shared buffer until the next read overwrites it. */
+    OPENSSL_cleanse((char *)buf->base, (size_t)nread);
+    if (r != 0) {
         conn_fail(c, CONN_EV_ERROR, "out of memory");
         return;
     }
-    memcpy(c->in + c->in_len, p, n);
-    c->in_len += n;
     conn_update_reading(c);
     conn_emit(c, CONN_EV_READ);
 }
@@ -521,6 +528,14 @@ int conn_write(struct conn *c, const void *buf, size_t len)
         return -1;
     if (len == 0)
         return 0;
+    if (len > CONN_WRITE_MAX) {
+        /* SSL_write takes an int and uv_buf_t an unsigned int: a longer length would be cut
+         * to its low bits, sending part of the buffer, or reading past it. Nothing writes that
+         * much at once (the relay moves 64 KiB reads); refuse rather than split. */
+        snprintf(c->error, sizeof c->error, "write to %s: %zu bytes at once is too much",
+                 c->peer, len);
+        return -1;
+    }
     if (c->ssl == NULL)
         return conn_send_raw(c, buf, len);
     ERR_clear_error();
@@ -553,11 +568,26 @@ static int conn_host_is_ip(const char *host, unsigned char *bin)
     return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
 }
 
+/* Remembers the first fatal alert, sent or received: the error queue says only that the
+ * handshake failed, not which side refused it (a client that does not trust our certificate
+ * sends bad_certificate or unknown_ca, RFC 8446 section 6.2). */
+static void conn_tls_info_cb(const SSL *ssl, int where, int ret)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    if (c == NULL || c->tls_alert != 0 || (where & SSL_CB_ALERT) == 0 ||
+        (ret >> 8) != SSL3_AL_FATAL)
+        return;
+    c->tls_alert = ret & 0xff;
+    c->tls_alert_from_peer = (where & SSL_CB_READ) != 0;
+}
+
 int conn_tls_start(struct conn *c, SSL_CTX *ctx, int is_client, const char *hostname)
 {
     c->ssl = SSL_new(ctx);
     if (c->ssl == NULL)
         goto fail;
+    SSL_set_app_data(c->ssl, c);
+    SSL_set_info_callback(c->ssl, conn_tls_info_cb);
     c->net_in = BIO_new(BIO_s_mem());
     c->net_out = BIO_new(BIO_s_mem());
     if (c->net_in == NULL || c->net_out == NULL) {
@@ -595,12 +625,17 @@ fail:
 
 int conn_is_tls(const struct conn *c) { return c->ssl != NULL && !c->tls_handshaking; }
 
+/* Consumed input is cleansed where it lay: a login line would otherwise stay in c->in for the
+ * life of the connection (a relay after login passes bytes by without writing c->in again). */
 void conn_consume(struct conn *c, size_t n)
 {
     if (n >= c->in_len) {
+        if (c->in_len > 0)
+            OPENSSL_cleanse(c->in, c->in_len);
         c->in_len = 0;
     } else {
         memmove(c->in, c->in + n, c->in_len - n);
+        OPENSSL_cleanse(c->in + c->in_len - n, n);
         c->in_len -= n;
     }
     conn_update_reading(c);
@@ -608,6 +643,8 @@ void conn_consume(struct conn *c, size_t n)
 
 void conn_discard_input(struct conn *c)
 {
+    if (c->in_len > 0)
+        OPENSSL_cleanse(c->in, c->in_len);
     c->in_len = 0;
     conn_update_reading(c);
 }
@@ -649,11 +686,9 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     if (c->ssl != NULL)
         SSL_free(c->ssl); /* frees both BIOs */
     c->ssl = NULL;
-    if (c->in != NULL) {
-        OPENSSL_cleanse(c->in, c->in_cap);
-        free(c->in);
-    }
+    secmem_free(c->in, c->in_cap);
     c->in = NULL;
+    c->in_cap = 0;
     if (c->close_cb != NULL)
         c->close_cb(c);
 }

@@ -11,6 +11,7 @@
 #ifndef XOAUTHD_CONN_H
 #define XOAUTHD_CONN_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/ssl.h>
@@ -42,6 +43,10 @@ struct conn {
     BIO *net_in;  /* ciphertext from the socket, read by OpenSSL */
     BIO *net_out; /* ciphertext written by OpenSSL, sent to the socket */
     int tls_handshaking;
+    /* The fatal TLS alert of a failed handshake (its description, RFC 8446 section 6.2), so
+     * that a log line can say who gave up and why: 0 = none seen. */
+    int tls_alert;
+    int tls_alert_from_peer; /* 1: the peer sent it (it refused us), 0: OpenSSL sent it */
 
     char *in; /* plaintext input, owner consumes with conn_consume() */
     size_t in_len, in_cap, in_max;
@@ -88,6 +93,9 @@ int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storag
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 
+/* At most CONN_WRITE_MAX bytes per call (SSL_write's int, uv_buf_t's unsigned int): a longer
+ * write is refused with -1 and c->error, nothing sent. */
+#define CONN_WRITE_MAX ((size_t)INT_MAX)
 int conn_write(struct conn *c, const void *buf, size_t len);
 
 /* Holds small writes to c back until conn_uncork, so that several replies (or pipelined

@@ -12,7 +12,9 @@
 #include "server.h"
 
 #define IU_LINE_MAX (32 * 1024) /* a response line; capability lists are a few hundred bytes */
-#define IU_CAPS_MAX 4096
+/* A capability list is usually a few hundred bytes; a provider with many extensions may pass
+ * 4 KiB, and the client must get the whole list in the OK of its login (session_send). */
+#define IU_CAPS_MAX (16 * 1024)
 #define IU_CONNECT_TIMEOUT_MS (30 * 1000)
 #define IU_REPLY_TIMEOUT_MS (2 * 60 * 1000)
 

@@ -39,7 +39,7 @@
 
 static void listener_free_if_done(struct listener *l)
 {
-    if (l->closing == 2 && l->active == 0) {
+    if (l->closing == 2 && l->active == 0 && l->pending == NULL) {
         free(l->peers);
         free(l);
     }
@@ -61,6 +61,9 @@ static void listener_closed_cb(uv_handle_t *h)
 }
 
 static void listener_poll_cb(uv_poll_t *h, int status, int events);
+
+/* listener_new failed after its timer was initialised: the memory goes with the handle. */
+static void listener_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
 
 static void listener_resume(struct listener *l)
 {
@@ -259,7 +262,13 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
     int r = fd < 0 ? uv_translate_sys_error(-fd) : 0;
     if (r == 0) {
         l->fd = fd;
-        r = uv_poll_init_socket(srv->loop, &l->poll, fd);
+        r = uv_timer_init(srv->loop, &l->backoff_timer);
+        l->backoff_timer.data = l;
+        if (r == 0) {
+            r = uv_poll_init_socket(srv->loop, &l->poll, fd);
+            if (r != 0) /* the timer is in the loop: it goes through its close callback */
+                uv_close((uv_handle_t *)&l->backoff_timer, listener_unstarted_closed_cb);
+        }
         if (r != 0) {
             close(fd);
             l->fd = -1;
@@ -273,8 +282,6 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
         goto fail_ctx;
     }
     l->poll.data = l;
-    uv_timer_init(srv->loop, &l->backoff_timer);
-    l->backoff_timer.data = l;
     l->open_handles = 2;
     uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
     log_info(NULL, "event=listening listener=%s protocol=%s address=%s port=%u tls=%s",
@@ -285,7 +292,9 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
 fail_ctx:
     if (l->tls != NULL)
         SSL_CTX_free(l->tls);
-    free(l);
+    if (l->backoff_timer.loop == NULL)
+        free(l);
+    /* else listener_unstarted_closed_cb frees it */
     return NULL;
 }
 
@@ -361,9 +370,19 @@ void listener_close(struct listener *l)
     l->fd = -1;
 }
 
-void listener_session_closed(struct listener *l)
+void listener_admit(struct listener *l)
 {
-    l->active--;
+    if (l->handoff && l->handoff_admitted) {
+        l->handoff_admitted = 0; /* the PROXY connection's place is the session's now */
+        return;
+    }
+    l->active++;
+}
+
+void listener_connection_closed(struct listener *l, int admitted)
+{
+    if (admitted)
+        l->active--;
     /* Its descriptors are free again: try the backlog now rather than after the back-off. */
     listener_resume(l);
     listener_free_if_done(l);

@@ -34,12 +34,17 @@ struct listener {
     struct server *srv;
     const struct config_listen *cfg;
     SSL_CTX *tls; /* NULL when tls = none */
-    unsigned active; /* sessions accepted and not yet closed */
+    /* Connections admitted and not yet closed, each counted once (what max_connections
+     * bounds): sessions, and PROXY protocol connections still sending their header, whose
+     * place goes to the session they become (listener_admit). */
+    unsigned active;
     int closing;
     /* PROXY protocol (proxy_accept.c): connections still sending their header, and the
-     * socket handed to the session being created right now (listener_conn_accept). */
+     * socket handed to the session being created right now (listener_conn_accept). The
+     * listener lives until both its admitted connections and this list are gone. */
     struct proxy_pending *pending;
     int handoff;
+    int handoff_admitted; /* the handed-off socket brings its place in active with it */
     uv_os_sock_t handoff_fd;
     struct sockaddr_storage handoff_peer;
     int handoff_has_peer;
@@ -59,7 +64,13 @@ struct listener {
 struct listener *listener_new(struct server *srv, const struct config_listen *cfg, int *err);
 /* Stops accepting; the struct is freed once the handle closed. */
 void listener_close(struct listener *l);
-void listener_session_closed(struct listener *l);
+/* Counts a new connection in l->active, or takes over the place of the PROXY protocol
+ * connection being handed off (l->handoff_admitted), so that it is counted once. */
+void listener_admit(struct listener *l);
+/* The one release path: a connection of l is gone; admitted = 1 when it held a place in
+ * l->active (listener_admit, or a PROXY connection not handed off). Frees a closed listener
+ * with nothing left. */
+void listener_connection_closed(struct listener *l, int admitted);
 /* Creates the protocol session for the connection handed off in l->handoff_fd (every accepted
  * socket goes this way; stream is unused then and may be NULL). */
 void listener_start_session(struct listener *l, uv_stream_t *stream);

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "privileges.h"
 #include "sd_notify.h"
+#include "secmem.h"
 #include "server.h"
 #include "token.h"
 #include "token_cli.h"
@@ -160,7 +161,13 @@ static int main_run(int argc, char **argv)
         return 1;
     }
     uv_loop_t loop;
-    uv_loop_init(&loop);
+    int lr = uv_loop_init(&loop);
+    if (lr != 0) {
+        fprintf(stderr, "xoauthd: cannot create the event loop: %s\n", uv_strerror(lr));
+        curl_global_cleanup();
+        config_free(cfg);
+        return 1;
+    }
     struct server srv;
     int rc = 0;
     if (server_init(&srv, &loop, cfg, &priv) != 0) {
@@ -190,6 +197,15 @@ int main(int argc, char **argv)
     if (argc < 2) {
         main_usage(stderr);
         return 2;
+    }
+    /* Before any other curl call (the later curl_global_init calls only count): libcurl's
+     * own buffers - a token request with its client_secret and refresh token among them -
+     * are cleansed when it frees them (secmem.h). The process exits after one command, so
+     * the matching cleanup is the exit. */
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, secmem_alloc, secmem_release, secmem_realloc,
+                             secmem_strdup, secmem_calloc) != CURLE_OK) {
+        fprintf(stderr, "xoauthd: cannot initialise libcurl\n");
+        return 1;
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)

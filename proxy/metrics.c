@@ -289,6 +289,8 @@ static void metrics_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void metrics_timeout_cb(uv_timer_t *t) { metrics_client_close(t->data); }
 
+static void metrics_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
+
 static void metrics_connection_cb(uv_stream_t *server, int status)
 {
     struct metrics *m = server->data;
@@ -298,8 +300,17 @@ static void metrics_connection_cb(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->m = m;
-    uv_tcp_init(server->loop, &c->tcp);
-    uv_timer_init(server->loop, &c->timer);
+    /* Both cannot fail in libuv (no socket is made yet); checked all the same, and a client
+     * without its handles is simply not accepted (it stays in the backlog until m closes). */
+    if (uv_tcp_init(server->loop, &c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    if (uv_timer_init(server->loop, &c->timer) != 0) {
+        c->tcp.data = c;
+        uv_close((uv_handle_t *)&c->tcp, metrics_unstarted_closed_cb);
+        return;
+    }
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
     c->next = m->clients;
@@ -326,10 +337,16 @@ struct metrics *metrics_new(struct server *srv, const char *host, uint16_t port)
     if (m == NULL)
         return NULL;
     m->srv = srv;
-    uv_tcp_init(srv->loop, &m->tcp);
+    int rc = uv_tcp_init(srv->loop, &m->tcp);
+    if (rc != 0) {
+        log_error(NULL, "event=metrics_failed address=%s:%u reason=\"%s\"", host,
+                  (unsigned)port, uv_strerror(rc));
+        free(m);
+        return NULL;
+    }
     m->tcp.data = m;
     m->open_handles = 1;
-    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
     if (rc != 0)
         rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
     if (rc == 0)

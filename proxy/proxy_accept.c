@@ -20,6 +20,7 @@ struct proxy_pending {
     uv_timer_t timer;
     int open_handles;
     int closing;
+    int admitted; /* holds a place in l->active until the session it becomes takes it */
     size_t len;
     char peer[64];
     char buf[PROXY_PROTO_V2_MAX];
@@ -42,9 +43,13 @@ static void proxy_closed_cb(uv_handle_t *h)
         l->pending = p->next;
     if (p->next != NULL)
         p->next->prev = p->prev;
+    int admitted = p->admitted;
     free(p);
-    listener_session_closed(l);
+    listener_connection_closed(l, admitted);
 }
+
+/* proxy_accept_start failed between its two handles: p was never listed nor counted. */
+static void proxy_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
 
 static void proxy_close(struct proxy_pending *p)
 {
@@ -104,7 +109,13 @@ static void proxy_hand_off(struct proxy_pending *p, const struct proxy_proto_inf
     l->handoff_has_peer = !info->local;
     if (!info->local)
         l->handoff_peer = info->src;
+    /* The place this connection took under max_connections at accept goes to its session
+     * (listener_admit): counted twice, the last allowed connection would be refused. */
+    l->handoff_admitted = p->admitted;
     listener_start_session(l, NULL);
+    if (p->admitted && !l->handoff_admitted)
+        p->admitted = 0;
+    l->handoff_admitted = 0;
     if (l->handoff) {
         /* The session was not created (out of memory): the descriptor is still ours. */
         l->handoff = 0;
@@ -154,15 +165,30 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
         return;
     }
     p->l = l;
-    uv_tcp_init(l->srv->loop, &p->tcp);
-    uv_timer_init(l->srv->loop, &p->timer);
     p->tcp.data = p->timer.data = p;
+    int r = uv_tcp_init(l->srv->loop, &p->tcp);
+    if (r == 0) {
+        r = uv_timer_init(l->srv->loop, &p->timer);
+        if (r != 0) /* the tcp handle is in the loop: p goes with it */
+            uv_close((uv_handle_t *)&p->tcp, proxy_unstarted_closed_cb);
+    } else {
+        free(p);
+    }
+    if (r != 0) {
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+                 uv_strerror(r));
+        close(fd);
+        return;
+    }
     p->open_handles = 2;
     p->next = l->pending;
     if (l->pending != NULL)
         l->pending->prev = p;
     l->pending = p;
-    l->active++; /* the listener lives until this connection is handed off or closed */
+    /* Counted from the start, so that connections still sending their header are bounded by
+     * max_connections too; the session it becomes takes this place over. */
+    listener_admit(l);
+    p->admitted = 1;
     snprintf(p->peer, sizeof p->peer, "?");
     if (uv_tcp_open(&p->tcp, fd) != 0) {
         close(fd);
@@ -185,7 +211,12 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
         return;
     }
     uv_timer_start(&p->timer, proxy_timeout_cb, PROXY_ACCEPT_TIMEOUT_MS, 0);
-    uv_read_start((uv_stream_t *)&p->tcp, proxy_alloc_cb, proxy_read_cb);
+    r = uv_read_start((uv_stream_t *)&p->tcp, proxy_alloc_cb, proxy_read_cb);
+    if (r != 0) {
+        log_warn(NULL, "event=accept_failed listener=%s peer=%s reason=\"%s\"", l->cfg->name,
+                 p->peer, uv_strerror(r));
+        proxy_close(p);
+    }
 }
 
 void proxy_accept_close_all(struct listener *l)

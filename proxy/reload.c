@@ -138,13 +138,7 @@ int reload_run(struct server *srv)
     free(srv->listeners);
     srv->listeners = kept;
     srv->n_listeners = n;
-    gen->cfg = srv->cfg;
-    gen->provider_tls = srv->provider_tls;
-    gen->next = srv->old_gens;
-    srv->old_gens = gen;
-    srv->cfg = cfg;
-    srv->provider_tls = ptls;
-    token_manager_set_config(srv->tokens, cfg); /* accounts changed for new token requests */
+    server_switch_config(srv, cfg, ptls, gen);
     srv->reloads++;
     log_set_level(cfg->log_level);
     log_set_syslog(cfg->log_syslog);

@@ -9,9 +9,13 @@
  * logins see the new accounts and providers.
  *
  * Sessions in flight keep pointers into the configuration they started with (their account,
- * its provider), so a superseded configuration is never freed while the daemon runs: it stays
- * in srv->old_gens with the TLS client contexts made for its providers, and goes at exit. The
- * token manager keeps its cache across reloads (entries are found by account name). */
+ * its provider), so a superseded configuration stays in srv->old_gens with the TLS client
+ * contexts made for its providers for as long as something holds it (config.h: each session
+ * holds the configuration in use when it was accepted, which holds the ones after it; each
+ * token entry holds its account's). When the last holder ends it is freed and its secrets
+ * (client secrets, refresh-token seeds, password hashes) cleansed: a daemon reloaded every day
+ * neither grows nor keeps yesterday's secrets. The token manager keeps its cache across
+ * reloads (entries are found by account name, and follow the configuration in use). */
 #ifndef XOAUTHD_RELOAD_H
 #define XOAUTHD_RELOAD_H
 

@@ -19,6 +19,25 @@
 static void server_signal_cb(uv_signal_t *h, int signum);
 static void server_finish(struct server *srv);
 
+static void server_handle_closed_cb(uv_handle_t *h) { (void)h; }
+
+/* A handle of struct server is initialised once libuv set its loop (the struct starts
+ * zeroed), and closed once: what a failed server_init left half done is skipped. */
+static void server_close_handle(uv_handle_t *h)
+{
+    if (h->loop != NULL && !uv_is_closing(h))
+        uv_close(h, server_handle_closed_cb);
+}
+
+static int server_signal_setup(struct server *srv, uv_signal_t *h, int signum)
+{
+    int r = uv_signal_init(srv->loop, h);
+    if (r != 0)
+        return r;
+    h->data = srv;
+    return uv_signal_start(h, server_signal_cb, signum);
+}
+
 void server_session_add(struct server *srv, struct session_link *link)
 {
     link->next = srv->sessions.next;
@@ -52,18 +71,22 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg,
     srv->loop = loop;
     srv->cfg = cfg;
     srv->sessions.next = srv->sessions.prev = &srv->sessions;
-    /* These handles exist first so that server_shutdown() can undo a half-done init. */
-    uv_signal_init(loop, &srv->sig_term);
-    uv_signal_init(loop, &srv->sig_int);
-    srv->sig_term.data = srv->sig_int.data = srv;
-    uv_signal_start(&srv->sig_term, server_signal_cb, SIGTERM);
-    uv_signal_start(&srv->sig_int, server_signal_cb, SIGINT);
-    uv_signal_init(loop, &srv->sig_hup);
-    srv->sig_hup.data = srv;
-    uv_signal_start(&srv->sig_hup, server_signal_cb, SIGHUP);
-    srv->started_ms = uv_now(loop);
-    uv_timer_init(loop, &srv->grace_timer);
+    /* These handles exist first so that server_shutdown() can undo a half-done init (it
+     * closes only the handles that were initialised). */
+    int r = uv_timer_init(loop, &srv->grace_timer);
     srv->grace_timer.data = srv;
+    if (r == 0)
+        r = server_signal_setup(srv, &srv->sig_term, SIGTERM);
+    if (r == 0)
+        r = server_signal_setup(srv, &srv->sig_int, SIGINT);
+    if (r == 0)
+        r = server_signal_setup(srv, &srv->sig_hup, SIGHUP);
+    if (r != 0) {
+        fprintf(stderr, "xoauthd: cannot set up timers and signal handlers: %s\n",
+                uv_strerror(r));
+        return -1;
+    }
+    srv->started_ms = uv_now(loop);
     if (gethostname(srv->hostname, sizeof srv->hostname - 1) != 0 || srv->hostname[0] == '\0')
         snprintf(srv->hostname, sizeof srv->hostname, "xoauthd");
     srv->provider_tls = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof *srv->provider_tls);
@@ -143,7 +166,39 @@ static void server_free_provider_tls(SSL_CTX **slots, size_t n)
     }
 }
 
-static void server_handle_closed_cb(uv_handle_t *h) { (void)h; }
+/* config's on_free for a superseded configuration: its generation goes with it. */
+static void server_gen_freed(struct config *cfg, void *arg)
+{
+    struct server *srv = arg;
+    for (struct server_gen **pg = &srv->old_gens; *pg != NULL; pg = &(*pg)->next) {
+        struct server_gen *g = *pg;
+        if (g->cfg != cfg)
+            continue;
+        *pg = g->next;
+        server_free_provider_tls(g->provider_tls, cfg->n_providers);
+        free(g->provider_tls);
+        free(g);
+        return;
+    }
+}
+
+void server_switch_config(struct server *srv, struct config *cfg, SSL_CTX **ptls,
+                          struct server_gen *gen)
+{
+    struct config *old = srv->cfg;
+    gen->cfg = old;
+    gen->provider_tls = srv->provider_tls;
+    gen->next = srv->old_gens;
+    srv->old_gens = gen;
+    old->on_free = server_gen_freed;
+    old->on_free_arg = srv;
+    /* Whoever holds old may look things up in cfg from now on (session.h). */
+    config_supersede(old, cfg);
+    srv->cfg = cfg;
+    srv->provider_tls = ptls;
+    token_manager_set_config(srv->tokens, cfg); /* accounts changed for new token requests */
+    config_release(old); /* the server's hold: old lives on only for those still using it */
+}
 
 static void server_finish(struct server *srv)
 {
@@ -155,8 +210,7 @@ static void server_finish(struct server *srv)
         http_close(srv->http);
         srv->http = NULL;
     }
-    if (!uv_is_closing((uv_handle_t *)&srv->grace_timer))
-        uv_close((uv_handle_t *)&srv->grace_timer, server_handle_closed_cb);
+    server_close_handle((uv_handle_t *)&srv->grace_timer);
     server_free_provider_tls(srv->provider_tls, srv->cfg->n_providers);
     for (struct server_gen *g = srv->old_gens; g != NULL; g = g->next)
         server_free_provider_tls(g->provider_tls, g->cfg->n_providers);
@@ -182,9 +236,9 @@ void server_shutdown(struct server *srv)
     srv->shutting_down = 1;
     log_info(NULL, "event=shutdown sessions=%zu", srv->n_sessions);
     sd_notify_send("STOPPING=1\nSTATUS=finishing transactions in flight");
-    uv_close((uv_handle_t *)&srv->sig_term, server_handle_closed_cb);
-    uv_close((uv_handle_t *)&srv->sig_int, server_handle_closed_cb);
-    uv_close((uv_handle_t *)&srv->sig_hup, server_handle_closed_cb);
+    server_close_handle((uv_handle_t *)&srv->sig_term);
+    server_close_handle((uv_handle_t *)&srv->sig_int);
+    server_close_handle((uv_handle_t *)&srv->sig_hup);
     for (size_t i = 0; i < srv->n_listeners; i++)
         listener_close(srv->listeners[i]);
     control_close(srv->control);
@@ -211,15 +265,13 @@ void server_free(struct server *srv)
     free(srv->listeners);
     srv->provider_tls = NULL;
     srv->listeners = NULL;
-    while (srv->old_gens != NULL) {
-        struct server_gen *g = srv->old_gens;
-        srv->old_gens = g->next;
-        free(g->provider_tls);
-        config_free(g->cfg);
-        free(g);
-    }
-    config_free(srv->cfg);
+    /* Every session and token entry is gone: this frees the configuration in use, and with
+     * it (config_supersede) any superseded one still waiting for it. */
+    config_release(srv->cfg);
     srv->cfg = NULL;
+    if (srv->old_gens != NULL)
+        log_error(NULL, "event=internal_error reason=\"a superseded configuration is still "
+                  "held at exit\"");
     stats_reset();
 }
 

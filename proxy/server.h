@@ -27,8 +27,8 @@ struct session_link {
     struct session_log *slog;                    /* what status shows (session_log.h) */
 };
 
-/* A configuration superseded by a reload (reload.h): kept with its providers' TLS contexts
- * because sessions that started under it still point into it. */
+/* A configuration superseded by a reload (reload.h), with its providers' TLS contexts: kept
+ * while something still holds it (config_hold: sessions, token entries), freed with it. */
 struct server_gen {
     struct config *cfg;
     SSL_CTX **provider_tls;
@@ -49,7 +49,7 @@ struct server {
     int shutting_down;
     uv_signal_t sig_term, sig_int;
     uv_signal_t sig_hup;          /* reload (reload.c) */
-    struct server_gen *old_gens;  /* superseded configurations, newest first */
+    struct server_gen *old_gens;  /* superseded configurations still held, newest first */
     unsigned reloads;
     uint64_t started_ms;          /* uv_now at start, for uptime */
     uv_timer_t grace_timer;
@@ -73,6 +73,12 @@ void server_shutdown(struct server *srv);
 void server_free(struct server *srv);
 
 SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *prov);
+
+/* The switch of a reload: cfg (held once, by the caller until now) with ptls, its providers'
+ * TLS slots, becomes the configuration in use; the old one moves into gen (allocated by the
+ * caller, so that nothing can fail here) and goes, cleansed, when its last holder lets go. */
+void server_switch_config(struct server *srv, struct config *cfg, SSL_CTX **ptls,
+                          struct server_gen *gen);
 
 void server_session_add(struct server *srv, struct session_link *link);
 /* Called by a session when it is completely gone; may finish the shutdown. */

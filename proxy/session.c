@@ -44,14 +44,19 @@ static void session_handle_closed(struct session *s)
     }
     session_log_end(&s->slog, uv_now(s->srv->loop));
     struct listener *l = s->listener;
+    struct config *cfg = s->cfg;
     listener_peer_release(l, &s->conn);
     server_session_remove(s->srv, &s->link);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
-    listener_session_closed(l);
+    listener_connection_closed(l, 1);
+    config_release(cfg); /* may free (and cleanse) a configuration a reload replaced */
 }
 
 static void session_conn_closed_cb(struct conn *c) { session_handle_closed(session_of_conn(c)); }
+
+/* The conn of a session whose set-up failed is closed: nothing else was started. */
+static void session_unstarted_closed_cb(struct conn *c) { free(session_of_conn(c)); }
 
 static void session_timer_closed_cb(uv_handle_t *h) { session_handle_closed(h->data); }
 
@@ -88,6 +93,14 @@ void session_close(struct session *s, int flush)
     }
 }
 
+/* The line in buf (room for n + CRLF) goes out with its CRLF. */
+static void session_send_line(struct session *s, char *buf, size_t n)
+{
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    conn_write(&s->conn, buf, n);
+}
+
 void session_send(struct session *s, const char *fmt, ...)
 {
     char buf[4096];
@@ -97,11 +110,25 @@ void session_send(struct session *s, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    if ((size_t)n > sizeof buf - 3)
-        n = (int)sizeof buf - 3;
-    buf[n++] = '\r';
-    buf[n++] = '\n';
-    conn_write(&s->conn, buf, (size_t)n);
+    if ((size_t)n <= sizeof buf - 3) {
+        session_send_line(s, buf, (size_t)n);
+        return;
+    }
+    /* Longer than the stack buffer, e.g. an IMAP "OK [CAPABILITY ...]" with the provider's
+     * whole list: cut, the client would read a different capability list (or a broken line),
+     * so the whole line is formatted again on the heap. */
+    char *big = malloc((size_t)n + 3);
+    if (big == NULL) {
+        log_error(s->sid, "event=reply_failed reason=\"out of memory for a %d-byte line\"", n);
+        session_close(s, 0);
+        return;
+    }
+    va_start(ap, fmt);
+    int m = vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (m == n)
+        session_send_line(s, big, (size_t)n);
+    free(big);
 }
 
 void session_process(struct session *s)
@@ -122,11 +149,49 @@ void session_process(struct session *s)
     s->processing = 0;
 }
 
+/* 1 for the alerts a client sends when it does not accept the server's certificate
+ * (RFC 8446 section 6.2; RFC 5246 section 7.2.2). */
+static int session_alert_refuses_cert(int alert)
+{
+    switch (alert) {
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* event=tls_failed: which listener, which side gave up (the fatal alert and who sent it), and
+ * for a client that refused our certificate what to check, because the reason OpenSSL gives
+ * ("tlsv1 alert unknown ca") reads as if xoauthd had a problem with the client. */
+static void session_log_tls_failed(struct session *s)
+{
+    const struct conn *c = &s->conn;
+    char alert[160] = "";
+    if (c->tls_alert != 0)
+        snprintf(alert, sizeof alert, " alert=\"%s\"", SSL_alert_desc_string_long(c->tls_alert));
+    /* A client that goes away without an alert is an end of file, not a failed handshake:
+     * without an alert from the peer, it was xoauthd's side that refused. */
+    log_warn(s->sid, "event=tls_failed%s listener=%s peer=%s gave_up=%s%s reason=\"%s\"%s",
+             s->ops->log_proto, s->listener->cfg->name, c->peer,
+             c->tls_alert_from_peer ? "client" : "xoauthd", alert, c->error,
+             c->tls_alert_from_peer && session_alert_refuses_cert(c->tls_alert)
+                 ? " hint=\"the client rejected xoauthd's certificate: check that the name it "
+                   "connects to is in the certificate's subjectAltName (many clients ignore "
+                   "IP-address SANs) and that the client trusts the issuing CA\""
+                 : "");
+}
+
 void session_starttls(struct session *s)
 {
     conn_discard_input(&s->conn);
     if (conn_tls_start(&s->conn, s->listener->tls, 0, NULL) != 0) {
-        log_warn(s->sid, "event=tls_failed reason=\"%s\"", s->conn.error);
+        session_log_tls_failed(s);
         session_close(s, 0);
     }
 }
@@ -204,7 +269,7 @@ static void session_conn_event_cb(struct conn *c, enum conn_event ev)
         session_process(s);
         break;
     case CONN_EV_TLS_FAILED:
-        log_warn(s->sid, "event=tls_failed peer=%s reason=\"%s\"", c->peer, c->error);
+        session_log_tls_failed(s);
         session_close(s, 0);
         break;
     case CONN_EV_EOF:
@@ -239,14 +304,17 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     s->link.shutdown = session_link_shutdown;
     s->link.abort = session_link_abort;
     server_session_id(srv, s->sid, sizeof s->sid);
-    if (conn_init(&s->conn, srv->loop, session_conn_event_cb, s) != 0) {
-        free(s);
+    if (conn_init(&s->conn, srv->loop, session_conn_event_cb, s) != 0 ||
+        uv_timer_init(srv->loop, &s->delay_timer) != 0) {
+        /* A handle conn_init made is in the loop already: s may go only from its close
+         * callback (libuv's rule), and it was never counted anywhere. */
+        conn_close(&s->conn, session_unstarted_closed_cb);
         return -1;
     }
-    uv_timer_init(srv->loop, &s->delay_timer);
     s->delay_timer.data = s;
     s->open_handles = 2;
-    l->active++;
+    s->cfg = config_hold(srv->cfg);
+    listener_admit(l);
     server_session_add(srv, &s->link);
     if (listener_conn_accept(l, &s->conn, stream) != 0) {
         session_close(s, 0);

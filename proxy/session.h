@@ -81,6 +81,9 @@ struct session {
     int processing, process_again;
     char sid[32];
     struct session_log slog;  /* the summary line at close (session_log.h) */
+    /* Held (config_hold) from accept to the last close callback: the configuration in use
+     * then, and through it every later one, which s->acct and the listener may point into. */
+    struct config *cfg;
 
     const struct config_account *acct; /* after a successful local login */
     const struct config_account *auth_candidate;

@@ -25,7 +25,10 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, FILE *e
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* Idle sessions would otherwise keep ~34 KB of TLS buffers each. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    /* A client's password arrives in a record OpenSSL decrypts in place; with
+     * SSL_MODE_RELEASE_BUFFERS that buffer is freed between records, so it must be
+     * cleansed, not freed as it is (OpenSSL 3.0: SSL_OP_CLEANSE_PLAINTEXT). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CLEANSE_PLAINTEXT);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         fprintf(err, "cannot load tls_cert %s: %s\n", cert_file,
                 tls_last_error(why, sizeof why, "?"));
@@ -56,6 +59,7 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, int verify, FILE *err)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT); /* tokens, as above for passwords */
     if (SSL_CTX_set_default_verify_paths(ctx) != 1)
         ERR_clear_error(); /* no system store is not fatal when ca_file is given */
     if (ca_file != NULL && ca_file[0] != '\0' &&

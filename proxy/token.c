@@ -324,6 +324,8 @@ int token_config_check(const struct config *cfg, FILE *err)
 
 /* --- manager life cycle --- */
 
+static void token_entry_bind(struct token_entry *e, const struct config_account *acct);
+
 static void token_manager_destroy(struct token_manager *tm)
 {
     while (tm->entries != NULL) {
@@ -341,6 +343,7 @@ static void token_manager_destroy(struct token_manager *tm)
         token_secret_free(&e->pending_access);
         OPENSSL_cleanse(e->rejected, sizeof e->rejected);
         OPENSSL_cleanse(&e->key, sizeof e->key);
+        token_entry_bind(e, NULL);
         free(e->name);
         free(e);
     }
@@ -398,8 +401,14 @@ void token_manager_set_config(struct token_manager *tm, const struct config *cfg
     for (struct token_entry *e = tm->entries; e != NULL; e = e->next) {
         const struct config_account *a = config_find_account(cfg, e->name);
         unsigned char d[32];
-        if (a == NULL)
+        if (a == NULL) {
+            /* The account is gone: its configuration (and secrets) may go too once nothing
+             * in flight reads e->acct; a session still using it binds it again. */
+            if (e->state == TOKEN_ENTRY_IDLE && e->req == NULL && e->job == NULL &&
+                e->io == NULL && e->derive_io == NULL)
+                token_entry_bind(e, NULL);
             continue;
+        }
         enum token_store_key_kind kind =
             token_account_password_key(cfg, a) ? TOKEN_KEY_PASSWORD : TOKEN_KEY_FILE;
         token_digest(a->local_password, d);
@@ -414,8 +423,27 @@ void token_manager_set_config(struct token_manager *tm, const struct config *cfg
             OPENSSL_cleanse(&e->key, sizeof e->key);
             e->locked_logged = 0;
         }
-        e->acct = a;
+        token_entry_bind(e, a);
     }
+}
+
+/* e->acct points into a configuration that e holds (config.h) for as long as it does. The
+ * configuration in use is preferred for the account of that name: the entry outlives every
+ * session, and the secrets of a configuration a reload replaced should go with the last
+ * session that used it, not stay for the daemon's life. acct NULL lets go. */
+static void token_entry_bind(struct token_entry *e, const struct config_account *acct)
+{
+    if (acct != NULL) {
+        const struct config_account *cur = config_find_account(e->tm->cfg, e->name);
+        if (cur != NULL)
+            acct = cur;
+    }
+    if (acct == e->acct)
+        return;
+    struct config *old = e->acct != NULL ? e->acct->owner : NULL;
+    e->acct = acct;
+    config_hold(acct != NULL ? acct->owner : NULL);
+    config_release(old);
 }
 
 static void token_io_detach(struct token_io **io)
@@ -536,7 +564,7 @@ static struct token_entry *token_entry_get(struct token_manager *tm,
 
     for (e = tm->entries; e != NULL; e = e->next) {
         if (strcmp(e->name, name) == 0) {
-            e->acct = acct;
+            token_entry_bind(e, acct);
             return e;
         }
     }
@@ -549,7 +577,7 @@ static struct token_entry *token_entry_get(struct token_manager *tm,
         return NULL;
     }
     e->tm = tm;
-    e->acct = acct;
+    token_entry_bind(e, acct);
     e->key_kind = token_account_password_key(tm->cfg, acct) ? TOKEN_KEY_PASSWORD
                                                              : TOKEN_KEY_FILE;
     if (token_store_account_ok(name))

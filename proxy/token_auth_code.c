@@ -478,7 +478,10 @@ static void token_ac_connection_cb(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->ac = ac;
-    uv_tcp_init(ac->base.loop, &c->tcp);
+    if (uv_tcp_init(ac->base.loop, &c->tcp) != 0) {
+        free(c);
+        return;
+    }
     c->tcp.data = c;
     ac->open_handles++;
     c->next = ac->conns;
@@ -541,7 +544,8 @@ static int token_ac_listen(struct token_ac *ac, const char *host, int port, int 
                          ? "127.0.0.1" : host;
 
     if (strchr(host, ':') == NULL) {
-        uv_tcp_init(ac->base.loop, &ac->listen4);
+        if (uv_tcp_init(ac->base.loop, &ac->listen4) != 0)
+            return -1;
         ac->listen4.data = ac;
         ac->open_handles++;
         ac->listening4 = 1;
@@ -553,7 +557,8 @@ static int token_ac_listen(struct token_ac *ac, const char *host, int port, int 
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     if (strcmp(host, "localhost") == 0 || strchr(host, ':') != NULL) {
-        uv_tcp_init(ac->base.loop, &ac->listen6);
+        if (uv_tcp_init(ac->base.loop, &ac->listen6) != 0)
+            return -1;
         ac->listen6.data = ac;
         ac->open_handles++;
         ac->listening6 = 1;

@@ -51,6 +51,7 @@ struct token_job {
 };
 
 static void token_cmd_finish(struct token_job *j);
+static void token_cmd_cancel(struct token_job *j);
 
 static void token_cmd_free(struct token_job *j)
 {
@@ -379,8 +380,13 @@ static struct token_job *token_cmd_start(uv_loop_t *loop, const struct token_gra
     }
     j->spawned = 1;
     j->open_handles++;
-    uv_read_start((uv_stream_t *)&j->out, token_cmd_alloc_cb, token_cmd_read_cb);
-    uv_read_start((uv_stream_t *)&j->err, token_cmd_alloc_cb, token_cmd_read_cb);
+    if (uv_read_start((uv_stream_t *)&j->out, token_cmd_alloc_cb, token_cmd_read_cb) != 0 ||
+        uv_read_start((uv_stream_t *)&j->err, token_cmd_alloc_cb, token_cmd_read_cb) != 0) {
+        /* Its output could never be read: stop it now (the exit callback still reaps it). */
+        *why = "token_command's output cannot be read";
+        token_cmd_cancel(j);
+        return NULL;
+    }
     uv_timer_start(&j->timer, token_cmd_timer_cb, timeout_ms != 0 ? timeout_ms : 30000u, 0);
     return j;
 }

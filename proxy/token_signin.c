@@ -34,7 +34,11 @@ void *token_signin_new(size_t size, const struct token_signin_opts *o, const cha
     s->http_timeout_s = o->http_timeout_s != 0 ? o->http_timeout_s : TOKEN_SIGNIN_HTTP_TIMEOUT_S;
     s->cb = cb;
     s->arg = arg;
-    uv_timer_init(o->loop, &s->timer);
+    if (uv_timer_init(o->loop, &s->timer) != 0) { /* nothing is in the loop yet */
+        fprintf(o->out, "xoauthd: cannot set up a timer\n");
+        free(s);
+        return NULL;
+    }
     s->timer.data = s;
     s->token_url = config_token_url(acct);
     return s;

@@ -23,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
-from fake_imap_pop3 import FakeMailUpstream  # noqa: E402
+from fake_imap_pop3 import LOGIN_CAPS, FakeMailUpstream  # noqa: E402
 
 USER = "relayfault@example.com"
 PASSWORD = "relay-fault-pass;9"
@@ -94,6 +94,7 @@ class RelayFaults(unittest.TestCase):
         self.log_mark = len(self.x.log_text())
         for fake in (self.imap, self.pop):
             fake.fetch_size, fake.close_after, fake.stall = 1 << 20, None, False
+            fake.login_caps = LOGIN_CAPS
 
     # ----- helpers -----------------------------------------------------------------------------
     def new_log(self):
@@ -167,6 +168,24 @@ class RelayFaults(unittest.TestCase):
         ok = fake.wait_for(lambda conns: st["peer_gone"] is not None, PROMPT)
         self.assertTrue(ok, "%s: xoauthd did not close the provider's side within %.0fs "
                         "(fake sent %d bytes)" % (what, PROMPT, st["sent"]))
+
+    # ----- a long capability list in the OK of the login -----------------------------------------
+    def test_imap_login_ok_carries_a_capability_list_over_4k(self):
+        """The provider's list after login (here about 6 KB) reaches the client whole in the
+        tagged OK of LOGIN, not cut at a fixed line buffer."""
+        caps = [b"X-FAKE-EXTENSION-%04d" % i for i in range(300)]
+        self.imap.login_caps = b"IMAP4rev1 IDLE " + b" ".join(caps)
+        s, f = self.connect("imap")
+        self.assertTrue(f.readline().startswith(b"* OK"))
+        s.sendall(b'a1 LOGIN reader "%s"\r\n' % PASSWORD.encode())
+        line = f.readline()
+        self.assertTrue(line.startswith(b"a1 OK [CAPABILITY IMAP4rev1 IDLE "), line[:80])
+        self.assertTrue(line.endswith(b"] fake: logged in\r\n"), line[-80:])
+        got = line[len(b"a1 OK [CAPABILITY "):line.index(b"]")].split(b" ")
+        self.assertEqual(got, [b"IMAP4rev1", b"IDLE"] + caps)
+        self.assertGreater(len(line), 4096)
+        s.sendall(b"a2 LOGOUT\r\n")
+        self.assertTrue(f.readline().startswith(b"* BYE"))
 
     # ----- (1) and (5a): the provider closes in the middle of a message ------------------------
     def test_imap_upstream_closes_mid_fetch_literal(self):

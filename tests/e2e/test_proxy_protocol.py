@@ -9,6 +9,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as R  # noqa: E402
@@ -40,6 +41,8 @@ def v2(src, dst=None, sport=40000, dport=25, local=False):
 
 
 class ProxyProtocol(FakeSmtpCase):
+    LIMIT = 3  # max_connections of the listener "limited"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -51,6 +54,8 @@ class ProxyProtocol(FakeSmtpCase):
                      proxy_trusted="127.0.0.0/8", allow_networks=nets)
         x.add_listen("untrusted", tls="none", proxy_protocol="yes",
                      proxy_trusted="127.0.0.2", allow_networks=nets)
+        x.add_listen("limited", tls="none", proxy_protocol="yes", proxy_trusted="127.0.0.1",
+                     max_connections=str(cls.LIMIT))
         cls.add_fake_account(x, "scanner", USER)
         x.start()
         cls.addClassCleanup(x.stop)
@@ -94,6 +99,33 @@ class ProxyProtocol(FakeSmtpCase):
         finally:
             c.close()
         self.assertEqual(len(self.fake.messages), before + 1)
+
+    def test_max_connections_counts_each_proxied_connection_once(self):
+        """max_connections = N admits N PROXY protocol connections (a connection still sending
+        its header and the session it becomes are one connection), refuses the next, and a
+        closed one makes room again."""
+        open_ = R.closed_after(self)
+        for i in range(self.LIMIT):
+            c = R.SmtpLines(self.x.port("limited"), v1("192.0.2.%d" % (20 + i)))
+            open_.append(c)
+            self.assertTrue(c.reply().startswith("220"), "connection %d of %d refused"
+                            % (i + 1, self.LIMIT))
+        extra = R.SmtpLines(self.x.port("limited"), v1("192.0.2.30"))
+        open_.append(extra)
+        self.assertTrue(extra.reply().startswith("421"))
+        extra.close()
+        open_[0].cmd("QUIT")
+        open_[0].close()
+        # The closed session's place is released once its handles closed: retry briefly.
+        deadline = time.monotonic() + 10
+        while True:
+            again = R.SmtpLines(self.x.port("limited"), v1("192.0.2.31"))
+            open_.append(again)
+            if again.reply().startswith("220"):
+                break
+            again.close()
+            self.assertLess(time.monotonic(), deadline, "no room after a connection closed")
+            time.sleep(0.1)
 
     def test_untrusted_source_refused(self):
         c = R.SmtpLines(self.x.port("untrusted"), v1("192.0.2.7"))

@@ -47,6 +47,24 @@ class Notify:
         self.sock.close()
 
 
+def start_notified(test, x):
+    """Starts x with $NOTIFY_SOCKET on a Notify of its own (closed after the test), waits for
+    READY=1 and returns the Notify."""
+    npath = os.path.join(x.dir, "notify.sock")
+    if os.path.exists(npath):
+        os.unlink(npath)
+    notify = Notify(npath)
+    test.addCleanup(notify.close)
+    os.environ["NOTIFY_SOCKET"] = npath
+    try:
+        x.start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    test.addCleanup(x.kill_if_running)
+    notify.expect("READY=1")
+    return notify
+
+
 def smtp(port):
     return R.SmtpLines(port, greeting=True)
 
@@ -56,18 +74,7 @@ class ReloadShutdown(FakeSmtpCase):
         x = R.Xoauthd(self.rig)
         x.add_listen("first", tls="none", allow_networks="127.0.0.0/8 -> dev")
         self.add_fake_account(x, "dev", USER)
-        npath = os.path.join(x.dir, "notify.sock")
-        if os.path.exists(npath):
-            os.unlink(npath)
-        self.notify = Notify(npath)
-        self.addCleanup(self.notify.close)
-        os.environ["NOTIFY_SOCKET"] = npath
-        try:
-            x.start()
-        finally:
-            del os.environ["NOTIFY_SOCKET"]
-        self.addCleanup(x.kill_if_running)
-        self.notify.expect("READY=1")
+        self.notify = start_notified(self, x)
         return x
 
     def open_transaction(self, port):

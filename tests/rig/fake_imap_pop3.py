@@ -6,7 +6,8 @@ as its knobs say:
   fetch_size / retr_size   bytes of the message a FETCH (literal) or RETR (dot-terminated,
                            CRLF lines of base64 text, so nothing needs dot-stuffing) sends;
   close_after              close the connection after this many bytes of the message;
-  stall                    never answer NOOP (the provider hangs after login).
+  stall                    never answer NOOP (the provider hangs after login);
+  login_caps               the capability list in the tagged OK of AUTHENTICATE (IMAP).
 
 The message is deterministic per connection (random.Random(seed)), sent in 1 MiB blocks with
 sendall (so a client that stops reading holds the fake back through TCP), and its SHA-256 and
@@ -23,6 +24,7 @@ import threading
 import time
 
 BLOCK = 1 << 20
+LOGIN_CAPS = b"IMAP4rev1 IDLE"
 
 
 def message_blocks(size, seed):
@@ -50,6 +52,7 @@ class FakeMailUpstream:
         self.fetch_size = 1 << 20
         self.close_after = None
         self.stall = False
+        self.login_caps = LOGIN_CAPS
         self.conns = []
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -160,7 +163,7 @@ class FakeMailUpstream:
                     if self._readline(f, st) is None:
                         return
                 self._note(st, logged_in=True)
-                sock.sendall(b"%s OK [CAPABILITY IMAP4rev1 IDLE] fake: logged in\r\n" % tag)
+                sock.sendall(b"%s OK [CAPABILITY %s] fake: logged in\r\n" % (tag, self.login_caps))
             elif cmd == b"FETCH":
                 sock.sendall(b"* 1 FETCH (BODY[] {%d}\r\n" % self.fetch_size)
                 if not self._send_message(sock, st, self.fetch_size):

@@ -173,6 +173,43 @@ static void expect_bad_files(const struct bad_file *rows, size_t n)
 
 #define EXPECT_BAD_FILES(rows) expect_bad_files(rows, sizeof rows / sizeof rows[0])
 
+static int freed_count;
+static void count_freed(struct config *cfg, void *arg)
+{
+    (void)cfg;
+    (void)arg;
+    freed_count++;
+}
+
+/* The life of configurations in the daemon: each account knows its configuration; a replaced
+ * configuration holds its successor; the last release frees (a chain at once, oldest first). */
+static void test_holds(void)
+{
+    struct config *a = load_ok(OK_TAIL), *b = load_ok(OK_TAIL), *c = load_ok(OK_TAIL);
+    CHECK(a != NULL && b != NULL && c != NULL);
+    if (a == NULL || b == NULL || c == NULL) {
+        config_free(a);
+        config_free(b);
+        config_free(c);
+        return;
+    }
+    CHECK(a->refs == 1 && a->n_accounts == 1 && a->accounts[0].owner == a);
+    a->on_free = b->on_free = count_freed;
+    freed_count = 0;
+    config_hold(a);      /* a session accepted under a */
+    config_supersede(a, b);
+    config_release(a);   /* the server switched to b */
+    config_supersede(b, c);
+    config_release(b);   /* and to c: b lives on through a */
+    CHECK(freed_count == 0 && b->refs == 1 && c->refs == 2);
+    config_release(a);   /* the session ends: a and then b go */
+    CHECK(freed_count == 2);
+    CHECK(c->refs == 1);
+    config_hold(NULL);   /* harmless */
+    config_release(NULL);
+    config_release(c);
+}
+
 static void test_full(void)
 {
     char token[3001];
@@ -903,6 +940,7 @@ int main(void)
         return 1;
 
     test_full();
+    test_holds();
     test_defaults_and_presets();
     test_reader_errors();
     test_nul_byte();

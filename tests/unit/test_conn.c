@@ -1,8 +1,10 @@
 /* Unit tests for conn.c over a socketpair: the cork (held bytes leave at conn_uncork, go
  * before a close_after_flush, are dropped by conn_close) and a conn_close_after_flush whose
  * queued bytes can no longer be written (the peer went away): it must close by itself, since
- * an owner that asked for the close ignores the conn's events from then on. */
+ * an owner that asked for the close ignores the conn's events from then on. Also the length
+ * guard of conn_write. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,9 +173,38 @@ static void test_close_after_flush_peer_never_reads(void)
     close(peer);
 }
 
+/* A length beyond what SSL_write (int) and uv_buf_t (unsigned int) take is refused whole:
+ * cast down, it would send a few bytes and then copy gigabytes from past the buffer. The
+ * buffer is small on purpose: nothing may read it beyond its first bytes. */
+static void test_write_length_guard(void)
+{
+    uv_loop_t loop;
+    struct conn c;
+    int peer = -1;
+    char buf[64] = "250 ok\r\n";
+    uv_loop_init(&loop);
+    CHECK(open_pair(&loop, &c, &peer) == 0);
+    if (peer < 0)
+        return;
+    CHECK(conn_write(&c, buf, (size_t)UINT_MAX + 2) == -1);
+    CHECK(conn_write(&c, buf, CONN_WRITE_MAX + 1) == -1);
+    CHECK(strstr(c.error, "too much") != NULL);
+    CHECK(c.out_pending == 0);
+    CHECK(peer_read(peer, buf, sizeof buf) == 0); /* nothing went out */
+    CHECK(conn_write(&c, "250 ok\r\n", 8) == 0); /* the conn still works */
+    CHECK(peer_read(peer, buf, sizeof buf) == 8);
+    closed = 0;
+    conn_close(&c, closed_cb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(closed == 1);
+    close(peer);
+    CHECK(uv_loop_close(&loop) == 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as xoauthd does: a write to a gone peer is EPIPE */
+    test_write_length_guard();
     test_cork();
     test_close_after_flush_peer_gone();
     test_close_after_flush_peer_never_reads();
