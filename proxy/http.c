@@ -21,6 +21,7 @@
  *   itself (7.88: the multi handle's wakeup pair, the threaded resolver's during a lookup)
  *   are marked by token_command before it starts a child. */
 #include "http.h"
+#include "secmem.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -246,14 +247,6 @@ fail:
     return NULL;
 }
 
-static void http_cleanse_free(char *p, size_t len)
-{
-    if (p == NULL)
-        return;
-    OPENSSL_cleanse(p, len);
-    free(p);
-}
-
 static void http_slist_cleanse_free(struct curl_slist *list)
 {
     /* Header values can be "Authorization: Bearer ..." */
@@ -267,8 +260,8 @@ static void http_request_free(struct http_request *req)
     if (req->easy != NULL)
         curl_easy_cleanup(req->easy);
     http_slist_cleanse_free(req->headers);
-    http_cleanse_free(req->body, req->body_len);
-    http_cleanse_free(req->resp, req->resp_cap);
+    secmem_free(req->body, req->body_len);
+    secmem_free(req->resp, req->resp_cap);
     free(req);
 }
 
@@ -293,20 +286,9 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
         req->too_large = 1;
         return 0; /* curl aborts with CURLE_WRITE_ERROR */
     }
-    if (req->resp_len + n + 1 > req->resp_cap) {
-        size_t cap = req->resp_cap != 0 ? req->resp_cap : 4096;
-        while (cap < req->resp_len + n + 1)
-            cap *= 2;
-        /* Not realloc: the old buffer may already hold a token and must be cleansed. */
-        char *p = malloc(cap);
-        if (p == NULL)
-            return 0;
-        if (req->resp_len > 0)
-            memcpy(p, req->resp, req->resp_len);
-        http_cleanse_free(req->resp, req->resp_cap);
-        req->resp = p;
-        req->resp_cap = cap;
-    }
+    /* Not realloc: the old buffer may already hold a token and must be cleansed (secmem.h). */
+    if (secmem_grow(&req->resp, &req->resp_cap, req->resp_len, req->resp_len + n + 1, 4096) != 0)
+        return 0;
     memcpy(req->resp + req->resp_len, data, n);
     req->resp_len += n;
     req->resp[req->resp_len] = '\0';
