@@ -1,6 +1,7 @@
 #include "authlimit.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -280,17 +281,6 @@ static void authlimit_pair_put(const char *addr, const char *user, time_t seen)
     p->seen = seen;
 }
 
-static int authlimit_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX in a field of n bytes into out (size outsz). -1 on a bad escape, a NUL, or no
  * room. */
 static int authlimit_unescape(const char *s, size_t n, char *out, size_t outsz)
@@ -299,11 +289,11 @@ static int authlimit_unescape(const char *s, size_t n, char *out, size_t outsz)
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
         if (c == '%') {
-            int h = i + 2 < n ? authlimit_hex(s[i + 1]) : -1;
-            int l = h >= 0 ? authlimit_hex(s[i + 2]) : -1;
-            if (l < 0)
+            if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]))
                 return -1;
-            c = h * 16 + l;
+            char hex[3] = {s[i + 1], s[i + 2], '\0'};
+            c = (int)strtol(hex, NULL, 16);
             i += 2;
         } else if (c <= ' ' || c > '~') {
             return -1;

@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +20,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
-from rig import plain_ir, read_reply  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
-from fake_case import FakeUpstreamCase  # noqa: E402
+from rig import plain_ir  # noqa: E402
+from fake_case import FakeSmtpUpstreamCase  # noqa: E402
 
 USER = "lockout@example.com"
 PASSWORD = "lockout-pass;word-7Q"
@@ -31,33 +29,15 @@ CLIENT_SECRET = "lockout-client-secret"
 FLOOD = 500
 
 
-class AuthLockoutTest(FakeUpstreamCase):
+class AuthLockoutTest(FakeSmtpUpstreamCase):
     PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
-    def setUp(self):
-        super().setUp()
-        self.fake = FakeSmtp()
-        self.addCleanup(self.fake.stop)
-        self.socks = rigmod.closed_after(self)
-
     def start(self, **global_opts):
-        return self.start_xoauthd({"smtp": {"tls": "none"}},
-                                  {"smtp": "127.0.0.1:%d none" % self.fake.port}, "scanner",
-                                  USER, global_opts=global_opts)
+        return self.start_smtp("scanner", USER, global_opts=global_opts)
 
     def auth(self, x, source, user="scanner", password=PASSWORD):
-        """One SMTP AUTH PLAIN from the loopback address source; the reply to AUTH."""
-        s = socket.create_connection(("127.0.0.1", x.port("smtp")), timeout=30,
-                                     source_address=(source, 0))
-        self.socks.append(s)
-        f = s.makefile("rb")
-        read_reply(f)
-        s.sendall(b"EHLO x\r\nAUTH PLAIN " + plain_ir(user, password).encode() + b"\r\n")
-        read_reply(f)
-        r = read_reply(f)
-        s.close()
-        return r
+        return self.smtp_auth(x.port("smtp"), user, password, source)
 
     def cli(self, x, *args):
         return subprocess.run([x.bin] + list(args) + ["-c", x.config_path], capture_output=True,
