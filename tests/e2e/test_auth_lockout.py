@@ -7,8 +7,9 @@ upstream), with clients on distinct loopback addresses (127.0.0.x) standing for 
   * attempts while locked neither extend nor count toward the lock;
   * auth_lockout and auth_lockout_exempt are configurable and validated with FILE:LINE;
   * `xoauthd unlock NAME|ADDRESS` and a reload clear entries;
-  * 500 concurrent wrong-password logins: checks beyond the cap get 454 4.7.0 at once, and a
-    legitimate login meanwhile succeeds within 2 s (the time is printed)."""
+  * 500 concurrent wrong-password logins: checks beyond the cap get 454 4.7.0 (IMAP
+    NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) without a hash, and a legitimate login meanwhile
+    succeeds within 2 s (the time is printed)."""
 import asyncio
 import os
 import re
@@ -133,6 +134,14 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
 
     # ---- unlock and reload -----------------------------------------------------------------
 
+    def lock_name(self, x, nth, new_address):
+        """Two wrong passwords for scanner from two addresses lock the name (the nth time):
+        new_address is refused then."""
+        self.auth(x, "127.0.0.9", password="wrong")
+        self.auth(x, "127.0.0.10", password="wrong")
+        self.wait_log(x, 'event=auth_lockout peer=127.0.0.10 user="scanner"', nth)
+        self.assertTrue(self.auth(x, new_address).startswith("535"))
+
     def test_unlock_and_reload_clear_entries(self):
         x = self.start(auth_lockout="2/10m/15m")
         for i in range(2):  # two names: only the address is locked
@@ -144,19 +153,13 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
         self.assertIn('unlocked "127.0.0.8" entries=1', p.stdout)
         self.assertTrue(self.auth(x, "127.0.0.8").startswith("235"), "unlocked by address")
         # The name, locked by two new addresses; unlocked by name.
-        self.auth(x, "127.0.0.9", password="wrong")
-        self.auth(x, "127.0.0.10", password="wrong")
-        self.wait_log(x, 'event=auth_lockout peer=127.0.0.10 user="scanner"')
-        self.assertTrue(self.auth(x, "127.0.0.11").startswith("535"))
+        self.lock_name(x, 1, "127.0.0.11")
         p = self.cli(x, "unlock", "scanner")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("entries=1", p.stdout)
         self.assertTrue(self.auth(x, "127.0.0.11").startswith("235"), "unlocked by name")
         # Locked again; a reload clears everything.
-        self.auth(x, "127.0.0.9", password="wrong")
-        self.auth(x, "127.0.0.10", password="wrong")
-        self.wait_log(x, 'event=auth_lockout peer=127.0.0.10 user="scanner"', 2)
-        self.assertTrue(self.auth(x, "127.0.0.13").startswith("535"))
+        self.lock_name(x, 2, "127.0.0.13")
         x.proc.send_signal(signal.SIGHUP)
         self.wait_log(x, "event=reloaded")
         self.assertTrue(self.auth(x, "127.0.0.13").startswith("235"), "a reload clears locks")
@@ -189,6 +192,41 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
             except (OSError, asyncio.TimeoutError) as e:
                 results.append("error %r" % e)
         await asyncio.gather(*(one(i) for i in range(FLOOD)))
+
+    async def flood_lines(self, port, n, subnet, request, skip, results):
+        """n concurrent connections from 127.0.SUBNET.x, each sending request after the
+        greeting (request % i: distinct names, or the name lock would answer without a
+        hash), skipping skip reply lines; results gets the next line of each."""
+        async def one(i):
+            r, w = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.%d.%d" % (subnet, 1 + i), 0)), 30)
+            await asyncio.wait_for(r.readline(), 30)
+            w.write(request % i)
+            for _ in range(skip):
+                await asyncio.wait_for(r.readline(), 30)
+            results.append((await asyncio.wait_for(r.readline(), 60)).decode().strip())
+            w.close()
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    def test_imap_pop3_temporary_failure_beyond_the_cap(self):
+        x = self.start_xoauthd({"imap": {"protocol": "imap", "tls": "none"},
+                                "pop": {"protocol": "pop3", "tls": "none"}},
+                               {"smtp": "127.0.0.1:%d none" % self.fake.port}, "scanner", USER)
+        imap, pop = [], []
+        asyncio.run(self.flood_lines(x.port("imap"), 60, 3, b'a LOGIN guess%d "wrong"\r\n', 0,
+                                     imap))
+        asyncio.run(self.flood_lines(x.port("pop"), 60, 4, b"USER guess%d\r\nPASS wrong\r\n", 1,
+                                     pop))
+        print("\nIMAP: %s\nPOP3: %s" % (sorted(set(imap)), sorted(set(pop))))
+        self.assertTrue(all(v.startswith("a NO [AUTHENTICATIONFAILED]") or
+                            v.startswith("a NO [UNAVAILABLE]") for v in imap), imap)
+        self.assertTrue(any(v.startswith("a NO [UNAVAILABLE]") for v in imap), imap)
+        self.assertTrue(all(v.startswith("-ERR [AUTH]") or v.startswith("-ERR [SYS/TEMP]")
+                            for v in pop), pop)
+        self.assertTrue(any(v.startswith("-ERR [SYS/TEMP]") for v in pop), pop)
+        x.stop()
+        self.assertIn("event=auth_deferred protocol=imap", x.log_text())
+        self.assertIn("event=auth_deferred protocol=pop3", x.log_text())
 
     def test_500_wrong_passwords_leave_room_for_a_login(self):
         x = self.start()
