@@ -103,8 +103,12 @@ static uint64_t authlimit_key_left(char kind, const char *name, uint64_t now_ms)
 uint64_t authlimit_lock_left(const char *peer, const char *user, uint64_t now_ms)
 {
     uint64_t left = authlimit_key_left('a', peer, now_ms);
-    if (left == 0 && !(peer != NULL && user != NULL && authlimit_known(peer, user)))
-        left = authlimit_key_left('u', user, now_ms);
+    if (left != 0)
+        return left;
+    /* The pairs are looked at only when the name is locked: most logins never walk them. */
+    left = authlimit_key_left('u', user, now_ms);
+    if (left != 0 && peer != NULL && authlimit_known(peer, user))
+        left = 0;
     return left;
 }
 
