@@ -223,7 +223,15 @@ unsigned authlimit_unlock(const char *name)
 {
     if (name == NULL || name[0] == '\0')
         return 0;
-    return (unsigned)(authlimit_remove('a', name) + authlimit_remove('u', name));
+    unsigned n = (unsigned)(authlimit_remove('a', name) + authlimit_remove('u', name));
+    /* An address as typed ("0:0::1") may differ from the form peers are logged in ("::1"). */
+    unsigned char bin[16];
+    char canon[64];
+    int af = inet_pton(AF_INET, name, bin) == 1 ? AF_INET
+             : inet_pton(AF_INET6, name, bin) == 1 ? AF_INET6 : 0;
+    if (af != 0 && inet_ntop(af, bin, canon, sizeof canon) != NULL && strcmp(canon, name) != 0)
+        n += (unsigned)authlimit_remove('a', canon);
+    return n;
 }
 
 /* ---- known pairs ----

@@ -87,6 +87,10 @@ static void test_unlock(void)
     CHECK(authlimit_unlock("frank") == 1);
     CHECK(!authlimit_locked("192.0.2.99", "frank", t + 1));
     CHECK(authlimit_unlock("frank") == 0);
+    for (int i = 0; i < AUTHLIMIT_MAX_FAILURES; i++)
+        authlimit_failed("2001:db8::30", NULL, t);
+    CHECK(authlimit_unlock("2001:0db8:0:0::30") == 1); /* the address in another spelling */
+    CHECK(!authlimit_locked("2001:db8::30", NULL, t + 1));
     CHECK(authlimit_unlock("") == 0);
     /* The other entries survived the moves inside the table. */
     for (int i = 0; i < AUTHLIMIT_MAX_FAILURES - 1; i++)
