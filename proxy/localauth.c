@@ -65,8 +65,8 @@ struct localauth_cache_entry {
 struct localauth_req {
     uv_work_t work;
     uv_loop_t *loop;
-    struct localauth_req *next_queued; /* waiting for a hashing slot (localauth_queue) */
-    int queued;
+    struct localauth_req *next_queued; /* waiting for a hashing slot (its queue) */
+    struct localauth_queue *queue;     /* the queue it waits in; NULL = on the pool */
     char *hash;
     char *password;
     size_t len;
@@ -84,12 +84,19 @@ static uint8_t localauth_cache_key[32];
 static int localauth_cache_key_state; /* 0 = not yet, 1 = ready, -1 = RAND failed: no cache */
 static atomic_ulong localauth_slow_runs;
 
-/* Verifications in flight: at most localauth_max_running on the thread pool at once, at most
- * localauth_max_queued more waiting here (loop thread only). Loop thread only. */
+/* Verifications in flight: at most localauth_max_running on the thread pool at once, and at
+ * most localauth_max_queued more waiting in each of two FIFOs: the urgent one (clients that
+ * logged in from there before) is served first, so a flood of guesses cannot push them out.
+ * Loop thread only. */
+struct localauth_queue {
+    struct localauth_req *head, *tail;
+    unsigned n;
+};
+
 static unsigned localauth_max_running = LOCALAUTH_DEFAULT_RUNNING;
 static unsigned localauth_max_queued = LOCALAUTH_DEFAULT_QUEUED;
-static unsigned localauth_running, localauth_queued;
-static struct localauth_req *localauth_queue_head, *localauth_queue_tail;
+static unsigned localauth_running;
+static struct localauth_queue localauth_urgent, localauth_normal;
 
 /* ---- hash string parsing ---- */
 
@@ -490,35 +497,48 @@ static int localauth_submit(struct localauth_req *req)
     return -1;
 }
 
-/* Starts waiting checks while hashing slots are free. */
+static struct localauth_req *localauth_pop(struct localauth_queue *q)
+{
+    struct localauth_req *req = q->head;
+    if (req == NULL)
+        return NULL;
+    q->head = req->next_queued;
+    if (q->head == NULL)
+        q->tail = NULL;
+    q->n--;
+    req->queue = NULL;
+    return req;
+}
+
+/* Starts waiting checks while hashing slots are free, the urgent ones first. */
 static void localauth_queue_pump(void)
 {
-    while (localauth_queue_head != NULL && localauth_running < localauth_max_running) {
-        struct localauth_req *req = localauth_queue_head;
-        localauth_queue_head = req->next_queued;
-        if (localauth_queue_head == NULL)
-            localauth_queue_tail = NULL;
-        localauth_queued--;
-        req->queued = 0;
+    while (localauth_running < localauth_max_running) {
+        struct localauth_req *req = localauth_pop(&localauth_urgent);
+        if (req == NULL)
+            req = localauth_pop(&localauth_normal);
+        if (req == NULL)
+            break;
         (void)localauth_submit(req);
     }
 }
 
-static void localauth_enqueue(struct localauth_req *req)
+static void localauth_enqueue(struct localauth_queue *q, struct localauth_req *req)
 {
-    req->queued = 1;
+    req->queue = q;
     req->next_queued = NULL;
-    if (localauth_queue_tail != NULL)
-        localauth_queue_tail->next_queued = req;
+    if (q->tail != NULL)
+        q->tail->next_queued = req;
     else
-        localauth_queue_head = req;
-    localauth_queue_tail = req;
-    localauth_queued++;
+        q->head = req;
+    q->tail = req;
+    q->n++;
 }
 
 static void localauth_dequeue(struct localauth_req *req)
 {
-    struct localauth_req **pp = &localauth_queue_head, *prev = NULL;
+    struct localauth_queue *q = req->queue;
+    struct localauth_req **pp = &q->head, *prev = NULL;
     while (*pp != NULL && *pp != req) {
         prev = *pp;
         pp = &(*pp)->next_queued;
@@ -526,10 +546,10 @@ static void localauth_dequeue(struct localauth_req *req)
     if (*pp == NULL)
         return;
     *pp = req->next_queued;
-    if (localauth_queue_tail == req)
-        localauth_queue_tail = prev;
-    localauth_queued--;
-    req->queued = 0;
+    if (q->tail == req)
+        q->tail = prev;
+    q->n--;
+    req->queue = NULL;
 }
 
 void localauth_set_limits(unsigned running, unsigned queued)
@@ -566,14 +586,22 @@ struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
                                              const char *password, size_t len,
                                              localauth_cb cb, void *arg)
 {
+    return localauth_verify_async_queue(loop, hash, password, len, 0, cb, arg);
+}
+
+struct localauth_req *localauth_verify_async_queue(uv_loop_t *loop, const char *hash,
+                                                   const char *password, size_t len, int urgent,
+                                                   localauth_cb cb, void *arg)
+{
     struct localauth_req *req = NULL;
+    struct localauth_queue *q = urgent ? &localauth_urgent : &localauth_normal;
     if (hash == NULL || password == NULL)
         goto fail;
     if (localauth_cache_hit(hash, password, len)) {
         cb(arg, 1);
         return NULL;
     }
-    if (localauth_running >= localauth_max_running && localauth_queued >= localauth_max_queued) {
+    if (localauth_running >= localauth_max_running && q->n >= localauth_max_queued) {
         cb(arg, LOCALAUTH_BUSY);
         return NULL;
     }
@@ -596,7 +624,7 @@ struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
         /* On failure cb(-1) has run and req is gone: NULL says so. */
         return localauth_submit(req) == 0 ? req : NULL;
     }
-    localauth_enqueue(req);
+    localauth_enqueue(q, req);
     return req;
 fail:
     if (req != NULL)
@@ -609,7 +637,7 @@ void localauth_cancel(struct localauth_req *req)
 {
     if (req == NULL)
         return;
-    if (req->queued) {
+    if (req->queue != NULL) {
         /* Never reached the pool: nothing else refers to it. */
         localauth_dequeue(req);
         localauth_req_free(req);

@@ -31,13 +31,19 @@ int localauth_verify(const char *hash, const char *password, size_t len);
  * localauth_cancel() guarantees cb is never called (the work itself finishes and frees itself),
  * for a client that disconnected meanwhile.
  * Bounded: at most the hashing limit runs on the pool at once and a few more wait in a FIFO
- * here; beyond those cb(arg, LOCALAUTH_BUSY) runs before returning (NULL), without hashing. */
+ * here; beyond those cb(arg, LOCALAUTH_BUSY) runs before returning (NULL), without hashing.
+ * urgent = 1 (a client address that logged in with that name before, authlimit.h): its own
+ * FIFO, as bounded, served before the other, so that guesses cannot crowd it out. */
 struct localauth_req;
 #define LOCALAUTH_BUSY (-2) /* too many checks in flight: try again later (cb's result) */
 typedef void (*localauth_cb)(void *arg, int result);
 struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
                                              const char *password, size_t len,
                                              localauth_cb cb, void *arg);
+/* The same with urgent (see above); localauth_verify_async is urgent = 0. */
+struct localauth_req *localauth_verify_async_queue(uv_loop_t *loop, const char *hash,
+                                                   const char *password, size_t len, int urgent,
+                                                   localauth_cb cb, void *arg);
 void localauth_cancel(struct localauth_req *req);
 
 /* Sets the hashing limit (checks on the thread pool at once, at least 1) and how many more may

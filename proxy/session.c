@@ -432,9 +432,12 @@ void session_check_password(struct session *s, const char *user, const char *pas
     else
         acct = NULL;
     s->auth_candidate = acct;
-    struct localauth_req *req = localauth_verify_async(s->srv->loop, hash, password,
-                                                       strlen(password), session_auth_verify_cb,
-                                                       s);
+    /* A known client address goes ahead of guessers in the queue of checks (and a guesser at
+     * that address is stopped by its address lock). */
+    int urgent = !s->auth_exempt && authlimit_known(s->conn.peer, user);
+    struct localauth_req *req = localauth_verify_async_queue(s->srv->loop, hash, password,
+                                                             strlen(password), urgent,
+                                                             session_auth_verify_cb, s);
     if (req != NULL)
         s->auth_req = req;
 }

@@ -210,6 +210,29 @@ static void test_async_bounded(void)
     CHECK(localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &again) != NULL);
     CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
     CHECK(again.calls == 1 && again.result == 0);
+    /* Urgent checks have their own bounded queue, served first: with both queues full the
+     * urgent one still gets in, and finishes before the earlier normal one. */
+    struct async_result n[3], u[2];
+    for (int i = 0; i < 3; i++) {
+        n[i].calls = 0;
+        CHECK(localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &n[i]) != NULL);
+    }
+    struct async_result extra = {0, -9};
+    CHECK(localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &extra) == NULL &&
+          extra.result == LOCALAUTH_BUSY);
+    for (int i = 0; i < 2; i++) {
+        u[i].calls = 0;
+        CHECK(localauth_verify_async_queue(&loop, h, pw, strlen(pw), 1, async_cb, &u[i]) != NULL);
+    }
+    CHECK(localauth_verify_async_queue(&loop, h, pw, strlen(pw), 1, async_cb, &extra) == NULL);
+    CHECK(uv_run(&loop, UV_RUN_ONCE) >= 0);
+    while (n[0].calls == 0) /* the one already running */
+        uv_run(&loop, UV_RUN_ONCE);
+    while (u[0].calls + u[1].calls < 2 && n[1].calls == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(u[0].calls == 1 && u[1].calls == 1 && n[1].calls == 0);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(n[1].calls == 1 && n[2].calls == 1);
     CHECK(uv_loop_close(&loop) == 0);
     /* The pool size: hashing threads plus libuv's 4 for DNS and files. */
     unsetenv("UV_THREADPOOL_SIZE");
