@@ -1,33 +1,80 @@
 /* authlimit: failed local logins counted per client address and per user name, with a
- * temporary lockout (issue 6, authentication defences).
+ * temporary lockout, and the memory of which client addresses logged in with which name.
  *
- * A sliding window: AUTHLIMIT_MAX_FAILURES failures of one key (an address, or a user name)
- * within AUTHLIMIT_WINDOW_MS lock that key for AUTHLIMIT_LOCK_MS. A locked login is refused the
- * same way as a wrong password, after the same delay, so a client cannot tell "locked" from
- * "wrong" from "unknown user" (and learns nothing about which names exist). The table is fixed
- * in size: a flood of made-up user names evicts the oldest unlocked entries, never grows
- * memory. Locking per user lets a guesser lock a real user out for a while; the per-address
- * lock stops a single guesser first, and fail2ban (contrib/fail2ban) blocks it for longer.
+ * A sliding window: max_failures failures of one key (an address, or a user name) within
+ * window_ms lock that key for lock_ms (auth_lockout = FAILURES/WINDOW/DURATION, default
+ * 10/10m/15m). A locked login is refused the same way as a wrong password, after the same
+ * delay counted from the start of the request, so a client cannot tell "locked" from "wrong"
+ * from "unknown user" (and learns nothing about which names exist); only the log says
+ * reason="locked".
  *
- * The state is process-wide (one daemon, one loop thread); times come from the caller
- * (uv_now) so that the unit test can drive the clock. */
+ * Who is locked:
+ *   - the address lock applies to every login from that address (it stops one guesser);
+ *   - the name lock applies only to addresses that have not logged in successfully with that
+ *     name in the last AUTHLIMIT_KNOWN_DAYS days (the "known" pairs below): a guesser
+ *     elsewhere cannot lock the smarthost or a scanner out of its own account;
+ *   - attempts refused because of a lock are not counted, so a client that keeps retrying (a
+ *     Postfix queue, fetchmail) does not keep its own lock alive; when a lock is set the
+ *     failures that set it are forgotten, so after it ends the key starts afresh;
+ *   - auth_lockout_exempt networks are neither counted nor locked (the caller checks them).
+ *
+ * The failure table is fixed in size; see authlimit_slot() in authlimit.c for why a flood of
+ * made-up names cannot evict the counter of the name under attack.
+ *
+ * Known pairs are kept in memory and in STATE_DIR/known_clients (authlimit_known_open), a
+ * small text file rewritten atomically (temporary file + rename) only when a pair is new or
+ * its date is a day old. The file is input like any other: lines that do not parse, pairs
+ * older than the retention and dates in the future are skipped; losing the file only makes
+ * every client "new" again.
+ *
+ * The state is process-wide (one daemon, one loop thread). Monotonic times come from the
+ * caller (uv_now) and wall-clock seconds from an injectable clock, so that the unit test can
+ * drive both. */
 #ifndef XOAUTHD_AUTHLIMIT_H
 #define XOAUTHD_AUTHLIMIT_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define AUTHLIMIT_MAX_FAILURES 10
 #define AUTHLIMIT_WINDOW_MS (10 * 60 * 1000ULL)
 #define AUTHLIMIT_LOCK_MS (15 * 60 * 1000ULL)
+#define AUTHLIMIT_HISTORY 32 /* failure times kept per key; the largest FAILURES allowed */
+#define AUTHLIMIT_KNOWN_DAYS 30
+#define AUTHLIMIT_KNOWN_MAX 1024 /* remembered (address, name) pairs; the oldest goes first */
 
-/* 1 when peer or user is locked out now (the login must fail without a password check
- * mattering), else 0. user may be NULL. */
+/* ms until the lock that refuses a login of user from peer ends, 0 when it is not locked.
+ * user may be NULL (only the address is checked). */
+uint64_t authlimit_lock_left(const char *peer, const char *user, uint64_t now_ms);
+/* 1 when authlimit_lock_left() would be non-zero. */
 int authlimit_locked(const char *peer, const char *user, uint64_t now_ms);
-/* Records one failed login; logs event=auth_lockout when this failure locks a key. */
+/* Records one failed login; logs event=auth_lockout when this failure locks a key. A failure
+ * of a key that is already locked is not recorded. */
 void authlimit_failed(const char *peer, const char *user, uint64_t now_ms);
-/* Forgets everything (tests, reload). */
+/* Records a successful login: the pair becomes known (and is saved when new). */
+void authlimit_succeeded(const char *peer, const char *user);
+/* Forgets every failure and lock (reload, tests); the known pairs stay. */
 void authlimit_reset(void);
-/* Overrides the limits (tests); max_failures 0 restores the defaults. */
+/* Forgets the failures and locks of an address or a user name (`xoauthd unlock`). Returns
+ * how many entries were removed. */
+unsigned authlimit_unlock(const char *name);
+/* Sets the limits; max_failures 0 restores the defaults, more than AUTHLIMIT_HISTORY is cut. */
 void authlimit_configure(unsigned max_failures, uint64_t window_ms, uint64_t lock_ms);
+
+/* ---- known pairs ---- */
+
+/* Loads dir/known_clients (a missing file is an empty memory) and saves there from now on.
+ * Returns 0, or -1 when the path cannot be built (the memory then lives in RAM only). */
+int authlimit_known_open(const char *dir);
+/* Replaces the in-memory pairs with those parsed from buf (the file's format; see
+ * authlimit.c). Returns how many were taken. Never fails on bad input. */
+size_t authlimit_known_parse(const char *buf, size_t len);
+/* 1 when peer logged in with user within AUTHLIMIT_KNOWN_DAYS days. */
+int authlimit_known(const char *peer, const char *user);
+/* Forgets every pair in memory (tests); the file is left alone. */
+void authlimit_known_reset(void);
+/* The wall clock (seconds) used for the pairs; NULL restores time(). Tests. */
+void authlimit_set_clock(time_t (*now)(void));
 
 #endif

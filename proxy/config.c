@@ -29,6 +29,7 @@
 #include <ini.h>
 #include <openssl/crypto.h>
 
+#include "authlimit.h"
 #include "localauth.h"
 #include "secmem.h"
 
@@ -493,9 +494,9 @@ static int config_cidr(struct config_loader *ld, const struct config_section *se
                 bytes[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
             inet_ntop(an->net.ss_family, bytes, fixed, sizeof fixed);
             config_error(ld, kv->line,
-                         "network %s/%d in allow_networks of %s has host bits set (did you "
+                         "network %s/%d in %s of %s has host bits set (did you "
                          "mean %s/%d?)",
-                         s, an->prefix, sec->label, fixed, an->prefix);
+                         s, an->prefix, kv->key, sec->label, fixed, an->prefix);
             return -1;
         }
     }
@@ -504,9 +505,9 @@ bad:
     if (slash != NULL)
         *slash = '/';
     config_error(ld, kv->line,
-                 "bad network %s in allow_networks of %s: expected ADDRESS/PREFIX such as "
+                 "bad network %s in %s of %s: expected ADDRESS/PREFIX such as "
                  "10.0.0.0/24 or 2001:db8::/32",
-                 config_q(q, sizeof q, s), sec->label);
+                 config_q(q, sizeof q, s), kv->key, sec->label);
     return -1;
 }
 
@@ -572,9 +573,11 @@ out:
     free(copy);
 }
 
-/* "CIDR[, CIDR...]": the proxies allowed to send a PROXY protocol header. */
-static void config_proxy_trusted(struct config_loader *ld, const struct config_section *sec,
-                                 const struct config_kv *kv, struct config_listen *l)
+/* "CIDR[, CIDR...]" appended to *list: the proxies allowed to send a PROXY protocol header
+ * (proxy_trusted), the clients the lockout leaves alone (auth_lockout_exempt). */
+static void config_cidr_list(struct config_loader *ld, const struct config_section *sec,
+                             const struct config_kv *kv, struct config_allow_network **list,
+                             size_t *n_list)
 {
     char *copy = config_strdup(ld, kv->value);
     if (copy == NULL)
@@ -592,13 +595,13 @@ static void config_proxy_trusted(struct config_loader *ld, const struct config_s
         }
         if (config_cidr(ld, sec, kv, one, &an) == 0) {
             struct config_allow_network *grown =
-                realloc(l->proxy_trusted, (l->n_proxy_trusted + 1) * sizeof *grown);
+                realloc(*list, (*n_list + 1) * sizeof *grown);
             if (grown == NULL) {
                 ld->oom = 1;
                 break;
             }
-            l->proxy_trusted = grown;
-            l->proxy_trusted[l->n_proxy_trusted++] = an;
+            *list = grown;
+            (*list)[(*n_list)++] = an;
         }
         if (comma == NULL)
             break;
@@ -881,6 +884,60 @@ static int config_handler(void *user, const char *section, const char *name, con
     return 1;
 }
 
+/* "90", "90s", "10m", "2h", "1d" (n bytes at s) in seconds, from 1 to max. */
+static int config_duration(const char *s, size_t n, unsigned long long max, unsigned *out)
+{
+    static const struct { char unit; unsigned mult; } units[] = {
+        {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    char num[16];
+    unsigned long long v, mult = 1;
+    if (n > 0) {
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (s[n - 1] == units[i].unit) {
+                mult = units[i].mult;
+                n--;
+                break;
+            }
+    }
+    if (n == 0 || n >= sizeof num)
+        return -1;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    if (config_uint(num, 1, max, &v) < 0 || v * mult > max)
+        return -1;
+    *out = (unsigned)(v * mult);
+    return 0;
+}
+
+/* auth_lockout = FAILURES/WINDOW/DURATION: "10/10m/15m". */
+static void config_auth_lockout(struct config_loader *ld, const struct config_section *sec,
+                                const struct config_kv *kv)
+{
+    static const char accepted[] = "FAILURES/WINDOW/DURATION such as 10/10m/15m (FAILURES 1 to "
+                                   "32; WINDOW and DURATION in s, m, h or d, at most 7d)";
+    const char *v = kv->value;
+    const char *s1 = strchr(v, '/');
+    const char *s2 = s1 != NULL ? strchr(s1 + 1, '/') : NULL;
+    char num[8];
+    unsigned long long failures;
+    unsigned window, duration;
+    if (s2 == NULL || (size_t)(s1 - v) >= sizeof num) {
+        config_bad_value(ld, sec, kv, accepted);
+        return;
+    }
+    memcpy(num, v, (size_t)(s1 - v));
+    num[s1 - v] = '\0';
+    if (config_uint(num, 1, AUTHLIMIT_HISTORY, &failures) < 0 ||
+        config_duration(s1 + 1, (size_t)(s2 - s1 - 1), 7 * 86400, &window) < 0 ||
+        config_duration(s2 + 1, strlen(s2 + 1), 7 * 86400, &duration) < 0) {
+        config_bad_value(ld, sec, kv, accepted);
+        return;
+    }
+    ld->cfg->auth_lockout_failures = (unsigned)failures;
+    ld->cfg->auth_lockout_window = window;
+    ld->cfg->auth_lockout_duration = duration;
+}
+
 /* ---- building: one function per section type ---- */
 
 static void config_build_main(struct config_loader *ld, const struct config_section *sec)
@@ -938,6 +995,10 @@ static void config_build_main(struct config_loader *ld, const struct config_sect
                 config_bad_value(ld, sec, kv, "a number of seconds from 0 to 3600");
             else
                 cfg->shutdown_timeout = (unsigned)n;
+        } else if (strcmp(k, "auth_lockout") == 0) {
+            config_auth_lockout(ld, sec, kv);
+        } else if (strcmp(k, "auth_lockout_exempt") == 0) {
+            config_cidr_list(ld, sec, kv, &cfg->auth_lockout_exempt, &cfg->n_auth_lockout_exempt);
         } else {
             config_unknown_key(ld, sec, kv);
         }
@@ -1009,7 +1070,7 @@ static void config_build_listen(struct config_loader *ld, const struct config_se
             if (config_bool(v, &l->proxy_protocol) < 0)
                 config_bad_value(ld, sec, kv, "yes or no");
         } else if (strcmp(k, "proxy_trusted") == 0) {
-            config_proxy_trusted(ld, sec, kv, l);
+            config_cidr_list(ld, sec, kv, &l->proxy_trusted, &l->n_proxy_trusted);
         } else {
             config_unknown_key(ld, sec, kv);
         }
@@ -1712,6 +1773,9 @@ struct config *config_load(const char *path, FILE *err)
     cfg->token_timeout = CONFIG_DEFAULT_TOKEN_TIMEOUT;
     cfg->shutdown_timeout = 30;
     cfg->refs = 1;
+    cfg->auth_lockout_failures = AUTHLIMIT_MAX_FAILURES;
+    cfg->auth_lockout_window = (unsigned)(AUTHLIMIT_WINDOW_MS / 1000);
+    cfg->auth_lockout_duration = (unsigned)(AUTHLIMIT_LOCK_MS / 1000);
 
     ld.fp = fopen(path, "r");
     if (ld.fp == NULL) {
@@ -1764,6 +1828,7 @@ void config_free(struct config *cfg)
         free(l->allow_networks);
         free(l->proxy_trusted);
     }
+    free(cfg->auth_lockout_exempt);
     for (size_t i = 0; i < cfg->n_providers; i++) {
         struct config_provider *p = &cfg->providers[i];
         free(p->name);

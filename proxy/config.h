@@ -151,6 +151,13 @@ struct config {
     char *metrics_host;    /* Prometheus /metrics listener (loopback only); NULL = off */
     uint16_t metrics_port;
     unsigned shutdown_timeout; /* seconds transactions may take to finish at SIGTERM; 30 */
+    /* auth_lockout = FAILURES/WINDOW/DURATION (authlimit.h); default 10/600/900 seconds. */
+    unsigned auth_lockout_failures;
+    unsigned auth_lockout_window;   /* seconds */
+    unsigned auth_lockout_duration; /* seconds */
+    /* auth_lockout_exempt: clients never counted nor locked (account fields unused). */
+    struct config_allow_network *auth_lockout_exempt;
+    size_t n_auth_lockout_exempt;
     struct config_listen *listens;
     size_t n_listens;
     struct config_provider *providers; /* presets first, then file sections */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "authlimit.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -22,13 +23,23 @@
 
 #define CONTROL_DEFAULT_CONFIG "/etc/xoauthd/xoauthd.ini"
 
+/* A client that sends nothing within this long gets the status text, as before requests
+ * existed (`socat - UNIX-CONNECT:...` still works). */
+#define CONTROL_REQUEST_WAIT_MS 200
+#define CONTROL_REQUEST_MAX 512
+
 struct control_client {
     uv_pipe_t pipe;
+    uv_timer_t timer;
     struct control *ctl;
     struct control_client *prev, *next;
     uv_write_t wr;
     char *text;
     size_t len;
+    char req[CONTROL_REQUEST_MAX];
+    size_t req_len;
+    int answered;
+    int open_handles; /* pipe + timer */
 };
 
 struct control {
@@ -52,6 +63,8 @@ static void control_client_closed_cb(uv_handle_t *h)
 {
     struct control_client *c = h->data;
     struct control *ctl = c->ctl;
+    if (--c->open_handles > 0)
+        return;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -67,12 +80,81 @@ static void control_client_close(struct control_client *c)
 {
     if (!uv_is_closing((uv_handle_t *)&c->pipe))
         uv_close((uv_handle_t *)&c->pipe, control_client_closed_cb);
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, control_client_closed_cb);
 }
 
 static void control_write_cb(uv_write_t *req, int status)
 {
     (void)status;
     control_client_close(req->data);
+}
+
+/* The answer to one request line (without its newline; "" = status). */
+static void control_answer(struct control_client *c, const char *line, FILE *out)
+{
+    if (line[0] == '\0' || strcmp(line, "status") == 0) {
+        control_status_write(c->ctl->srv, out);
+    } else if (strncmp(line, "unlock ", 7) == 0 && line[7] != '\0') {
+        char q[CONTROL_REQUEST_MAX + 8];
+        unsigned n = authlimit_unlock(line + 7);
+        log_quote(q, sizeof q, line + 7, strlen(line + 7));
+        log_info(NULL, "event=auth_unlock name=%s entries=%u", q, n);
+        fprintf(out, "unlocked %s entries=%u\n", q, n);
+    } else {
+        fprintf(out, "error: unknown request (status, unlock NAME)\n");
+    }
+}
+
+static void control_respond(struct control_client *c)
+{
+    if (c->answered)
+        return;
+    c->answered = 1;
+    uv_timer_stop(&c->timer);
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    char *nl = memchr(c->req, '\n', c->req_len);
+    size_t n = nl != NULL ? (size_t)(nl - c->req) : c->req_len;
+    if (n > 0 && c->req[n - 1] == '\r')
+        n--;
+    c->req[n < sizeof c->req ? n : sizeof c->req - 1] = '\0';
+    FILE *out = open_memstream(&c->text, &c->len);
+    if (out == NULL) {
+        control_client_close(c);
+        return;
+    }
+    control_answer(c, c->req, out);
+    fclose(out);
+    uv_buf_t buf = uv_buf_init(c->text, (unsigned)c->len);
+    c->wr.data = c;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &buf, 1, control_write_cb) != 0)
+        control_client_close(c);
+}
+
+static void control_timer_cb(uv_timer_t *t) { control_respond(t->data); }
+
+static void control_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct control_client *c = h->data;
+    (void)hint;
+    /* One byte stays free for the terminating NUL. */
+    *buf = uv_buf_init(c->req + c->req_len, (unsigned)(sizeof c->req - 1 - c->req_len));
+}
+
+static void control_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct control_client *c = st->data;
+    (void)buf;
+    if (nread > 0)
+        c->req_len += (size_t)nread;
+    if (nread < 0 || memchr(c->req, '\n', c->req_len) != NULL ||
+        c->req_len >= sizeof c->req - 1) {
+        if (nread < 0 && nread != UV_EOF) {
+            control_client_close(c);
+            return;
+        }
+        control_respond(c);
+    }
 }
 
 static void control_connection_cb(uv_stream_t *server, int status)
@@ -85,27 +167,21 @@ static void control_connection_cb(uv_stream_t *server, int status)
         return;
     c->ctl = ctl;
     uv_pipe_init(server->loop, &c->pipe, 0);
+    uv_timer_init(server->loop, &c->timer);
     c->pipe.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
     c->next = ctl->clients;
     if (ctl->clients != NULL)
         ctl->clients->prev = c;
     ctl->clients = c;
     ctl->open_handles++;
-    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
+        uv_read_start((uv_stream_t *)&c->pipe, control_alloc_cb, control_read_cb) != 0) {
         control_client_close(c);
         return;
     }
-    FILE *out = open_memstream(&c->text, &c->len);
-    if (out == NULL) {
-        control_client_close(c);
-        return;
-    }
-    control_status_write(ctl->srv, out);
-    fclose(out);
-    uv_buf_t buf = uv_buf_init(c->text, (unsigned)c->len);
-    c->wr.data = c;
-    if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &buf, 1, control_write_cb) != 0)
-        control_client_close(c);
+    uv_timer_start(&c->timer, control_timer_cb, CONTROL_REQUEST_WAIT_MS, 0);
 }
 
 char *control_socket_path(const struct config *cfg)
@@ -268,7 +344,10 @@ void control_status_write(struct server *srv, FILE *out)
 
 /* ---- the client --------------------------------------------------------------------------- */
 
-int control_cmd_status(int argc, char **argv)
+/* Parses [-c FILE] and up to want positional arguments (exactly want); NULL on a usage error
+ * (printed). */
+static const char *control_cli_args(int argc, char **argv, int want, const char *usage,
+                                    const char **arg)
 {
     const char *path = CONTROL_DEFAULT_CONFIG;
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -277,15 +356,24 @@ int control_cmd_status(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
         if (c != 'c') {
-            fprintf(stderr, "usage: xoauthd status [-c FILE]\n");
-            return 2;
+            fprintf(stderr, "usage: %s\n", usage);
+            return NULL;
         }
         path = optarg;
     }
-    if (optind < argc) {
-        fprintf(stderr, "usage: xoauthd status [-c FILE]\n");
-        return 2;
+    if (argc - optind != want) {
+        fprintf(stderr, "usage: %s\n", usage);
+        return NULL;
     }
+    if (want > 0)
+        *arg = argv[optind];
+    return path;
+}
+
+/* Sends one request line to the daemon of the configuration at path and copies the answer to
+ * stdout. Exit code 0 or 1. */
+static int control_request(const char *path, const char *request)
+{
     struct config *cfg = config_load(path, stderr);
     if (cfg == NULL)
         return 1;
@@ -302,7 +390,7 @@ int control_cmd_status(int argc, char **argv)
         return 1;
     }
     memcpy(sa.sun_path, sock, strlen(sock) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         fprintf(stderr, "xoauthd: cannot reach the daemon at %s: %s (is it running, and are "
                 "you its user or root?)\n", sock, strerror(errno));
@@ -312,10 +400,38 @@ int control_cmd_status(int argc, char **argv)
         return 1;
     }
     free(sock);
+    size_t len = strlen(request);
+    if (write(fd, request, len) != (ssize_t)len) {
+        fprintf(stderr, "xoauthd: cannot send the request: %s\n", strerror(errno));
+        close(fd);
+        return 1;
+    }
     char buf[8192];
     ssize_t n;
     while ((n = read(fd, buf, sizeof buf)) > 0)
         fwrite(buf, 1, (size_t)n, stdout);
     close(fd);
     return n < 0 ? 1 : 0;
+}
+
+int control_cmd_status(int argc, char **argv)
+{
+    const char *path = control_cli_args(argc, argv, 0, "xoauthd status [-c FILE]", NULL);
+    return path != NULL ? control_request(path, "status\n") : 2;
+}
+
+int control_cmd_unlock(int argc, char **argv)
+{
+    const char *name = NULL;
+    const char *path = control_cli_args(argc, argv, 1, "xoauthd unlock [-c FILE] NAME|ADDRESS",
+                                        &name);
+    if (path == NULL)
+        return 2;
+    char req[CONTROL_REQUEST_MAX];
+    if (name[0] == '\0' || strpbrk(name, "\r\n") != NULL ||
+        (size_t)snprintf(req, sizeof req, "unlock %s\n", name) >= sizeof req) {
+        fprintf(stderr, "xoauthd: not a user name or address: %s\n", name);
+        return 2;
+    }
+    return control_request(path, req);
 }

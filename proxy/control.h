@@ -1,8 +1,9 @@
 /* control: the running daemon's local control socket, and `xoauthd status`, its client.
  *
  * A unix socket at control_socket (default STATE_DIR/control.sock), mode 0600, so only the
- * daemon's user (and root) can read it. A client connects and the daemon writes the status
- * text at once, then closes: no request, no parsing, nothing a peer can steer. The text shows
+ * daemon's user (and root) can use it. A client sends one request line, "status" or
+ * "unlock NAME" (at most 511 bytes), and the daemon answers and closes; a client that sends
+ * nothing gets the status text after 200 ms. Nothing else is parsed. The text shows
  * listeners, live sessions (session_log.h), each account's token state (token.h) and the
  * counters (stats.h); never a secret. The socket is opened with the listeners and closed at
  * shutdown, and the path is removed then. A reload keeps the socket it started with. */
@@ -28,5 +29,9 @@ void control_status_write(struct server *srv, FILE *out);
 /* `xoauthd status [-c FILE]`: prints what the running daemon says. Exit code 0, 1 (not
  * running / no access) or 2 (usage). */
 int control_cmd_status(int argc, char **argv);
+/* `xoauthd unlock [-c FILE] NAME|ADDRESS`: the running daemon forgets the failures and the
+ * lock of that user name or client address, and says how many entries it removed. Exit code
+ * as for status. */
+int control_cmd_unlock(int argc, char **argv);
 
 #endif

@@ -101,8 +101,13 @@ static void imap_login_done_cb(void *arg, enum upstream_failure f, const char *r
 static void imap_auth_cb(struct session *s, int ok)
 {
     struct imap_session *is = (struct imap_session *)s;
-    if (!ok) {
-        imap_send(is, "%s NO [AUTHENTICATIONFAILED] Authentication failed.", is->tag);
+    if (ok <= 0) {
+        /* RFC 5530 section 3: UNAVAILABLE is a temporary failure, try again later. */
+        if (ok < 0)
+            imap_send(is, "%s NO [UNAVAILABLE] Too many logins in progress; try again later.",
+                      is->tag);
+        else
+            imap_send(is, "%s NO [AUTHENTICATIONFAILED] Authentication failed.", is->tag);
         imap_enter_state(is, IMAP_S_COMMAND);
         session_process(s);
         return;

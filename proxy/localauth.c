@@ -38,6 +38,12 @@
 #define LOCALAUTH_PBKDF2_MAX_ITER 10000000u
 #define LOCALAUTH_CACHE_SIZE 1024
 #define LOCALAUTH_DIGEST_LEN 32
+#define LOCALAUTH_DEFAULT_RUNNING 2
+#define LOCALAUTH_DEFAULT_QUEUED 32
+#define LOCALAUTH_MAX_HASH_THREADS 16
+/* Threads kept for what else uses libuv's pool (getaddrinfo of upstream hosts, the token
+ * store's file writes): libuv's own default, which those had to themselves before. */
+#define LOCALAUTH_OTHER_THREADS 4
 
 enum localauth_kdf { LOCALAUTH_KDF_SCRYPT, LOCALAUTH_KDF_PBKDF2 };
 
@@ -58,6 +64,9 @@ struct localauth_cache_entry {
 
 struct localauth_req {
     uv_work_t work;
+    uv_loop_t *loop;
+    struct localauth_req *next_queued; /* waiting for a hashing slot (its queue) */
+    struct localauth_queue *queue;     /* the queue it waits in; NULL = on the pool */
     char *hash;
     char *password;
     size_t len;
@@ -74,6 +83,20 @@ static size_t localauth_cache_next; /* FIFO eviction: the oldest insertion goes 
 static uint8_t localauth_cache_key[32];
 static int localauth_cache_key_state; /* 0 = not yet, 1 = ready, -1 = RAND failed: no cache */
 static atomic_ulong localauth_slow_runs;
+
+/* Verifications in flight: at most localauth_max_running on the thread pool at once, and at
+ * most localauth_max_queued more waiting in each of two FIFOs: the urgent one (clients that
+ * logged in from there before) is served first, so a flood of guesses cannot push them out.
+ * Loop thread only. */
+struct localauth_queue {
+    struct localauth_req *head, *tail;
+    unsigned n;
+};
+
+static unsigned localauth_max_running = LOCALAUTH_DEFAULT_RUNNING;
+static unsigned localauth_max_queued = LOCALAUTH_DEFAULT_QUEUED;
+static unsigned localauth_running;
+static struct localauth_queue localauth_urgent, localauth_normal;
 
 /* ---- hash string parsing ---- */
 
@@ -445,9 +468,13 @@ static void localauth_work_cb(uv_work_t *work)
     OPENSSL_cleanse(req->password, req->len + 1);
 }
 
+static void localauth_queue_pump(void);
+
 static void localauth_after_work_cb(uv_work_t *work, int status)
 {
     struct localauth_req *req = work->data;
+    localauth_running--;
+    localauth_queue_pump(); /* before cb: a callback that starts a check finds the slot */
     if (status == 0 && req->have_digest)
         localauth_cache_insert(req->hash, req->digest);
     if (!req->cancelled)
@@ -455,15 +482,127 @@ static void localauth_after_work_cb(uv_work_t *work, int status)
     localauth_req_free(req);
 }
 
+/* Hands req to the thread pool: 0. On failure its cb gets -1 (unless cancelled), it is freed
+ * and -1 returned. */
+static int localauth_submit(struct localauth_req *req)
+{
+    req->work.data = req;
+    if (uv_queue_work(req->loop, &req->work, localauth_work_cb, localauth_after_work_cb) == 0) {
+        localauth_running++;
+        return 0;
+    }
+    if (!req->cancelled)
+        req->cb(req->arg, -1);
+    localauth_req_free(req);
+    return -1;
+}
+
+static struct localauth_req *localauth_pop(struct localauth_queue *q)
+{
+    struct localauth_req *req = q->head;
+    if (req == NULL)
+        return NULL;
+    q->head = req->next_queued;
+    if (q->head == NULL)
+        q->tail = NULL;
+    q->n--;
+    req->queue = NULL;
+    return req;
+}
+
+/* Starts waiting checks while hashing slots are free, the urgent ones first. */
+static void localauth_queue_pump(void)
+{
+    while (localauth_running < localauth_max_running) {
+        struct localauth_req *req = localauth_pop(&localauth_urgent);
+        if (req == NULL)
+            req = localauth_pop(&localauth_normal);
+        if (req == NULL)
+            break;
+        (void)localauth_submit(req);
+    }
+}
+
+static void localauth_enqueue(struct localauth_queue *q, struct localauth_req *req)
+{
+    req->queue = q;
+    req->next_queued = NULL;
+    if (q->tail != NULL)
+        q->tail->next_queued = req;
+    else
+        q->head = req;
+    q->tail = req;
+    q->n++;
+}
+
+static void localauth_dequeue(struct localauth_req *req)
+{
+    struct localauth_queue *q = req->queue;
+    struct localauth_req **pp = &q->head, *prev = NULL;
+    while (*pp != NULL && *pp != req) {
+        prev = *pp;
+        pp = &(*pp)->next_queued;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = req->next_queued;
+    if (q->tail == req)
+        q->tail = prev;
+    q->n--;
+    req->queue = NULL;
+}
+
+void localauth_set_limits(unsigned running, unsigned queued)
+{
+    localauth_max_running = running > 0 ? running : 1;
+    localauth_max_queued = queued;
+}
+
+unsigned localauth_threadpool_setup(void)
+{
+    unsigned hash = uv_available_parallelism();
+    if (hash > LOCALAUTH_MAX_HASH_THREADS)
+        hash = LOCALAUTH_MAX_HASH_THREADS;
+    const char *env = getenv("UV_THREADPOOL_SIZE");
+    unsigned long pool = env != NULL ? strtoul(env, NULL, 10) : 0;
+    if (pool == 0) {
+        pool = hash + LOCALAUTH_OTHER_THREADS;
+        char buf[16];
+        snprintf(buf, sizeof buf, "%lu", pool);
+        setenv("UV_THREADPOOL_SIZE", buf, 1);
+    } else if (pool <= LOCALAUTH_OTHER_THREADS) {
+        hash = 1; /* an administrator's small pool: one hash, the rest for the others */
+    } else if (pool - LOCALAUTH_OTHER_THREADS < hash) {
+        hash = (unsigned)(pool - LOCALAUTH_OTHER_THREADS);
+    }
+    /* The queue holds what the hashing threads finish in under a second at 0.1 s per scrypt:
+     * a login behind a burst still gets its answer well within any client's patience; beyond
+     * it a temporary failure costs nothing and does not grow memory (32 MiB per scrypt run). */
+    localauth_set_limits(hash, hash * 8);
+    return hash;
+}
+
 struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
                                              const char *password, size_t len,
                                              localauth_cb cb, void *arg)
 {
+    return localauth_verify_async_queue(loop, hash, password, len, 0, cb, arg);
+}
+
+struct localauth_req *localauth_verify_async_queue(uv_loop_t *loop, const char *hash,
+                                                   const char *password, size_t len, int urgent,
+                                                   localauth_cb cb, void *arg)
+{
     struct localauth_req *req = NULL;
+    struct localauth_queue *q = urgent ? &localauth_urgent : &localauth_normal;
     if (hash == NULL || password == NULL)
         goto fail;
     if (localauth_cache_hit(hash, password, len)) {
         cb(arg, 1);
+        return NULL;
+    }
+    if (localauth_running >= localauth_max_running && q->n >= localauth_max_queued) {
+        cb(arg, LOCALAUTH_BUSY);
         return NULL;
     }
     /* Create the cache key here, on the loop thread, so workers only ever read it. */
@@ -480,9 +619,12 @@ struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
     req->len = len;
     req->cb = cb;
     req->arg = arg;
-    req->work.data = req;
-    if (uv_queue_work(loop, &req->work, localauth_work_cb, localauth_after_work_cb) != 0)
-        goto fail;
+    req->loop = loop;
+    if (localauth_running < localauth_max_running) {
+        /* On failure cb(-1) has run and req is gone: NULL says so. */
+        return localauth_submit(req) == 0 ? req : NULL;
+    }
+    localauth_enqueue(q, req);
     return req;
 fail:
     if (req != NULL)
@@ -495,6 +637,12 @@ void localauth_cancel(struct localauth_req *req)
 {
     if (req == NULL)
         return;
+    if (req->queue != NULL) {
+        /* Never reached the pool: nothing else refers to it. */
+        localauth_dequeue(req);
+        localauth_req_free(req);
+        return;
+    }
     req->cancelled = 1;
     /* Succeeds only while the work still waits for a thread; either way after_work frees. */
     uv_cancel((uv_req_t *)&req->work);

@@ -29,13 +29,33 @@ int localauth_verify(const char *hash, const char *password, size_t len);
  * When the request cannot be started (allocation failure) cb(arg, -1) runs before returning and
  * the result is NULL too: NULL always means "cb has already been called".
  * localauth_cancel() guarantees cb is never called (the work itself finishes and frees itself),
- * for a client that disconnected meanwhile. */
+ * for a client that disconnected meanwhile.
+ * Bounded: at most the hashing limit runs on the pool at once and a few more wait in a FIFO
+ * here; beyond those cb(arg, LOCALAUTH_BUSY) runs before returning (NULL), without hashing.
+ * urgent = 1 (a client address that logged in with that name before, authlimit.h): its own
+ * FIFO, as bounded, served before the other, so that guesses cannot crowd it out. */
 struct localauth_req;
+#define LOCALAUTH_BUSY (-2) /* too many checks in flight: try again later (cb's result) */
 typedef void (*localauth_cb)(void *arg, int result);
 struct localauth_req *localauth_verify_async(uv_loop_t *loop, const char *hash,
                                              const char *password, size_t len,
                                              localauth_cb cb, void *arg);
+/* The same with urgent (see above); localauth_verify_async is urgent = 0. */
+struct localauth_req *localauth_verify_async_queue(uv_loop_t *loop, const char *hash,
+                                                   const char *password, size_t len, int urgent,
+                                                   localauth_cb cb, void *arg);
 void localauth_cancel(struct localauth_req *req);
+
+/* Sets the hashing limit (checks on the thread pool at once, at least 1) and how many more may
+ * wait (tests; localauth_threadpool_setup sets both). */
+void localauth_set_limits(unsigned running, unsigned queued);
+/* Call before the first use of libuv's thread pool (it reads UV_THREADPOOL_SIZE once): sets
+ * UV_THREADPOOL_SIZE to one hashing thread per CPU (at most 16) plus libuv's default 4 for
+ * DNS and file I/O, so that a burst of logins never starves those; an administrator's own
+ * UV_THREADPOOL_SIZE is kept and the hashing limit fitted into it (4 of it left to the
+ * others). Sets the limits of localauth_verify_async to that many running and 8 times as many
+ * waiting. Returns the hashing limit. */
+unsigned localauth_threadpool_setup(void);
 
 /* A well-formed hash with today's default cost that no password matches. Verify an unknown
  * user's password against it so that the answer takes as long as for a known user (a cheaper

@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "authlimit.h"
 #include "config.h"
 #include "config_perms.h"
 #include "control.h"
@@ -27,6 +28,7 @@
 #include "sd_notify.h"
 #include "secmem.h"
 #include "server.h"
+#include "session.h"
 #include "token.h"
 #include "token_cli.h"
 
@@ -49,6 +51,9 @@ static void main_usage(FILE *out)
             "  tokens [-c FILE]     token state of every account (never a secret)\n"
             "  status [-c FILE]     listeners, sessions, token state and counters of the\n"
             "                       running daemon (its control socket)\n"
+            "  unlock [-c FILE] NAME|ADDRESS\n"
+            "                       the running daemon forgets the failed logins and the\n"
+            "                       lockout of that user name or client address\n"
             "  version              print the version\n"
             "\n"
             "default configuration file: " XOAUTHD_DEFAULT_CONFIG "\n");
@@ -138,6 +143,8 @@ static void main_harden(void)
 static int main_run(int argc, char **argv)
 {
     main_harden();
+    /* Before anything can start libuv's thread pool, which reads the size once. */
+    unsigned hash_threads = localauth_threadpool_setup();
     const char *path = main_config_path(argc, argv);
     if (path == NULL)
         return 2;
@@ -175,8 +182,12 @@ static int main_run(int argc, char **argv)
         rc = 1;
         server_shutdown(&srv);
     } else {
-        log_info(NULL, "event=started config=%s listeners=%zu accounts=%zu", path,
-                 srv.n_listeners, cfg->n_accounts);
+        session_auth_configure(cfg);
+        /* After the privilege drop (in server_init): the file belongs to the daemon's user. */
+        authlimit_known_open(cfg->state_dir);
+        log_info(NULL, "event=started config=%s listeners=%zu accounts=%zu hash_threads=%u "
+                 "thread_pool=%s", path, srv.n_listeners, cfg->n_accounts, hash_threads,
+                 getenv("UV_THREADPOOL_SIZE") != NULL ? getenv("UV_THREADPOOL_SIZE") : "-");
         /* Type=notify: every listener is bound now (sd_notify.h). */
         sd_notify_sendf("READY=1\nMAINPID=%ld\nSTATUS=serving %zu listeners, %zu accounts",
                         (long)getpid(), srv.n_listeners, cfg->n_accounts);
@@ -218,6 +229,8 @@ int main(int argc, char **argv)
         return token_cli_auth(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return control_cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "unlock") == 0)
+        return control_cmd_unlock(argc - 1, argv + 1);
     if (strcmp(cmd, "tokens") == 0)
         return token_cli_tokens(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -75,8 +75,12 @@ static void pop3_login_done_cb(void *arg, enum upstream_failure f, const char *r
 static void pop3_auth_cb(struct session *s, int ok)
 {
     struct pop3_session *ps = (struct pop3_session *)s;
-    if (!ok) {
-        pop3_send(ps, "-ERR [AUTH] Authentication failed.");
+    if (ok <= 0) {
+        /* RFC 3206 section 5: SYS/TEMP is a temporary failure, try again later. */
+        if (ok < 0)
+            pop3_send(ps, "-ERR [SYS/TEMP] Too many logins in progress; try again later.");
+        else
+            pop3_send(ps, "-ERR [AUTH] Authentication failed.");
         pop3_enter_state(ps, POP3_S_COMMAND);
         session_process(s);
         return;

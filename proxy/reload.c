@@ -5,12 +5,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "authlimit.h"
 #include "config.h"
 #include "config_perms.h"
 #include "listener.h"
 #include "log.h"
 #include "sd_notify.h"
 #include "server.h"
+#include "session.h"
 #include "tls.h"
 #include "token.h"
 
@@ -140,6 +142,9 @@ int reload_run(struct server *srv)
     srv->n_listeners = n;
     server_switch_config(srv, cfg, ptls, gen);
     srv->reloads++;
+    /* The lockout starts afresh with the new limits (`xoauthd unlock` clears one entry). */
+    session_auth_configure(cfg);
+    authlimit_reset();
     log_set_level(cfg->log_level);
     log_set_syslog(cfg->log_syslog);
     free(fresh);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "listener.h"
@@ -383,7 +384,29 @@ int session_allowlisted_login(struct session *s)
 static void session_auth_delay_cb(uv_timer_t *t)
 {
     struct session *s = t->data;
-    s->auth_cb(s, 0);
+    s->auth_cb(s, s->auth_busy ? -1 : 0);
+}
+
+/* The delay ends SESSION_AUTH_FAIL_DELAY_MS after the request began, however long the check
+ * took (or whether it ran at all): a locked login, which skips the hash, is answered at the
+ * same moment as a wrong password. */
+static void session_auth_fail_later(struct session *s)
+{
+    OPENSSL_cleanse(s->password, sizeof s->password);
+    OPENSSL_cleanse(s->login_user, sizeof s->login_user);
+    uint64_t spent = uv_now(s->srv->loop) - s->auth_start_ms;
+    uint64_t wait = spent < SESSION_AUTH_FAIL_DELAY_MS ? SESSION_AUTH_FAIL_DELAY_MS - spent : 0;
+    uv_timer_start(&s->delay_timer, session_auth_delay_cb, wait, 0);
+}
+
+static void session_auth_log_failure(struct session *s, const char *reason, const char *extra)
+{
+    char user[128];
+    session_log_result(&s->slog, "auth_failed");
+    stats_auth_failure();
+    log_warn(s->sid, "event=auth_failed%s peer=%s user=%s reason=\"%s\"%s", s->ops->log_proto,
+             s->conn.peer, log_quote(user, sizeof user, s->login_user, strlen(s->login_user)),
+             reason, extra);
 }
 
 static void session_auth_verify_cb(void *arg, int result)
@@ -395,6 +418,8 @@ static void session_auth_verify_cb(void *arg, int result)
         log_info(s->sid, "event=local_login%s peer=%s account=%s", s->ops->log_proto,
                  s->conn.peer, s->acct->name);
         session_log_login(&s->slog, s->login_user, s->acct);
+        if (!s->auth_exempt)
+            authlimit_succeeded(s->conn.peer, s->login_user);
         OPENSSL_cleanse(s->login_user, sizeof s->login_user);
         /* DESIGN.md section 6: the token store is encrypted under a key derived from this
          * (now verified) password. */
@@ -403,19 +428,53 @@ static void session_auth_verify_cb(void *arg, int result)
         s->auth_cb(s, 1);
         return;
     }
-    OPENSSL_cleanse(s->password, sizeof s->password);
-    session_log_result(&s->slog, "auth_failed");
-    stats_auth_failure();
-    char user[128];
-    authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
-    log_warn(s->sid, "event=auth_failed%s peer=%s user=%s reason=\"%s\"",
-             s->ops->log_proto, s->conn.peer,
-             log_quote(user, sizeof user, s->login_user, strlen(s->login_user)),
-             result < 0 ? "malformed password hash in the configuration"
-             : s->auth_candidate == NULL ? "unknown user" : "wrong password");
-    OPENSSL_cleanse(s->login_user, sizeof s->login_user);
+    if (result == LOCALAUTH_BUSY) {
+        /* Not a failure of the client's: not counted, not a fail2ban line. */
+        char user[128];
+        s->auth_busy = 1;
+        log_warn(s->sid, "event=auth_deferred%s peer=%s user=%s reason=\"too many password "
+                 "checks in flight\"", s->ops->log_proto, s->conn.peer,
+                 log_quote(user, sizeof user, s->login_user, strlen(s->login_user)));
+        session_log_result(&s->slog, "auth_busy");
+        session_auth_fail_later(s);
+        return;
+    }
+    if (!s->auth_exempt)
+        authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
+    session_auth_log_failure(s, result < 0 ? "malformed password hash in the configuration"
+                             : s->auth_candidate == NULL ? "unknown user" : "wrong password", "");
     /* The delay slows guessing; the client cannot tell an unknown user from a wrong password. */
-    uv_timer_start(&s->delay_timer, session_auth_delay_cb, SESSION_AUTH_FAIL_DELAY_MS, 0);
+    session_auth_fail_later(s);
+}
+
+/* 1 when the peer is in auth_lockout_exempt. */
+static int session_auth_exempt(struct session *s)
+{
+    struct sockaddr_storage ss;
+    const struct config *cfg = s->srv->cfg;
+    return cfg->n_auth_lockout_exempt > 0 && conn_peer_sockaddr(&s->conn, &ss) == 0 &&
+           listener_addr_in_networks(cfg->auth_lockout_exempt, cfg->n_auth_lockout_exempt, &ss);
+}
+
+/* A locked login: refused without a hash (nothing about the password is learnt or counted),
+ * logged with when the lock ends. */
+static void session_auth_locked(struct session *s, uint64_t left_ms)
+{
+    char until[96], when[32];
+    struct tm tm;
+    time_t end = time(NULL) + (time_t)((left_ms + 999) / 1000);
+    if (gmtime_r(&end, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(when, sizeof when, "-");
+    snprintf(until, sizeof until, " until=%s seconds_left=%llu", when,
+             (unsigned long long)((left_ms + 999) / 1000));
+    session_auth_log_failure(s, "locked", until);
+    session_auth_fail_later(s);
+}
+
+void session_auth_configure(const struct config *cfg)
+{
+    authlimit_configure(cfg->auth_lockout_failures, (uint64_t)cfg->auth_lockout_window * 1000,
+                        (uint64_t)cfg->auth_lockout_duration * 1000);
 }
 
 void session_check_password(struct session *s, const char *user, const char *password,
@@ -425,19 +484,29 @@ void session_check_password(struct session *s, const char *user, const char *pas
      * exist; no password matches the dummy. */
     snprintf(s->login_user, sizeof s->login_user, "%s", user);
     snprintf(s->password, sizeof s->password, "%s", password);
+    s->auth_cb = cb;
+    s->auth_busy = 0;
+    s->auth_start_ms = uv_now(s->srv->loop);
+    s->auth_exempt = session_auth_exempt(s);
+    uint64_t left = s->auth_exempt ? 0 : authlimit_lock_left(s->conn.peer, user, s->auth_start_ms);
+    if (left != 0) {
+        s->auth_candidate = NULL;
+        session_auth_locked(s, left);
+        return;
+    }
     const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
-    if (authlimit_locked(s->conn.peer, user, uv_now(s->srv->loop)))
-        acct = NULL; /* locked out (authlimit.h): fails exactly like an unknown user */
     const char *hash = localauth_dummy_hash();
     if (acct != NULL && acct->local_password != NULL)
         hash = acct->local_password;
     else
         acct = NULL;
     s->auth_candidate = acct;
-    s->auth_cb = cb;
-    struct localauth_req *req = localauth_verify_async(s->srv->loop, hash, password,
-                                                       strlen(password), session_auth_verify_cb,
-                                                       s);
+    /* A known client address goes ahead of guessers in the queue of checks (and a guesser at
+     * that address is stopped by its address lock). */
+    int urgent = !s->auth_exempt && authlimit_known(s->conn.peer, user);
+    struct localauth_req *req = localauth_verify_async_queue(s->srv->loop, hash, password,
+                                                             strlen(password), urgent,
+                                                             session_auth_verify_cb, s);
     if (req != NULL)
         s->auth_req = req;
 }

@@ -8,8 +8,9 @@
  *     clients need no login (allow_networks);
  *   - the local password check: the slow hash on the thread pool, the dummy hash for unknown
  *     users so that timing does not tell which names exist, the lockout (authlimit.h), and a
- *     1 s delay before a failure is reported, which slows guessing; a verified password unlocks
- *     the account's token store;
+ *     1 s delay from the start of the request before a failure is reported, which slows
+ *     guessing; a locked login skips the hash and answers after the same delay; a verified
+ *     password unlocks the account's token store;
  *   - after an IMAP or POP3 upstream login, the relay: the provider's conn joins the session and
  *     both directions become a byte pump (relay.h). SMTP never relays: it answers command by
  *     command (smtp_session.c).
@@ -30,6 +31,7 @@
 #include "upstream.h"
 
 struct listener;
+struct config;
 struct config_account;
 struct localauth_req;
 struct session;
@@ -64,7 +66,10 @@ struct session_ops {
     void (*aborting)(struct session *s);
 };
 
-/* ok = 1: s->acct is the account. ok = 0: the failure was logged and the delay is over. */
+/* ok = 1: s->acct is the account. ok = 0: the failure was logged and the delay is over.
+ * ok = -1: too many password checks in flight, nothing was checked: the client gets its
+ * protocol's temporary failure (SMTP 454 4.7.0, IMAP NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]),
+ * also after the delay. */
 typedef void (*session_auth_cb)(struct session *s, int ok);
 
 struct session {
@@ -90,6 +95,9 @@ struct session {
     struct localauth_req *auth_req;
     session_auth_cb auth_cb;
     struct sasl_server sasl;  /* an AUTH / AUTHENTICATE exchange in progress (sasl.h) */
+    uint64_t auth_start_ms;   /* the failure delay counts from here */
+    int auth_exempt;          /* the peer is in auth_lockout_exempt: no lockout, no counting */
+    int auth_busy;            /* the check was refused for load: the callback gets -1 */
     char login_user[SASL_MAX_FIELD + 1];
     char password[SASL_MAX_FIELD + 1]; /* secret: only while the check runs (token_unlock) */
 };
@@ -127,10 +135,14 @@ int session_plaintext_auth_ok(const struct session *s);
 int session_allowlisted_login(struct session *s);
 
 /* Checks user/password against the local hash; cb runs with 1 (s->acct set, and the
- * account's token store unlocked with the verified password) or, 1 s after a failure, with 0.
+ * account's token store unlocked with the verified password) or, 1 s after the request began,
+ * with 0 (failure) or -1 (too busy to check, see session_auth_cb).
  * The password is kept only until the check ends, then cleansed. */
 void session_check_password(struct session *s, const char *user, const char *password,
                             session_auth_cb cb);
+
+/* Applies cfg's auth_lockout limits (at start and at every reload). */
+void session_auth_configure(const struct config *cfg);
 
 /* Hands the provider's connection (logged in) to the relay; from now on the session is a
  * byte pump until either side closes. client_idle_ms: the client's autologout timer. */

@@ -275,12 +275,15 @@ static void smtp_upstream_start(struct smtp_session *s)
 }
 
 /* session_check_password's verdict. ok = 1: s->base.acct logged in; the upstream login
- * follows and the 235 waits for it. ok = 0: logged, and the failure delay is over. */
+ * follows and the 235 waits for it. ok = 0: logged, and the failure delay is over; ok = -1:
+ * too busy to check (a temporary failure). */
 static void smtp_auth_cb(struct session *base, int ok)
 {
     struct smtp_session *s = (struct smtp_session *)base;
-    if (!ok) {
-        smtp_reply(s, "535 5.7.8 Authentication credentials invalid");
+    if (ok <= 0) {
+        /* RFC 4954 section 6: 454 4.7.0 is a temporary authentication failure. */
+        smtp_reply(s, ok < 0 ? "454 4.7.0 Temporary authentication failure, try again later"
+                             : "535 5.7.8 Authentication credentials invalid");
         smtp_command_done(s);
         return;
     }

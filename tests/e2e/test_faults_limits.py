@@ -15,9 +15,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
 import rig as rigmod  # noqa: E402
-from rig import plain_ir, read_reply  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
-from fake_case import FakeUpstreamCase  # noqa: E402
+from rig import read_reply  # noqa: E402
+from fake_case import FakeSmtpUpstreamCase  # noqa: E402
 
 USER = "scanner@example.com"
 PASSWORD = "limit-pass;word-3Z"
@@ -27,19 +26,12 @@ SRCDIR = os.environ.get("XOAUTHD_SRCDIR",
 F2B_FILTER = os.path.join(SRCDIR, "contrib", "fail2ban", "xoauthd.conf")
 
 
-class LimitsTest(FakeUpstreamCase):
+class LimitsTest(FakeSmtpUpstreamCase):
     PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
-    def setUp(self):
-        super().setUp()
-        self.fake = FakeSmtp()
-        self.addCleanup(self.fake.stop)
-        self.socks = rigmod.closed_after(self)
-
     def start(self, listen=None):
-        return self.start_xoauthd(listen or {"smtp": {"tls": "none"}},
-                                  {"smtp": "127.0.0.1:%d none" % self.fake.port}, "scanner", USER)
+        return self.start_smtp("scanner", USER, listen)
 
     def connect(self, port):
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -237,15 +229,6 @@ class LimitsTest(FakeUpstreamCase):
         x.stop()
 
     # ---- failed-login lockout --------------------------------------------------------------
-
-    def smtp_auth(self, port, user, password):
-        s, f = self.connect(port)
-        read_reply(f)
-        s.sendall(b"EHLO x\r\nAUTH PLAIN " + plain_ir(user, password).encode() + b"\r\n")
-        read_reply(f)
-        r = read_reply(f)
-        s.close()
-        return r
 
     def test_lockout_after_repeated_failures(self):
         x = self.start({"smtp": {"tls": "none"}, "pop": {"protocol": "pop3", "tls": "none"}})

@@ -6,8 +6,12 @@ cleanups, so that a subclass's setUpClass needs no try/except (rig.start_class_r
                     provider "fake" on it and one refresh-token account.
   FakeUpstreamCase  fault tests: no mail servers at all, a local password (cls.hash), the OAuth
                     client registered afresh before each test; start_xoauthd() runs an xoauthd
-                    with one account on a provider "fake" the test points at its fakes."""
+                    with one account on a provider "fake" the test points at its fakes.
+  FakeSmtpUpstreamCase  the same with a FakeSmtp per test as the provider's SMTP (self.fake)
+                    and self.socks, client sockets closed after the test."""
 import unittest
+
+import socket
 
 import rig as R
 from fake_smtp import FakeSmtp
@@ -68,3 +72,30 @@ class FakeUpstreamCase(unittest.TestCase):
         x.start()
         self.addCleanup(x.kill_if_running)
         return x
+
+
+class FakeSmtpUpstreamCase(FakeUpstreamCase):
+    def setUp(self):
+        super().setUp()
+        self.fake = FakeSmtp()
+        self.addCleanup(self.fake.stop)
+        self.socks = R.closed_after(self)
+
+    def start_smtp(self, account, username, listens=None, global_opts=None):
+        """start_xoauthd() with an SMTP listener (unless listens) and self.fake upstream."""
+        return self.start_xoauthd(listens or {"smtp": {"tls": "none"}},
+                                  {"smtp": "127.0.0.1:%d none" % self.fake.port}, account,
+                                  username, global_opts=global_opts)
+
+    def smtp_auth(self, port, user, password, source="127.0.0.1"):
+        """EHLO and one AUTH PLAIN on a new connection from the loopback address source; the
+        reply to AUTH."""
+        s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+        self.socks.append(s)
+        f = s.makefile("rb")
+        R.read_reply(f)
+        s.sendall(b"EHLO x\r\nAUTH PLAIN " + R.plain_ir(user, password).encode() + b"\r\n")
+        R.read_reply(f)
+        r = R.read_reply(f)
+        s.close()
+        return r

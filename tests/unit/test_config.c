@@ -927,6 +927,48 @@ static void test_allowed_senders_documented(void)
                              "in allowed_senders"));
 }
 
+/* auth_lockout = FAILURES/WINDOW/DURATION and auth_lockout_exempt in [xoauthd]. */
+static void test_auth_lockout(void)
+{
+    struct config *cfg = load_ok("[xoauthd]\n" OK_TAIL);
+    CHECK(cfg != NULL && cfg->auth_lockout_failures == 10 && cfg->auth_lockout_window == 600 &&
+          cfg->auth_lockout_duration == 900 && cfg->n_auth_lockout_exempt == 0);
+    config_free(cfg);
+    cfg = load_ok("[xoauthd]\nauth_lockout = 5/90/2h\n"
+                  "auth_lockout_exempt = 10.0.0.0/8, 192.0.2.7, 2001:db8::/32\n" OK_TAIL);
+    CHECK(cfg != NULL && cfg->auth_lockout_failures == 5 && cfg->auth_lockout_window == 90 &&
+          cfg->auth_lockout_duration == 7200 && cfg->n_auth_lockout_exempt == 3);
+    if (cfg != NULL && cfg->n_auth_lockout_exempt == 3)
+        CHECK(cfg->auth_lockout_exempt[1].prefix == 32 &&
+              cfg->auth_lockout_exempt[2].net.ss_family == AF_INET6 &&
+              cfg->auth_lockout_exempt[2].prefix == 32);
+    config_free(cfg);
+    cfg = load_ok("[xoauthd]\nauth_lockout = 32/7d/1s\n" OK_TAIL);
+    CHECK(cfg != NULL && cfg->auth_lockout_failures == 32 && cfg->auth_lockout_window == 604800 &&
+          cfg->auth_lockout_duration == 1);
+    config_free(cfg);
+    static const struct bad_file bad[] = {
+        {"[xoauthd]\nauth_lockout = 10/10m\n", 2, "'auth_lockout' in [xoauthd]: expected "
+         "FAILURES/WINDOW/DURATION"},
+        {"[xoauthd]\nauth_lockout = 0/10m/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 33/10m/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/10x/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/m/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/0/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/10m/8d\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/10m/15m/1\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/99999999999999999999d/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 10/-1m/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout = 123456789/1m/15m\n", 2, "'auth_lockout'"},
+        {"[xoauthd]\nauth_lockout_exempt = 10.0.0.1/8\n", 2,
+         "network 10.0.0.1/8 in auth_lockout_exempt of [xoauthd] has host bits set"},
+        {"[xoauthd]\nauth_lockout_exempt = 10.0.0.0/33\n", 2,
+         "bad network \"10.0.0.0/33\" in auth_lockout_exempt of [xoauthd]"},
+        {"[xoauthd]\nauth_lockout_exempt = 127.0.0.1,\n", 2, "'auth_lockout_exempt'"},
+    };
+    EXPECT_BAD_FILES(bad);
+}
+
 int main(void)
 {
     snprintf(test_dir, sizeof test_dir, "/tmp/xoauthd-test-config-XXXXXX");
@@ -948,6 +990,7 @@ int main(void)
     test_provider_errors();
     test_account_errors();
     test_path_scopes();
+    test_auth_lockout();
     test_all_errors_reported();
     test_unreadable();
     test_example_file();

@@ -178,12 +178,83 @@ static void test_async(void)
     free(h);
 }
 
+/* At most `running` checks on the pool and `queued` more waiting; beyond: LOCALAUTH_BUSY at
+ * once, without a hash. A cancelled waiting check never runs and never calls back. */
+static void test_async_bounded(void)
+{
+    const char *pw = "bounded pw";
+    uv_loop_t loop;
+    CHECK(uv_loop_init(&loop) == 0);
+    localauth_cache_clear();
+    localauth_set_limits(1, 2);
+    const char *h = localauth_dummy_hash();
+    struct async_result r[5];
+    struct localauth_req *req[5];
+    unsigned long n0 = localauth_slow_count();
+    for (int i = 0; i < 5; i++) {
+        r[i].calls = 0;
+        r[i].result = -9;
+        req[i] = localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &r[i]);
+    }
+    CHECK(req[0] != NULL && req[1] != NULL && req[2] != NULL);
+    CHECK(req[3] == NULL && r[3].calls == 1 && r[3].result == LOCALAUTH_BUSY);
+    CHECK(req[4] == NULL && r[4].calls == 1 && r[4].result == LOCALAUTH_BUSY);
+    localauth_cancel(req[1]); /* waiting: dropped here */
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(r[0].calls == 1 && r[0].result == 0);
+    CHECK(r[1].calls == 0);
+    CHECK(r[2].calls == 1 && r[2].result == 0);
+    CHECK(localauth_slow_count() == n0 + 2);
+    /* The slots came free again. */
+    struct async_result again = {0, -9};
+    CHECK(localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &again) != NULL);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(again.calls == 1 && again.result == 0);
+    /* Urgent checks have their own bounded queue, served first: with both queues full the
+     * urgent one still gets in, and finishes before the earlier normal one. */
+    struct async_result n[3], u[2];
+    for (int i = 0; i < 3; i++) {
+        n[i].calls = 0;
+        CHECK(localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &n[i]) != NULL);
+    }
+    struct async_result extra = {0, -9};
+    CHECK(localauth_verify_async(&loop, h, pw, strlen(pw), async_cb, &extra) == NULL &&
+          extra.result == LOCALAUTH_BUSY);
+    for (int i = 0; i < 2; i++) {
+        u[i].calls = 0;
+        CHECK(localauth_verify_async_queue(&loop, h, pw, strlen(pw), 1, async_cb, &u[i]) != NULL);
+    }
+    CHECK(localauth_verify_async_queue(&loop, h, pw, strlen(pw), 1, async_cb, &extra) == NULL);
+    CHECK(uv_run(&loop, UV_RUN_ONCE) >= 0);
+    while (n[0].calls == 0) /* the one already running */
+        uv_run(&loop, UV_RUN_ONCE);
+    while (u[0].calls + u[1].calls < 2 && n[1].calls == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(u[0].calls == 1 && u[1].calls == 1 && n[1].calls == 0);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(n[1].calls == 1 && n[2].calls == 1);
+    CHECK(uv_loop_close(&loop) == 0);
+    /* The pool size: hashing threads plus libuv's 4 for DNS and files. */
+    unsetenv("UV_THREADPOOL_SIZE");
+    unsigned hash = localauth_threadpool_setup();
+    char want[16];
+    snprintf(want, sizeof want, "%u", hash + 4);
+    CHECK(hash >= 1 && getenv("UV_THREADPOOL_SIZE") != NULL &&
+          strcmp(getenv("UV_THREADPOOL_SIZE"), want) == 0);
+    setenv("UV_THREADPOOL_SIZE", "3", 1); /* an administrator's own: kept */
+    CHECK(localauth_threadpool_setup() == 1 && strcmp(getenv("UV_THREADPOOL_SIZE"), "3") == 0);
+    setenv("UV_THREADPOOL_SIZE", "6", 1);
+    CHECK(localauth_threadpool_setup() == (hash < 2 ? hash : 2));
+    localauth_set_limits(4, 32);
+}
+
 int main(void)
 {
     test_hash_roundtrip();
     test_pbkdf2();
     test_cache();
     test_async();
+    test_async_bounded();
     localauth_cache_clear();
     return CHECK_DONE();
 }
