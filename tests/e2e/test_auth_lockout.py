@@ -250,7 +250,10 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
         t.join(120)
         self.assertFalse(t.is_alive())
         self.assertTrue(r.startswith("235"), r)
-        self.assertLess(took, 2.0)
+        # The 2 s of the README is a measurement (printed above); asserted here is only what
+        # a machine under load cannot blur: before the bound on password checks the login
+        # queued behind every hash and timed out.
+        self.assertLess(took, 10.0)
         self.assertEqual(len(results), FLOOD)
         refused = sum(1 for v in results if v.startswith("535 5.7.8"))
         busy = sum(1 for v in results if v.startswith("454 4.7.0"))
