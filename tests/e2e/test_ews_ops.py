@@ -1,4 +1,4 @@
-"""The reusable EWS client (proxy/ews.c) against the mock EWS endpoint, one operation per run of
+"""The reusable EWS client (proxy/submit/ews.c) against the mock EWS endpoint, one operation per run of
 tests/rig/ews_probe.c: CreateItem SaveOnly (append), GetItem with MIME, CopyItem, UpdateItem
 (message:IsRead), DeleteItem and DeleteFolder (HardDelete), a cancelled call, and a rejected
 token. Every request is validated against Microsoft's schema by the mock."""

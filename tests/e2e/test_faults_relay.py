@@ -12,7 +12,7 @@ upstream (tests/rig/fake_imap_pop3.py) that accepts any token and then misbehave
   * the provider stalls after login and the client waits for its NOOP: the listener's
     idle_timeout ends the session (both sides closed);
   * a client that reads a FETCH for longer than idle_timeout without sending anything is not
-    cut off (bytes towards the client count as activity: the fix in proxy/relay.c).
+    cut off (bytes towards the client count as activity: the fix in proxy/front/relay.c).
 """
 import hashlib
 import os

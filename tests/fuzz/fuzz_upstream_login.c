@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../proxy/imap_upstream.c"
-#include "../../proxy/pop3_upstream.c"
+#include "../../proxy/upstream/imap_upstream.c"
+#include "../../proxy/upstream/pop3_upstream.c"
 
 #include "sasl.h"
 

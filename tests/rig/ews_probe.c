@@ -1,4 +1,4 @@
-/* ews_probe: runs one operation of xoauthd's EWS client (proxy/ews.c) against an endpoint and
+/* ews_probe: runs one operation of xoauthd's EWS client (proxy/submit/ews.c) against an endpoint and
  * prints the result as key=value lines, for tests/e2e/test_ews_ops.py.
  *
  *   ews_probe URL CA_FILE TOKEN MAILBOX OP ARGS...

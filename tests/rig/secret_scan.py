@@ -38,7 +38,7 @@ GRAM = 8         # index gram length; encodings of at least 2*GRAM-1 bytes use t
 
 
 def log_quote(s):
-    """proxy/log.c log_quote() without the surrounding quotes."""
+    """proxy/util/log.c log_quote() without the surrounding quotes."""
     out = []
     for c in s.encode("utf-8", "surrogateescape"):
         if c in (0x22, 0x5c):
