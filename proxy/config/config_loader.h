@@ -1,6 +1,7 @@
 /* config_loader: what the pieces of the configuration loader share while one file is read
  * (config.c drives them): the sections as read, the error reporter, and small helpers that
- * every value parser uses. Not used outside proxy/config/. */
+ * every value parser uses. Not used outside proxy/config/ (but by config_keys.h, which
+ * `xoauthd config-keys` prints). */
 #ifndef XOAUTHD_CONFIG_LOADER_H
 #define XOAUTHD_CONFIG_LOADER_H
 
