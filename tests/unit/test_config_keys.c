@@ -247,6 +247,30 @@ static void test_secrets(void)
     free(errs);
 }
 
+/* Lines inih reads itself (short, no ';') and lines the reader keeps from it (longer than
+ * inih's 200 bytes, or with a ';' that inih would take for a comment) give the same value. */
+static void test_line_lengths(void)
+{
+    static const char *const tails[] = {"", " ; not a comment", ";x", " # kept"};
+    for (size_t len = 150; len <= 260; len++) {
+        for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+            char value[400], line[512], *errs = NULL;
+            memset(value, 'v', len);
+            snprintf(value + len, sizeof value - len, "%s", tails[t]);
+            snprintf(line, sizeof line, "client_id =\t %s \t", value);
+            write_with(CONFIG_SEC_ACCOUNT, "client_id", line);
+            struct config *cfg = load(&errs);
+            const struct config_account *a = cfg != NULL ? config_find_account(cfg, "a") : NULL;
+            int ok = a != NULL && strcmp(a->client_id, value) == 0;
+            if (!ok)
+                fprintf(stderr, "client_id of %zu bytes + \"%s\": %s\n", len, tails[t], errs);
+            CHECK(ok);
+            config_free(cfg);
+            free(errs);
+        }
+    }
+}
+
 /* ---- the man page ---- */
 
 static char *read_source_file(const char *rel)
@@ -423,6 +447,7 @@ int main(void)
     test_rows();
     test_defaults();
     test_secrets();
+    test_line_lengths();
     test_man_page();
     unlink(test_path);
     rmdir(test_dir);
