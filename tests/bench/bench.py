@@ -18,7 +18,7 @@ Workloads (BENCHMARKS.md has the figures and the commands):
   idle   xoauthd resident memory per idle authenticated IMAP connection (1,000 and as many as
          fit its descriptor limit) against a small IMAP upstream started here, plain text and
          TLS on both sides;
-  imap   FETCH BODY.PEEK[] of a whole mailbox from the rig's real Dovecot (tests/rig/rig.py),
+  imap   FETCH BODY.PEEK[] of a whole mailbox from the rig's real Dovecot (tests/rig/mail_rig.py),
          MB/s; and SMTP to the rig's real Postfix (messages/s).
 
 --quick is the CI-sized run (small counts, one round per side): it checks that the benchmark
@@ -41,7 +41,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "rig"))
+sys.path.insert(0, os.path.join(REPO, "tests"))  # the rig package (tests/rig/)
 PASSWORD = "bench-password"
 TOKEN = "bench-static-token-" + "x" * 1000   # provider tokens are 1-2 KB
 MAILBOX = "bench@example.com"

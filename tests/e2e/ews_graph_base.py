@@ -5,14 +5,12 @@ import base64
 import os
 import smtplib
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir, read_reply  # noqa: E402
-from mock_ews_graph import MockEwsGraph  # noqa: E402
+import rig as rigmod
+from rig import plain_ir, read_reply
+from rig.mock_ews_graph import MockEwsGraph
 
 USER = "scanner@contoso.test"
 PASSWORD = "scan-pass;word"

@@ -16,14 +16,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir  # noqa: E402
-from fake_case import FakeSmtpUpstreamCase  # noqa: E402
+import rig as rigmod
+from rig import plain_ir
+from rig.fake_case import FakeSmtpUpstreamCase
 
 USER = "lockout@example.com"
 PASSWORD = "lockout-pass;word-7Q"

@@ -4,16 +4,13 @@ control socket, the client and upstream sockets of a relayed session, nor libcur
 to a token endpoint (libcurl before 8.17 does not set close-on-exec on its sockets). The
 command lists its own open descriptors while all of those exist; only stdin (/dev/null), stdout
 and stderr (the pipes xoauthd reads) may be there."""
-import os
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, PASSWORD  # noqa: E402
+import rig as rigmod
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, PASSWORD
 
 FDS_SCRIPT = r"""
 import os, sys

@@ -9,13 +9,11 @@ import resource
 import select
 import socket
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import read_reply  # noqa: E402
+import rig as rigmod
+from rig import read_reply
 
 NOFILE = 64
 CLIENTS = 100  # well over what 64 descriptors hold, well under the listen backlog (511)

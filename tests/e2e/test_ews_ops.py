@@ -4,12 +4,10 @@ tests/rig/ews_probe.c: CreateItem SaveOnly (append), GetItem with MIME, CopyItem
 token. Every request is validated against Microsoft's schema by the mock."""
 import os
 import subprocess
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from mock_ews_graph import MockEwsGraph  # noqa: E402
+import rig as rigmod
+from rig.mock_ews_graph import MockEwsGraph
 
 MAILBOX = "ops@contoso.test"
 

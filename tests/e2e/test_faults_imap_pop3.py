@@ -2,15 +2,12 @@
 up right after its greeting (temporary failure to the client: IMAP NO [UNAVAILABLE], POP3
 -ERR [SYS/TEMP]); a client that pipelines commands and never reads the replies (xoauthd's
 memory stays bounded). The token endpoint cases are in test_imap_pop3.py."""
-import os
 import socket
-import sys
 import threading
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import free_port  # noqa: E402
-from fake_case import FakeUpstreamCase  # noqa: E402
+import rig as rigmod
+from rig import free_port
+from rig.fake_case import FakeUpstreamCase
 
 USER = "reader@example.com"
 PASSWORD = "imap-fault-pass;7"

@@ -9,14 +9,12 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import read_reply  # noqa: E402
-from fake_case import FakeSmtpUpstreamCase  # noqa: E402
+import rig as rigmod
+from rig import read_reply
+from rig.fake_case import FakeSmtpUpstreamCase
 
 USER = "scanner@example.com"
 PASSWORD = "limit-pass;word-3Z"

@@ -21,9 +21,8 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from fake_imap_pop3 import LOGIN_CAPS, FakeMailUpstream  # noqa: E402
+import rig as rigmod
+from rig.fake_imap_pop3 import LOGIN_CAPS, FakeMailUpstream
 
 USER = "relayfault@example.com"
 PASSWORD = "relay-fault-pass;9"

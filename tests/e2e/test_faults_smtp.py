@@ -8,16 +8,13 @@ mid-DATA with a dangling dot) and test_token_failures.py (hanging endpoint) are 
 
 Every log and reply is also searched for every secret the tests used (assert_no_secrets)."""
 import base64
-import os
 import socket
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir, free_port  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
-from fake_case import FakeUpstreamCase  # noqa: E402
+import rig as rigmod
+from rig import plain_ir, free_port
+from rig.fake_smtp import FakeSmtp
+from rig.fake_case import FakeUpstreamCase
 
 USER = "scanner@example.com"
 PASSWORD = "fault-pass;word-7Q"

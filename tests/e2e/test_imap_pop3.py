@@ -5,15 +5,12 @@ login, pipelining, STARTTLS/STLS, invalid input, the failure replies (wrong pass
 endpoint down) and upstream implicit TLS. Real clients (curl, mbsync), IDLE and a 30 MB
 message are in test_imap_pop3_clients.py."""
 import imaplib
-import os
 import poplib
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as rigmod
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
 
 
 class ImapPop3Test(unittest.TestCase):

@@ -7,13 +7,11 @@ TCP_KEEPINTVL and TCP_KEEPCNT on the client-side and the upstream socket of one 
 import ctypes
 import os
 import socket
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as rigmod
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
 
 SYS_PIDFD_GETFD = 438          # the same number on every Linux architecture
 DETECTION_BOUND_S = 300        # idle + interval * count: a dead peer is found within 5 minutes

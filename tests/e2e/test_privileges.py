@@ -16,13 +16,11 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from rig import read_reply  # noqa: E402
+import rig as R
+from rig import read_reply
 
 CLIENT_ID = "priv-client"
 CLIENT_SECRET = "priv-Client;secret_9f2"

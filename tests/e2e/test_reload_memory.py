@@ -18,16 +18,13 @@ import secrets
 import signal
 import socket
 import ssl
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import procmem  # noqa: E402
-import rig as R  # noqa: E402
-from fake_imap_pop3 import FakeMailUpstream  # noqa: E402
-from test_reload_shutdown import start_notified  # noqa: E402
+from rig import procmem
+import rig as R
+from rig.fake_imap_pop3 import FakeMailUpstream
+from test_reload_shutdown import start_notified
 
 PASSWORD = "pw-reload-memory-" + secrets.token_hex(8)
 CLIENT_SECRET = "s3cret-reload-memory"

@@ -13,12 +13,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from fake_case import CLIENT_SECRET, FakeSmtpCase  # noqa: E402
+import rig as R
+from rig.fake_case import CLIENT_SECRET, FakeSmtpCase
 
 USER = "reload@example.com"
 

@@ -9,16 +9,13 @@ certificate is signed by the test CA but fails host-name verification for 127.0.
 """
 import base64
 import imaplib
-import os
 import poplib
 import smtplib
 import ssl
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
 
 CLIENT_ID = "rig-selfcheck-client"
 CLIENT_SECRET = "s3cret;with~semicolon"

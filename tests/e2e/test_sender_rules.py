@@ -9,14 +9,11 @@ block is replaced, however it is spelt, so the device cannot keep an address of 
     smtplib (no AUTH, from 127.0.0.1) -> xoauthd (allow_networks = 127.0.0.0/8 -> scanner)
         -> rig Postfix (XOAUTH2) -> Dovecot; the delivered copy is read back over IMAP.
 """
-import os
 import re
 import smtplib
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
 
 CLIENT_ID = "xoauthd-sender-rules"
 MAILBOX = "scanner-rules@example.com"

@@ -8,14 +8,11 @@ The MTA wants exact SMTP semantics: 4xx = retry later, 250 = the provider has th
 a temporary failure behind xoauthd (token endpoint answering 500, or xoauthd not running)
 must leave the message in the smarthost's deferred queue, and a later retry must deliver it.
 """
-import os
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from smarthost import SmartHost  # noqa: E402
+import rig as R
+from rig.smarthost import SmartHost
 
 CLIENT_ID = "xoauthd-smarthost-client"
 CLIENT_SECRET = "smarthost;secret"

@@ -3,18 +3,15 @@ Gmail's error challenge, Microsoft's plain 535, an upstream that dies mid-DATA, 
 dies mid-DATA, STARTTLS and implicit TLS towards the client, pipelining, over-long lines and
 allowlisted networks. The real-server path is in test_smtp_submit.py."""
 import base64
-import os
 import smtplib
 import socket
 import ssl
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir, read_reply  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
+import rig as rigmod
+from rig import plain_ir, read_reply
+from rig.fake_smtp import FakeSmtp
 
 USER = "scanner@example.com"
 PASSWORD = "scan-pass;word"

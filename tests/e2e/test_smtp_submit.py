@@ -13,13 +13,11 @@ import base64
 import os
 import smtplib
 import subprocess
-import sys
 import time
 import unittest
 import urllib.parse
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
 
 CLIENT_ID = "xoauthd-e2e-client"
 CLIENT_SECRET = "cl1ent;Secret~with.semicolon_Q7"   # a ';' must survive the INI reader

@@ -10,13 +10,11 @@ paste mode) through `xoauthd auth` driven by the test as the human would; `xoaut
 import os
 import re
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tokentest as T  # noqa: E402
-from tokentest import R  # noqa: E402
+import tokentest as T
+from tokentest import R
 
 
 class TokenGrants(T.TokenTestBase):

@@ -5,16 +5,13 @@ session that sent it is rejected. Each rejection must not force a refresh of its
 sessions that are rejected while the refresh runs wait for it, and those rejected after it
 (their token is no longer the current one) retry with the new token. The whole burst costs
 exactly one request to the token endpoint, and every login succeeds."""
-import os
 import socket
-import sys
 import threading
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as rigmod
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
 
 
 def imap_login(port, results, i, start):

@@ -14,10 +14,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as rigmod
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
 
 HOST = "localhost"          # plain-text upstreams are allowed to loopback names only
 NSS_WRAPPER = "/usr/lib/%s-linux-gnu/libnss_wrapper.so" % os.uname().machine

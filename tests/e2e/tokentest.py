@@ -12,7 +12,6 @@ import re
 import signal
 import smtplib
 import subprocess
-import sys
 import threading
 import time
 import unittest
@@ -20,8 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
 
 CLIENT_ID = "xoauthd-token-tests"
 CLIENT_SECRET = "tok;Secret~with.semicolon_42"

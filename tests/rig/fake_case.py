@@ -14,7 +14,7 @@ import unittest
 import socket
 
 import rig as R
-from fake_smtp import FakeSmtp
+from rig.fake_smtp import FakeSmtp
 
 CLIENT_ID = "cid"
 CLIENT_SECRET = "s3cret-fake-case"  # 8+ characters: the secret scan skips shorter ones
