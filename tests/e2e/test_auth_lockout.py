@@ -30,7 +30,7 @@ FLOOD = 500
 
 
 class AuthLockoutTest(FakeSmtpUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def start(self, **global_opts):

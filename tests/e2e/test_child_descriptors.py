@@ -6,11 +6,11 @@ command lists its own open descriptors while all of those exist; only stdin (/de
 and stderr (the pipes xoauthd reads) may be there."""
 import threading
 import time
-import unittest
 
 import rig as rigmod
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, PASSWORD
+from rig.case import RigTestCase
 
 FDS_SCRIPT = r"""
 import os, sys
@@ -33,11 +33,7 @@ def login(port, user):
     return r, r.until_tag("l1")[1]
 
 
-class ChildDescriptorsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
-
+class ChildDescriptorsTest(RigTestCase):
     def test_command_child_inherits_no_socket(self):
         rig, idp = self.rig, self.rig.idp
         script = rig.path("list_fds.py")

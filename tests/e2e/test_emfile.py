@@ -10,10 +10,10 @@ import select
 import socket
 import subprocess
 import time
-import unittest
 
 import rig as rigmod
 from rig import read_reply
+from rig.case import RigTestCase
 
 NOFILE = 64
 CLIENTS = 100  # well over what 64 descriptors hold, well under the listen backlog (511)
@@ -25,11 +25,9 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-class EmfileTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls, mail_servers=False)
-        cls.hash = rigmod.hash_password("emfile-pass")
+class EmfileTest(RigTestCase):
+    RIG = {"mail_servers": False}
+    LOCAL_PASSWORD = "emfile-pass"
 
     def start_limited(self):
         x = rigmod.Xoauthd(self.rig, log_level="info")

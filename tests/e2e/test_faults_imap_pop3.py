@@ -47,7 +47,7 @@ class HangUpServer:
 
 
 class ImapPop3Faults(FakeUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def setUp(self):

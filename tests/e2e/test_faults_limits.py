@@ -25,7 +25,7 @@ F2B_FILTER = os.path.join(SRCDIR, "contrib", "fail2ban", "xoauthd.conf")
 
 
 class LimitsTest(FakeSmtpUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def start(self, listen=None):

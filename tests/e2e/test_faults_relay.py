@@ -19,10 +19,10 @@ import os
 import socket
 import sys
 import time
-import unittest
 
 import rig as rigmod
 from rig.fake_imap_pop3 import LOGIN_CAPS, FakeMailUpstream
+from rig.case import RigTestCase
 
 USER = "relayfault@example.com"
 PASSWORD = "relay-fault-pass;9"
@@ -63,12 +63,15 @@ def hang_up(s, f):
     s.close()
 
 
-class RelayFaults(unittest.TestCase):
+class RelayFaults(RigTestCase):
+    RIG = {"mail_servers": False}
+    CLIENT_ID = "cid"
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = PASSWORD
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls, mail_servers=False)
-        cls.hash = rigmod.hash_password(PASSWORD)
-        cls.rig.idp.set_client("cid", secret=CLIENT_SECRET)
+        super().setUpClass()
         cls.imap = FakeMailUpstream("imap")
         cls.addClassCleanup(cls.imap.stop)
         cls.pop = FakeMailUpstream("pop3")

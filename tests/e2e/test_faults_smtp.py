@@ -22,7 +22,7 @@ CLIENT_SECRET = "fault-client-secret-value"
 
 
 class FaultBase(FakeUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def setUp(self):

@@ -6,17 +6,17 @@ endpoint down) and upstream implicit TLS. Real clients (curl, mbsync), IDLE and 
 message are in test_imap_pop3_clients.py."""
 import imaplib
 import poplib
-import unittest
 
 import rig as rigmod
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 
-class ImapPop3Test(unittest.TestCase):
+class ImapPop3Test(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.x = mc.start_proxy(cls.rig, listens={
             "imaps": {"protocol": "imap", "tls": "implicit"},
             "imap-tls": {"protocol": "imap", "tls": "starttls", "allow_plaintext_auth": "never"},
@@ -370,13 +370,8 @@ class ImapPop3Test(unittest.TestCase):
         self.assertTrue(r.line().startswith("+OK"))
 
 
-class FailureAndTlsTest(unittest.TestCase):
+class FailureAndTlsTest(RigTestCase):
     """Fresh xoauthd processes: nothing cached."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
-
     def test_token_endpoint_down(self):
         x = mc.start_proxy(self.rig, name="tokendown")
         self.addCleanup(x.kill_if_running)

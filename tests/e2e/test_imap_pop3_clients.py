@@ -10,17 +10,17 @@ import re
 import sys
 import tempfile
 import time
-import unittest
 
 import rig as rigmod
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 
-class MailClientsTest(unittest.TestCase):
+class MailClientsTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.x = mc.start_proxy(cls.rig, upstream_tls="implicit", listens={
             "imaps": {"protocol": "imap", "tls": "implicit"}})
         cls.addClassCleanup(cls.x.stop)

@@ -7,11 +7,11 @@ TCP_KEEPINTVL and TCP_KEEPCNT on the client-side and the upstream socket of one 
 import ctypes
 import os
 import socket
-import unittest
 
 import rig as rigmod
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 SYS_PIDFD_GETFD = 438          # the same number on every Linux architecture
 DETECTION_BOUND_S = 300        # idle + interval * count: a dead peer is found within 5 minutes
@@ -54,10 +54,10 @@ def keepalive(s):
             "cnt": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)}
 
 
-class KeepaliveTest(unittest.TestCase):
+class KeepaliveTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.x = mc.start_proxy(cls.rig, name="keepalive")
         cls.addClassCleanup(cls.x.stop)
 

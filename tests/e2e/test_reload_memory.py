@@ -19,11 +19,11 @@ import signal
 import socket
 import ssl
 import time
-import unittest
 
 from rig import procmem
 import rig as R
 from rig.fake_imap_pop3 import FakeMailUpstream
+from rig.case import RigTestCase
 from test_reload_shutdown import start_notified
 
 PASSWORD = "pw-reload-memory-" + secrets.token_hex(8)
@@ -38,12 +38,15 @@ def fresh_secret(tag):
     return "cs-%s-%s" % (tag, secrets.token_hex(12))
 
 
-class ReloadMemory(unittest.TestCase):
+class ReloadMemory(RigTestCase):
+    RIG = {"mail_servers": False}
+    CLIENT_ID = "cid"
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = PASSWORD
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, mail_servers=False)
-        cls.hash = R.hash_password(PASSWORD)
-        cls.rig.idp.set_client("cid", secret=CLIENT_SECRET)
+        super().setUpClass()
         cls.imap = FakeMailUpstream("imap")
         cls.addClassCleanup(cls.imap.stop)
         asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

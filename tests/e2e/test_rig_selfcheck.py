@@ -13,19 +13,18 @@ import poplib
 import smtplib
 import ssl
 import time
-import unittest
 
 import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "rig-selfcheck-client"
 CLIENT_SECRET = "s3cret;with~semicolon"
 
 
-class RigSelfCheck(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, needs_xoauthd=False)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
+class RigSelfCheck(RigTestCase):
+    RIG = {"needs_xoauthd": False}
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
 
     def refresh(self, rt):
         status, body = self.rig.idp.refresh(CLIENT_ID, rt, CLIENT_SECRET,

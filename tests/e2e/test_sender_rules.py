@@ -11,9 +11,9 @@ block is replaced, however it is spelt, so the device cannot keep an address of 
 """
 import re
 import smtplib
-import unittest
 
 import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "xoauthd-sender-rules"
 MAILBOX = "scanner-rules@example.com"
@@ -21,11 +21,12 @@ MAILBOX2 = "scanner-plain@example.com"
 DEVICE = "scan@printer.local"
 
 
-class SenderRules(unittest.TestCase):
+class SenderRules(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, None)
+        super().setUpClass()
         rt = cls.rig.idp.seed_user(MAILBOX)
         x = R.Xoauthd(cls.rig)
         x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> scanner")

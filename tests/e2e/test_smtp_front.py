@@ -7,21 +7,18 @@ import smtplib
 import socket
 import ssl
 import time
-import unittest
 
 import rig as rigmod
 from rig import plain_ir, read_reply
 from rig.fake_smtp import FakeSmtp
+from rig.case import RigTestCase
 
 USER = "scanner@example.com"
 PASSWORD = "scan-pass;word"
 
 
-class SmtpFrontTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
-        cls.hash = rigmod.hash_password(PASSWORD)
+class SmtpFrontTest(RigTestCase):
+    LOCAL_PASSWORD = PASSWORD
 
     def setUp(self):
         self.rig.idp.seed_user(USER)

@@ -13,16 +13,18 @@ import http.client
 import imaplib
 import os
 import re
+import shutil
 import smtplib
 import socket
 import stat
 import subprocess
+import tempfile
 import time
-import unittest
 
 import rig as R
 from rig import mail_clients as mc
 from rig.mail_clients import USER, LOCAL_USER, PASSWORD, CLIENT_SECRET
+from rig.case import RigTestCase
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
                     r'(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*)?\})? '
@@ -53,10 +55,10 @@ def parse_prometheus(text):
     return out
 
 
-class StatusMetrics(unittest.TestCase):
+class StatusMetrics(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
+        super().setUpClass()
         cls.rt = cls.rig.idp.seed_user(USER)
         cls.rig.idp.set_client(mc.CLIENT_ID, secret=CLIENT_SECRET)
         cls.metrics_port = R.free_port()

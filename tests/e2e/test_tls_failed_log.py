@@ -7,17 +7,19 @@ hint."""
 import socket
 import ssl
 import time
-import unittest
 
 import rig as R
+from rig.case import RigTestCase
 
 HINT = 'hint="the client rejected xoauthd\'s certificate'
 
 
-class TlsFailedLog(unittest.TestCase):
+class TlsFailedLog(RigTestCase):
+    RIG = {"mail_servers": False}
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, mail_servers=False)
+        super().setUpClass()
         x = R.Xoauthd(cls.rig)
         x.add_listen("smtps", tls="implicit")
         x.add_listen("imap-starttls", protocol="imap", tls="starttls")

@@ -7,11 +7,11 @@ sessions that are rejected while the refresh runs wait for it, and those rejecte
 exactly one request to the token endpoint, and every login succeeds."""
 import socket
 import threading
-import unittest
 
 import rig as rigmod
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 
 def imap_login(port, results, i, start):
@@ -31,10 +31,10 @@ def imap_login(port, results, i, start):
         results[i] = "error: %s" % e
 
 
-class TokenStormTest(unittest.TestCase):
+class TokenStormTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         lim = dict(max_connections=400, max_connections_per_ip=0)
         cls.x = mc.start_proxy(cls.rig, listens={
             "imap-many": dict(protocol="imap", tls="none", **lim)})

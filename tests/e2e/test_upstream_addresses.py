@@ -12,11 +12,11 @@ import os
 import socket
 import sys
 import time
-import unittest
 
 import rig as rigmod
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 HOST = "localhost"          # plain-text upstreams are allowed to loopback names only
 NSS_WRAPPER = "/usr/lib/%s-linux-gnu/libnss_wrapper.so" % os.uname().machine
@@ -24,10 +24,10 @@ ATTEMPT_TIMEOUT_S = 5      # UPSTREAM_ATTEMPT_TIMEOUT_MS
 LOGIN_BOUND_S = 25         # generous, and below the 30 s connect timeout of one address
 
 
-class UpstreamAddressesTest(unittest.TestCase):
+class UpstreamAddressesTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.hosts = cls.rig.path("hosts.nss_wrapper")
         with open(cls.hosts, "w") as f:
             f.write("::1 %s\n127.0.0.1 %s\n" % (HOST, HOST))

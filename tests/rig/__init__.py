@@ -11,19 +11,23 @@ Writing a new e2e test (tests/e2e/test_NAME.py; ctest picks it up as e2e.test_NA
     from rig.case import RigTestCase
 
     class TestThing(RigTestCase):
-        RIG = {"mail_servers": False}      # Rig(...) options; None: no rig at all
+        RIG = {"mail_servers": False}      # Rig(...) options: here only the CA and mock IdP
+        CLIENT_ID, CLIENT_SECRET = "cid", "a-client-secret"   # registered at the mock IdP
+        LOCAL_PASSWORD = "a-local-password"                    # hashed into cls.hash
 
         def test_login(self):
-            x = self.xoauthd()             # an Xoauthd on the class's rig, stopped after the test
+            x = self.new_xoauthd()         # an Xoauthd on the class's rig, killed after the test
             x.add_listen("smtp", tls="none")
             x.add_provider("rig", **self.rig.provider_settings())
-            x.add_account("scanner", ...)
+            x.add_account("scanner", local_user="scanner", local_password=self.hash, ...)
             x.start()
             ...
 
     if __name__ == "__main__":
         R.main()                           # unittest that prints the servers' logs on failure
 
+Fake upstreams instead of Dovecot/Postfix: rig.fake_case (FakeSmtpCase, FakeUpstreamCase);
+EWS/Graph submission: tests/e2e/ews_graph_base.py; token flows: tests/e2e/tokentest.py.
 The rig and everything registered with addClassCleanup / addCleanup are stopped by pid, also
 when set-up fails half-way; every secret a test uses must reach the whole-suite secret scan
 (rig.secret_collect.register, or hand it to Xoauthd/IdP helpers that register it).

@@ -1,8 +1,8 @@
 """The base of every e2e test case, and the unittest runner the tests end with.
 
 RigTestCase starts the class's Rig (start_class_rig) and, when the subclass says so,
-registers its OAuth client at the mock IdP and hashes its local password; xoauthd() and
-class_xoauthd() give an Xoauthd on that rig that is killed after the test or the class.
+registers its OAuth client at the mock IdP and hashes its local password; new_xoauthd() and
+new_class_xoauthd() give an Xoauthd on that rig that is killed after the test or the class.
 Everything started is stopped through addCleanup / addClassCleanup, which also run when
 set-up fails half-way, so no subclass needs a try/except around its set-up."""
 import os
@@ -95,13 +95,13 @@ class RigTestCase(unittest.TestCase):
             cls.hash = hash_password(cls.LOCAL_PASSWORD)
 
     @classmethod
-    def class_xoauthd(cls, **global_opts):
+    def new_class_xoauthd(cls, **global_opts):
         """An Xoauthd (not started) on the class's rig, killed after the class if it runs."""
         x = Xoauthd(cls.rig, **global_opts)
         cls.addClassCleanup(x.kill_if_running)
         return x
 
-    def xoauthd(self, **global_opts):
+    def new_xoauthd(self, **global_opts):
         """An Xoauthd (not started) on the class's rig, killed after the test if it runs."""
         x = Xoauthd(self.rig, **global_opts)
         self.addCleanup(x.kill_if_running)
