@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 
-import rig as rigmod
+import rig as R
 from rig import plain_ir
 from rig.fake_case import FakeSmtpUpstreamCase
 
@@ -123,7 +123,7 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
                            ("auth_lockout_exempt", "10.0.0.1/33"),
                            ("auth_lockout_exempt", "10.0.0.1/8"),
                            ("auth_lockout_exempt", "127.0.0.1,")):
-            y = rigmod.Xoauthd(self.rig, **{key: value})
+            y = R.Xoauthd(self.rig, **{key: value})
             y.add_listen("smtp", tls="none")
             y.write_config()
             p = subprocess.run([y.bin, "check", "-c", y.config_path], capture_output=True,
@@ -270,4 +270,4 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -7,7 +7,7 @@ and stderr (the pipes xoauthd reads) may be there."""
 import threading
 import time
 
-import rig as rigmod
+import rig as R
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, PASSWORD
 from rig.case import RigTestCase
@@ -90,4 +90,4 @@ class ChildDescriptorsTest(RigTestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

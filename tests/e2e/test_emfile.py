@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-import rig as rigmod
+import rig as R
 from rig import read_reply
 from rig.case import RigTestCase
 
@@ -30,7 +30,7 @@ class EmfileTest(RigTestCase):
     LOCAL_PASSWORD = "emfile-pass"
 
     def start_limited(self):
-        x = rigmod.Xoauthd(self.rig, log_level="info")
+        x = R.Xoauthd(self.rig, log_level="info")
         x.add_listen("smtp", tls="none")
         x.add_provider("p", token_url=self.rig.token_url, smtp="127.0.0.1:1 none")
         x.add_account("a", local_user="a", local_password=self.hash, provider="p",
@@ -42,7 +42,7 @@ class EmfileTest(RigTestCase):
         def limit():
             # xoauthd raises its soft limit to the hard one at start: the hard one counts.
             resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-            rigmod._die_with_parent()
+            R._die_with_parent()
         proc = subprocess.Popen([x.bin, "run", "-c", x.config_path], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
 
@@ -152,9 +152,9 @@ class EmfileTest(RigTestCase):
         proc.terminate()
         self.assertEqual(proc.wait(20), 0)
         bad = [l for l in x.log_text().splitlines()
-               if any(p in l for p in rigmod.SANITIZER_PATTERNS)]
+               if any(p in l for p in R.SANITIZER_PATTERNS)]
         self.assertEqual(bad, [])
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

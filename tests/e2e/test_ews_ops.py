@@ -6,7 +6,7 @@ import os
 import subprocess
 import unittest
 
-import rig as rigmod
+import rig as R
 from rig.case import RigTestCase
 from rig.mock_ews_graph import MockEwsGraph
 
@@ -14,7 +14,7 @@ MAILBOX = "ops@contoso.test"
 
 
 def probe_bin():
-    b = os.environ.get("XOAUTHD_BIN") or rigmod.xoauthd_bin()
+    b = os.environ.get("XOAUTHD_BIN") or R.xoauthd_bin()
     return os.path.join(os.path.dirname(b), "tests", "ews_probe")
 
 

@@ -11,7 +11,7 @@ import base64
 import socket
 import time
 
-import rig as rigmod
+import rig as R
 from rig import plain_ir, free_port
 from rig.fake_smtp import FakeSmtp
 from rig.fake_case import FakeUpstreamCase
@@ -47,7 +47,7 @@ class FaultBase(FakeUpstreamCase):
         return f
 
     def client(self, port):
-        c = rigmod.SmtpLines(port, timeout=30)  # keeps every reply in c.replies
+        c = R.SmtpLines(port, timeout=30)  # keeps every reply in c.replies
         self.clients.append(c)
         return c
 
@@ -321,9 +321,9 @@ class SlowReader(FaultBase):
         fake = self.fake()
         x = self.start("127.0.0.1:%d none" % fake.port)
         pid = x.proc.pid
-        before = rigmod.rss_kb(pid)
-        s, sent = rigmod.flood_without_reading(x.port("smtp"), b"NOOP\r\n", 8)
-        after = rigmod.rss_kb(pid)
+        before = R.rss_kb(pid)
+        s, sent = R.flood_without_reading(x.port("smtp"), b"NOOP\r\n", 8)
+        after = R.rss_kb(pid)
         s.close()
         # 64 MiB of NOOPs would make ~300 MiB of replies; a bounded proxy stalls far earlier.
         self.assertLess(sent, 32 * 1024 * 1024, "xoauthd kept reading from a client that "
@@ -333,4 +333,4 @@ class SlowReader(FaultBase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

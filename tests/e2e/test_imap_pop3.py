@@ -7,7 +7,7 @@ message are in test_imap_pop3_clients.py."""
 import imaplib
 import poplib
 
-import rig as rigmod
+import rig as R
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
 from rig.case import RigTestCase
@@ -23,7 +23,7 @@ class ImapPop3Test(RigTestCase):
             "pop3-tls": {"protocol": "pop3", "tls": "starttls", "allow_plaintext_auth": "never"},
         })
         cls.addClassCleanup(cls.x.stop)
-        cls.msg = mc.deliver(cls.rig, "through-smtp", rigmod.tricky_body())
+        cls.msg = mc.deliver(cls.rig, "through-smtp", R.tricky_body())
 
     def imap(self, name="imap", **kw):
         r = Raw(self.x.port(name), **kw)
@@ -421,4 +421,4 @@ class FailureAndTlsTest(RigTestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -8,7 +8,7 @@ import ctypes
 import os
 import socket
 
-import rig as rigmod
+import rig as R
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
 from rig.case import RigTestCase
@@ -89,4 +89,4 @@ class KeepaliveTest(RigTestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

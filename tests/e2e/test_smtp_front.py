@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 
-import rig as rigmod
+import rig as R
 from rig import plain_ir, read_reply
 from rig.fake_smtp import FakeSmtp
 from rig.case import RigTestCase
@@ -40,7 +40,7 @@ class SmtpFrontTest(RigTestCase):
 
     def start_seeded(self, fake, **kw):
         rt = self.seed()
-        x = rigmod.Xoauthd(self.rig)
+        x = R.Xoauthd(self.rig)
         x.add_listen("smtp", tls="none")
         for name, opts in kw.pop("listen", {}).items():
             x.add_listen(name, **opts)
@@ -292,7 +292,7 @@ class SmtpFrontTest(RigTestCase):
     def test_allowlisted_network_sends_without_login(self):
         fake = self.fake()
         rt = self.seed()
-        x = rigmod.Xoauthd(self.rig)
+        x = R.Xoauthd(self.rig)
         x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> scanner")
         x.add_provider("fake", token_url=self.rig.token_url, smtp="127.0.0.1:%d none" % fake.port)
         x.add_account("scanner", provider="fake", username=USER, flow="refresh_token",
@@ -307,4 +307,4 @@ class SmtpFrontTest(RigTestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -8,7 +8,7 @@ exactly one request to the token endpoint, and every login succeeds."""
 import socket
 import threading
 
-import rig as rigmod
+import rig as R
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
 from rig.case import RigTestCase
@@ -75,4 +75,4 @@ class TokenStormTest(RigTestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

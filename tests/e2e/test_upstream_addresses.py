@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-import rig as rigmod
+import rig as R
 from rig import mail_clients as mc
 from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
 from rig.case import RigTestCase
@@ -103,7 +103,7 @@ class UpstreamAddressesTest(RigTestCase):
         print("blackholed first address: login took %.1f s" % took)
 
     def test_every_address_dead(self):
-        dead = rigmod.free_port(set(self.rig.ports.values()))
+        dead = R.free_port(set(self.rig.ports.values()))
         x = self.proxy(dead, "addr-dead")
         tagged, took, _ = self.login(x)
         self.assertTrue(tagged.startswith("a1 NO [UNAVAILABLE]"), tagged)
@@ -116,4 +116,4 @@ class UpstreamAddressesTest(RigTestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()
