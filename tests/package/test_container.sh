@@ -13,19 +13,17 @@
 #   bash tests/package/test_container.sh [XOAUTHD.deb]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/package/common.sh
+. "$here/common.sh"
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "test_container.sh needs root (mmdebstrap in root mode, rootful podman)" >&2
-  exit 1
-fi
-if [ -z "${XOAUTHD_CT_NS:-}" ]; then
+require_root "mmdebstrap in root mode, rootful podman"
+if ! in_mount_ns; then
   # podman keeps a blob cache in /var/lib/containers/cache whatever --root says: remove what
   # this run creates there.
   fresh=""
   for d in /var/lib/containers /run/containers; do [ -e "$d" ] || fresh="$fresh $d"; done
-  export XOAUTHD_CT_NS=1 XOAUTHD_CT_FRESH="$fresh"
-  exec unshare --mount bash "$0" "$@"
+  export XOAUTHD_CT_FRESH="$fresh"
+  reexec_in_mount_ns "$@"
 fi
 
 tmp=$(mktemp -d /tmp/xoauthd-ct.XXXXXX)
