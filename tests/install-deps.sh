@@ -13,7 +13,7 @@ pkgs=(build-essential cmake pkg-config clang gcc
       dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
       postfix swaks libnet-ssleay-perl curl isync openssl python3 ca-certificates
       libsasl2-modules systemd groff-base fail2ban
-      debhelper fakeroot lintian mmdebstrap podman)
+      debhelper fakeroot lintian mmdebstrap podman piuparts)
 
 missing=()
 for p in "${pkgs[@]}"; do

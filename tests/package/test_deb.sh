@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian package, end to end, on this machine (CI: root on a throwaway machine):
-#   build (with the unit tests), lintian clean, reproducible, then
+#   build (with the unit tests), lintian clean, reproducible, piuparts, then
 #   apt-get install ./xoauthd_N.deb  -> files, owners, modes, user; the unedited example is
 #                                       not started; `xoauthd check` on it
 #   the installed /usr/bin/xoauthd   -> one message through it against the test rig
@@ -44,9 +44,14 @@ calls="$tmp/systemd-calls.log"
 : > "$calls"
 fail=0
 
+piuparts_pid=""
 cleanup() {
   local rc=$?
   set +e
+  # piuparts unmounts and removes its chroot when it ends: let it, after a TERM on failure.
+  if [ -n "$piuparts_pid" ] && kill -0 "$piuparts_pid" 2>/dev/null; then
+    kill "$piuparts_pid"; wait "$piuparts_pid"
+  fi
   if dpkg-query -W -f='${Status}' xoauthd 2>/dev/null | grep -q "installed\|config-files"; then
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq xoauthd >/dev/null 2>&1 ||
       dpkg --purge xoauthd >/dev/null 2>&1
@@ -106,6 +111,15 @@ else
   cat "$tmp/lintian.txt" >&2; bad "lintian"
 fi
 sed 's/^/  lintian: /' "$tmp/lintian.txt"
+
+echo "==> piuparts: install and purge in a clean Debian 12 chroot (in the background)"
+# It needs the Debian mirror to make its chroot, like mmdebstrap, and spends its time there
+# (network, disk): it runs beside the builds below, its result is read at the end. Its own
+# upgrade test needs the package in an archive, so it skips that; the upgrade below covers it.
+mkdir -p "$tmp/piuparts"
+timeout 900 piuparts -d bookworm -m http://deb.debian.org/debian --tmpdir="$tmp/piuparts" \
+  "$deb1" > "$tmp/piuparts.log" 2>&1 &
+piuparts_pid=$!
 
 echo "==> reproducibility"
 check "a second build in another directory is byte-identical" \
@@ -220,6 +234,13 @@ check "system user kept (Debian policy: never reuse its uid)" sh -c "getent pass
 check "no unit state left" sh -c \
   '! ls /var/lib/systemd/deb-systemd-helper-enabled 2>/dev/null | grep -q xoauthd &&
    ! ls /var/lib/systemd/deb-systemd-helper-masked 2>/dev/null | grep -q xoauthd'
+
+echo "==> piuparts result"
+if wait "$piuparts_pid"; then
+  ok "piuparts: $(grep -o 'PASS: .*' "$tmp/piuparts.log" | tail -n1)"
+else
+  grep -v DEBUG "$tmp/piuparts.log" | tail -n 40 >&2; bad "piuparts"
+fi
 
 if [ $fail -ne 0 ]; then
   echo "test_deb.sh: FAILED" >&2
