@@ -12,12 +12,9 @@ import os
 import smtplib
 import stat
 import subprocess
-import sys
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-import secret_collect  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "xoauthd-e2e-credentials"
 CLIENT_SECRET = "cred;Secret~in.a_file_Z4"
@@ -26,39 +23,29 @@ LOCAL_PASSWORD = "Cred-Pass;w0rd#4411"
 SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
 
 
-class ConfigCredentials(unittest.TestCase):
-    rig = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
+class ConfigCredentials(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = LOCAL_PASSWORD
 
     def setUp(self):
-        self.xs = []
         self.user = "t-%s@example.com" % self._testMethodName.replace("_", "-")
-
-    def tearDown(self):
-        for x in self.xs:
-            x.kill_if_running()
 
     def xoauthd(self, cred_mode=0o400):
         """xoauthd whose account's secrets are credentials in a fake CREDENTIALS_DIRECTORY."""
         rig = self.rig
         seed_rt = rig.idp.seed_user(self.user)
-        x = R.Xoauthd(rig, log_level="debug")
-        self.xs.append(x)
+        x = self.new_xoauthd(log_level="debug")
         creds = os.path.join(x.dir, "credentials")
         os.makedirs(creds, mode=0o700, exist_ok=True)
-        for name, value in (("scanner.local_password", self.pw_hash),
+        for name, value in (("scanner.local_password", self.hash),
                             ("scanner.client_secret", CLIENT_SECRET),
                             ("scanner.refresh_token", seed_rt)):
             path = os.path.join(creds, name)
             with open(path, "w") as f:
                 f.write(value + "\n")
             os.chmod(path, cred_mode)
-            secret_collect.register("credential " + name, value)
+            R.secret_collect.register("credential " + name, value)
         x.env["CREDENTIALS_DIRECTORY"] = creds
         x.add_listen("plain", protocol="smtp", tls="none", allow_plaintext_auth="loopback")
         x.add_provider("rig", token_url=rig.token_url,
@@ -89,7 +76,7 @@ class ConfigCredentials(unittest.TestCase):
         x.write_config()
         text = open(x.config_path).read()
         self.assertEqual(stat.S_IMODE(os.stat(x.config_path).st_mode), 0o644)
-        for secret in (CLIENT_SECRET, seed_rt, self.pw_hash):
+        for secret in (CLIENT_SECRET, seed_rt, self.hash):
             self.assertNotIn(secret, text)
         rc, out = self.check(x, creds)
         self.assertEqual(rc, 0, out)
@@ -121,4 +108,4 @@ class ConfigCredentials(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    R.main()
