@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "mime_split.h"
+#include "spool_file.h"
 
 static int open_fds(void)
 {
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     size_t min = (size_t)data[0] * 1024 + 1;
     int before = open_fds();
-    int fd = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+    int fd = spool_file_open("/tmp", "fuzz");
     if (fd < 0)
         return 0;
     if (write(fd, data + 1, size - 1) != (ssize_t)(size - 1)) {
