@@ -511,94 +511,6 @@ done:
 
 /* ---- classification ----------------------------------------------------------------------- */
 
-#define R_BUSY "451 4.4.5 The mail provider is busy, try again later"
-#define R_TEMP "451 4.3.0 Temporary failure at the mail provider, try again later"
-#define R_UNREACH "451 4.4.1 Cannot reach the mail provider, try again later"
-#define R_AUTH "451 4.7.0 The mail provider refused xoauthd's credentials, try again later"
-#define R_SENDAS "550 5.7.60 The mailbox is not allowed to send as this sender"
-#define R_SIZE "552 5.3.4 Message too big for the mail provider"
-#define R_RCPT "550 5.1.1 Recipient address rejected by the mail provider"
-#define R_SCHEMA "554 5.6.0 The mail provider could not process the message"
-
-static const struct {
-    const char *code;
-    const char *reply;
-} submit_code_table[] = {
-    {"ErrorSendAsDenied", R_SENDAS},
-    {"ErrorMessageSizeExceeded", R_SIZE},
-    {"ErrorInvalidRecipients", R_RCPT},
-    {"ErrorMailRecipientNotFound", R_RCPT},
-    {"ErrorServerBusy", R_BUSY},
-    {"ErrorTooManyObjectsOpened", R_BUSY},
-    {"ErrorExceededConnectionCount", R_BUSY},
-    {"ErrorInsufficientResources", R_BUSY},
-    {"ErrorTimeoutExpired", R_TEMP},
-    {"ErrorInternalServerTransientError", R_TEMP},
-    {"ErrorMailboxStoreUnavailable", R_TEMP},
-    {"ErrorMailboxMoveInProgress", R_TEMP},
-    {"ErrorConnectionFailed", R_TEMP},
-    {"ErrorBatchProcessingStopped", R_TEMP},
-    {"ErrorQuotaExceeded", "452 4.2.2 The sending mailbox is over its quota"},
-    {"ErrorAccessDenied", R_AUTH},
-    {"ErrorImpersonateUserDenied", R_AUTH},
-    {"ErrorImpersonationDenied", R_AUTH},
-    {"ErrorNonExistentMailbox", R_AUTH},
-    {"ErrorInvalidUser", R_AUTH},
-    {"MailboxNotEnabledForRESTAPI", R_AUTH},
-    {"ErrorSchemaValidation", R_SCHEMA},
-    {"ErrorInvalidRequest", R_SCHEMA},
-    {"ErrorInvalidServerVersion", R_SCHEMA},
-    {"ErrorMimeContentConversionFailed", R_SCHEMA},
-    {"ErrorMimeContentInvalid", R_SCHEMA},
-    {"ErrorMimeContentInvalidBase64String", R_SCHEMA},
-    /* Graph's own names for the same things */
-    {"ErrorMessageSubmissionBlocked", R_AUTH},
-    {"RequestBodyTooLarge", R_SIZE},
-    {"ErrorRecipientNotFound", R_RCPT},
-};
-
-static const struct {
-    const char *code;
-    const char *hint;
-} submit_hint_table[] = {
-    {"ErrorSendAsDenied", "the From address is not the mailbox: grant Send As, or set "
-                          "header_from = account"},
-    {"ErrorImpersonateUserDenied", "the app may not impersonate this mailbox: grant the "
-                                   "ApplicationImpersonation role (on-premises) or "
-                                   "full_access_as_app"},
-    {"ErrorAccessDenied", "missing permission: EWS.AccessAsUser.All / full_access_as_app, or "
-                          "Graph Mail.Send"},
-    {"ErrorNonExistentMailbox", "the username is not a mailbox on this server"},
-    {"ErrorInvalidServerVersion", "set ews_version to a RequestServerVersion the server knows"},
-    {"ErrorSchemaValidation", "xoauthd sent a request the server refused: report a bug"},
-    {"ErrorQuotaExceeded", "the sending mailbox is full (the copy in Sent Items)"},
-};
-
-const char *submit_code_reply(const char *code)
-{
-    for (size_t i = 0; i < sizeof submit_code_table / sizeof submit_code_table[0]; i++)
-        if (strcmp(code, submit_code_table[i].code) == 0)
-            return submit_code_table[i].reply;
-    return NULL;
-}
-
-static const char *submit_code_hint(const char *code)
-{
-    for (size_t i = 0; i < sizeof submit_hint_table / sizeof submit_hint_table[0]; i++)
-        if (strcmp(code, submit_hint_table[i].code) == 0)
-            return submit_hint_table[i].hint;
-    return NULL;
-}
-
-long submit_retry_after_ms(long retry_after)
-{
-    /* Retry-After comes from the server: seconds * 1000 overflowed a long (undefined
-     * behaviour) for values above LONG_MAX / 1000; found by tests/fuzz/fuzz_ews_graph. */
-    if (retry_after < 0)
-        return -1;
-    return retry_after > LONG_MAX / 1000 ? LONG_MAX : retry_after * 1000;
-}
-
 void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
 {
     memset(v, 0, sizeof *v);
@@ -607,36 +519,36 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
     switch (r->outcome) {
     case EWS_OUT_OK:
         v->kind = SUBMIT_V_OK;
-        v->reply = "250 2.0.0 Ok: the mail provider accepted the message";
+        v->reply = SUBMIT_REPLY_OK;
         return;
     case EWS_OUT_TRANSPORT:
         /* The message may or may not have arrived; 451 risks a duplicate, never a loss. */
-        v->reply = R_UNREACH;
+        v->reply = SUBMIT_REPLY_UNREACH;
         v->hint = r->timed_out ? "the request timed out" : "check ews_url and the network";
         return;
     case EWS_OUT_REFUSED:
         /* Not a reply Exchange gives: something between xoauthd and the server (or the server
          * itself) is hostile or broken. Temporary, so that nothing is lost. */
-        v->reply = R_TEMP;
+        v->reply = SUBMIT_REPLY_TEMP;
         v->hint = "the EWS response was refused unread (see reason=): check what answers at "
                   "ews_url";
         return;
     case EWS_OUT_FAULT:
-        v->reply = R_SCHEMA;
+        v->reply = SUBMIT_REPLY_SCHEMA;
         v->hint = "SOAP fault: see fault=; check ews_version";
         return;
     case EWS_OUT_ERROR:
         if (strcmp(r->response_code, "ErrorServerBusy") == 0) {
             v->kind = SUBMIT_V_BUSY;
             v->wait_ms = r->backoff_ms;
-            v->reply = R_BUSY;
+            v->reply = SUBMIT_REPLY_BUSY;
             return;
         }
         v->reply = submit_code_reply(r->response_code);
         v->hint = submit_code_hint(r->response_code);
         if (v->reply == NULL) {
             /* Unknown: temporary, so that nothing is lost; the log names the code. */
-            v->reply = R_TEMP;
+            v->reply = SUBMIT_REPLY_TEMP;
             v->hint = "unknown EWS response code";
         }
         return;
@@ -646,34 +558,34 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
     switch (r->http_status) {
     case 401:
         v->kind = SUBMIT_V_REAUTH;
-        v->reply = R_AUTH;
+        v->reply = SUBMIT_REPLY_AUTH;
         v->hint = "the token was refused: check ews_scope (or scope, when ews is the first "
                   "path): EWS.AccessAsUser.All delegated, https://outlook.office365.com/.default "
                   "app-only; and the account's flow";
         return;
     case 403:
-        v->reply = R_AUTH;
+        v->reply = SUBMIT_REPLY_AUTH;
         v->hint = "forbidden: the app lacks EWS access (Exchange Online allow-list, "
                   "full_access_as_app)";
         return;
     case 413:
-        v->reply = R_SIZE;
+        v->reply = SUBMIT_REPLY_SIZE;
         return;
     case 429:
     case 503:
     case 504:
         v->kind = SUBMIT_V_BUSY;
         v->wait_ms = submit_retry_after_ms(r->retry_after);
-        v->reply = R_BUSY;
+        v->reply = SUBMIT_REPLY_BUSY;
         return;
     case 400:
-        v->reply = R_SCHEMA; /* the server could not read our request */
+        v->reply = SUBMIT_REPLY_SCHEMA; /* the server could not read our request */
         v->hint = "HTTP 400: check ews_url and ews_version";
         return;
     default:
         /* 2xx without a readable answer (the message may have gone: a duplicate beats a
          * loss), redirects (a login page), 404, 5xx: temporary, with what to check. */
-        v->reply = R_TEMP;
+        v->reply = SUBMIT_REPLY_TEMP;
         v->hint = r->http_status >= 500 ? NULL : "unexpected HTTP status: check ews_url";
         return;
     }

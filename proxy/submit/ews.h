@@ -21,6 +21,7 @@
 
 #include "http.h"
 #include "message_capture.h"
+#include "submit_verdict.h"
 
 #define EWS_DEFAULT_VERSION "Exchange2013_SP1"
 
@@ -111,25 +112,6 @@ void ews_result_clear(struct ews_result *r);
 /* What an HTTP answer to an EWS call means: the result the call's callback gets. */
 void ews_result_from_http(const struct http_response *resp, struct ews_result *r);
 
-/* What a finished submission means, for EWS and Graph alike. */
-enum submit_verdict_kind {
-    SUBMIT_V_OK,
-    SUBMIT_V_REAUTH, /* token rejected: refresh once and retry */
-    SUBMIT_V_BUSY,   /* throttled: retry after wait_ms when the session's budget allows */
-    SUBMIT_V_FAIL    /* reply is final */
-};
-struct submit_verdict {
-    enum submit_verdict_kind kind;
-    long wait_ms;       /* BUSY: the provider's wish, -1 when it named none */
-    const char *reply;  /* the SMTP reply (without CRLF) when the attempt ends here */
-    const char *hint;   /* for the log: what the admin should check; NULL when nothing */
-};
-/* A provider error code (EWS ResponseCode or Graph error.code) as an SMTP reply; NULL when the
- * code is not in the table. */
-const char *submit_code_reply(const char *code);
-/* A Retry-After value in seconds (-1: none) as wait_ms: -1, or the milliseconds, capped at
- * LONG_MAX (http_retry_after_parse returns up to LONG_MAX / 2 for an absurd value). */
-long submit_retry_after_ms(long retry_after);
 void ews_verdict(const struct ews_result *r, struct submit_verdict *v);
 
 #endif
