@@ -464,7 +464,7 @@ static void submit_request(struct submit *s)
         t.token = s->token;
         /* Large scans over slow uplinks: a minute plus 50 KB/s. */
         t.timeout_ms = 60000u + (unsigned)(size / 50u);
-        s->ews = ews_start(s->srv->http, &t, EWS_OP_SEND, NULL, &src, s->sid, submit_ews_cb, s);
+        s->ews = ews_send(s->srv->http, &t, &src, s->sid, submit_ews_cb, s);
         if (s->ews == NULL)
             submit_finish(s, "451 4.3.0 Could not start the EWS request, try again later");
         return;
