@@ -11,7 +11,7 @@
 #include "message_capture.h"
 #include "message_header.h"
 #include "server.h"
-#include "smtp_upstream.h"
+#include "submit_smtp.h"
 #include "token.h"
 
 #define SUBMIT_MAX_RCPTS 1000
@@ -20,7 +20,6 @@
 #define SUBMIT_DEFAULT_WAIT_MS 2000       /* throttled without saying for how long */
 #define SUBMIT_MAX_ATTEMPTS 4
 #define SUBMIT_MEM_LIMIT ((size_t)1 << 20)
-#define SUBMIT_SMTP_CHUNK (32 * 1024)
 
 enum submit_state {
     SB_IDLE,      /* no message yet */
@@ -65,12 +64,7 @@ struct submit {
     submit_reply_cb reply_cb;
     upstream_login_cb login_cb;
 
-    /* SMTP fallback */
-    struct smtp_upstream *up;
-    size_t smtp_rcpt_next;
-    size_t smtp_off;
-    int smtp_line_start;       /* dot-stuffing state: the next byte starts a line */
-    unsigned smtp_rcpt_ok;
+    struct submit_smtp *smtp;  /* the fallback over SMTP */
     int in_callback;
     int freed;
 };
@@ -168,10 +162,10 @@ static void submit_cancel_work(struct submit *s)
         uv_close((uv_handle_t *)s->timer, submit_timer_closed_cb);
         s->timer = NULL;
     }
-    if (s->up != NULL) {
+    if (s->smtp != NULL) {
         /* Mid-DATA this closes without the final dot: the server drops the partial message. */
-        smtp_upstream_free(s->up, 0);
-        s->up = NULL;
+        submit_smtp_free(s->smtp);
+        s->smtp = NULL;
     }
     submit_drop_token(s);
 }
@@ -548,153 +542,9 @@ static void submit_attempt(struct submit *s)
 
 /* ---- fallback over SMTP ------------------------------------------------------------------- */
 
-static void submit_smtp_fail(struct submit *s, const char *why)
+static void submit_smtp_finished_cb(void *arg, const char *reply)
 {
-    log_warn(s->sid, "event=submit_failed account=%s path=smtp reason=\"%s\"", s->acct->name,
-             why);
-    submit_finish(s, "451 4.4.2 Connection to the mail provider lost, try again later");
-}
-
-static void submit_smtp_reply_cb(void *arg, int code, const char *reply, size_t len);
-
-/* The first line of an upstream reply as one final reply line ("550-x" becomes "550 x"). */
-static void submit_smtp_first_line(const char *reply, size_t len, char *out, size_t outsz)
-{
-    size_t n = strcspn(reply, "\r\n");
-    if (n > len)
-        n = len;
-    snprintf(out, outsz, "%.*s", (int)n, reply);
-    if (strlen(out) > 3 && out[3] == '-')
-        out[3] = ' ';
-}
-
-static void submit_smtp_next(struct submit *s)
-{
-    char line[SUBMIT_PATH_MAX + 16];
-    int n;
-    if (s->smtp_rcpt_next < s->n_rcpts) {
-        n = snprintf(line, sizeof line, "RCPT TO:<%s>", s->rcpts[s->smtp_rcpt_next++]);
-    } else {
-        n = snprintf(line, sizeof line, "DATA");
-        s->smtp_rcpt_next = s->n_rcpts + 1;
-    }
-    smtp_upstream_command(s->up, line, (size_t)n, submit_smtp_reply_cb);
-}
-
-/* Streams the stored message, dot-stuffed again (RFC 5321 4.5.2), until the upstream's write
- * backlog is high; SMTP_UPSTREAM_DRAINED resumes. */
-static void submit_smtp_pump(struct submit *s)
-{
-    char in[SUBMIT_SMTP_CHUNK], out[2 * SUBMIT_SMTP_CHUNK + 8];
-    size_t total = capture_size(s->cap);
-    while (s->smtp_off < total && !smtp_upstream_congested(s->up)) {
-        size_t n = capture_read(s->cap, s->smtp_off, in, sizeof in);
-        if (n == CAPTURE_READ_ERROR || n == 0) {
-            submit_smtp_fail(s, "cannot read the stored message");
-            return;
-        }
-        size_t o = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (s->smtp_line_start && in[i] == '.')
-                out[o++] = '.';
-            out[o++] = in[i];
-            s->smtp_line_start = in[i] == '\n';
-        }
-        s->smtp_off += n;
-        if (smtp_upstream_write(s->up, out, o) != 0) {
-            submit_smtp_fail(s, "upstream write failed");
-            return;
-        }
-    }
-    if (s->smtp_off < total)
-        return;
-    /* The stored message ends with CRLF unless the client's last line had none. */
-    const char *end = s->smtp_line_start ? ".\r\n" : "\r\n.\r\n";
-    if (smtp_upstream_write(s->up, end, strlen(end)) != 0) {
-        submit_smtp_fail(s, "upstream write failed");
-        return;
-    }
-    s->smtp_off = total + 1; /* marks: end written */
-    smtp_upstream_expect_reply(s->up, submit_smtp_reply_cb);
-}
-
-static void submit_smtp_reply_cb(void *arg, int code, const char *reply, size_t len)
-{
-    struct submit *s = arg;
-    char r[200];
-    if (code == 0) {
-        submit_smtp_fail(s, "connection lost");
-        return;
-    }
-    if (s->smtp_off > capture_size(s->cap)) {
-        /* The verdict on the message: passed through, like the relay path (first line). */
-        submit_smtp_first_line(reply, len, r, sizeof r);
-        if (code / 100 != 2 && code / 100 != 5)
-            snprintf(r, sizeof r, "451 4.4.2 The mail provider did not take the message, "
-                     "try again later");
-        submit_finish(s, r);
-        return;
-    }
-    if (s->smtp_rcpt_next == 0) {
-        /* MAIL */
-        if (code / 100 != 2) {
-            submit_smtp_first_line(reply, len, r, sizeof r);
-            submit_finish(s, code / 100 == 5 ? r : "451 4.4.2 The mail provider refused MAIL, "
-                                                   "try again later");
-            return;
-        }
-        submit_smtp_next(s);
-        return;
-    }
-    if (s->smtp_rcpt_next <= s->n_rcpts) {
-        if (code / 100 == 2) {
-            s->smtp_rcpt_ok++;
-        } else {
-            /* The client was told 250 for this RCPT already: the message cannot go to a
-             * subset silently. A 4xx makes the sender retry the whole transaction. */
-            log_warn(s->sid, "event=submit_rcpt_refused path=smtp rcpt=<%s> code=%d",
-                     s->rcpts[s->smtp_rcpt_next - 1], code);
-            submit_finish(s, code / 100 == 5 ? "550 5.1.1 Recipient address rejected by the "
-                                               "mail provider"
-                                             : "451 4.4.2 The mail provider refused a "
-                                               "recipient for now, try again later");
-            return;
-        }
-        submit_smtp_next(s);
-        return;
-    }
-    /* DATA */
-    if (code != 354) {
-        submit_finish(s, "451 4.4.2 The mail provider refused DATA, try again later");
-        return;
-    }
-    s->smtp_line_start = 1;
-    s->smtp_off = 0;
-    submit_smtp_pump(s);
-}
-
-static void submit_smtp_event_cb(void *arg, enum smtp_upstream_event ev)
-{
-    struct submit *s = arg;
-    if (ev == SMTP_UPSTREAM_DRAINED && s->state == SB_SMTP && s->smtp_off <= capture_size(s->cap))
-        submit_smtp_pump(s);
-    else if (ev == SMTP_UPSTREAM_LOST && s->state == SB_SMTP)
-        submit_smtp_fail(s, "connection lost");
-}
-
-static void submit_smtp_login_cb(void *arg, enum upstream_failure f, const char *reason)
-{
-    struct submit *s = arg;
-    char line[SUBMIT_PATH_MAX + 16];
-    if (f != UPSTREAM_OK) {
-        log_error(s->sid, "event=upstream_login_failed account=%s path=smtp class=%s "
-                  "reason=\"%s\"", s->acct->name, upstream_failure_name(f), reason);
-        submit_finish(s, "451 4.4.1 Cannot reach the mail provider, try again later");
-        return;
-    }
-    int n = snprintf(line, sizeof line, "MAIL FROM:<%s>", s->mail_from);
-    s->smtp_rcpt_next = 0;
-    smtp_upstream_command(s->up, line, (size_t)n, submit_smtp_reply_cb);
+    submit_finish(arg, reply);
 }
 
 static void submit_smtp_start(struct submit *s)
@@ -702,12 +552,11 @@ static void submit_smtp_start(struct submit *s)
     /* SMTP reads the envelope: no Bcc: line is added. */
     capture_set_prefix(s->cap, "", 0);
     submit_enter_state(s, SB_SMTP);
-    s->smtp_off = 0;
-    s->smtp_rcpt_ok = 0;
-    s->up = smtp_upstream_new(s->srv, s->acct, s->sid, submit_smtp_event_cb, s);
-    if (s->up == NULL) {
+    s->smtp = submit_smtp_new(s->srv, s->acct, s->sid, s->mail_from, s->rcpts, s->n_rcpts,
+                              s->cap, submit_smtp_finished_cb, s);
+    if (s->smtp == NULL) {
         submit_finish(s, "451 4.3.1 Out of memory, try again later");
         return;
     }
-    smtp_upstream_login(s->up, submit_smtp_login_cb);
+    submit_smtp_run(s->smtp);
 }
