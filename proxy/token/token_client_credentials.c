@@ -23,6 +23,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "token_cert_cache.h"
+
 #define TOKEN_ASSERTION_LIFETIME 300
 #define TOKEN_ASSERTION_JTI_BYTES 18
 
