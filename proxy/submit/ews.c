@@ -109,7 +109,8 @@ void ews_envelope_open(struct ews_buf *b, const struct ews_target *t)
 {
     ews_buf_str(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
                    "<soap:Envelope xmlns:soap=\"" EWS_NS_SOAP "\" xmlns:t=\"" EWS_NS_T
-                   "\" xmlns:m=\"" EWS_NS_M "\">\n<soap:Header>\n<t:RequestServerVersion Version=\"");
+                   "\" xmlns:m=\"" EWS_NS_M "\">\n<soap:Header>\n"
+                   "<t:RequestServerVersion Version=\"");
     ews_buf_esc(b, t->version != NULL ? t->version : EWS_DEFAULT_VERSION);
     ews_buf_str(b, "\"/>\n");
     if (t->impersonate != NULL) {

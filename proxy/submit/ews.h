@@ -1,18 +1,19 @@
 /* ews: a small asynchronous Exchange Web Services client (SOAP over the http module).
  *
- * The send path's operation is here: sending a MIME message (CreateItem SendAndSaveCopy, copy
- * in sentitems). The mailbox operations (append, GetItem, copy, delete, mark read) are built on
- * the same envelope and call in proxy/mailbox/ews_mailbox.c. Every call is cancellable and reports once through its callback. The caller owns the access
- * token (token manager) and decides about retries: ews_verdict() says what a result means —
- * refresh the token and try once more (HTTP 401), wait and retry (ErrorServerBusy with
- * BackOffMilliseconds, HTTP 429/503), or the SMTP reply to give.
+ * The send path's operation is here: sending a MIME message (CreateItem SendAndSaveCopy, copy in
+ * sentitems). The mailbox operations (append, GetItem, copy, delete, mark read) are built on the
+ * same envelope and call in proxy/mailbox/ews_mailbox.c. Every call is cancellable and reports once
+ * through its callback. The caller owns the access token (token manager) and decides about retries:
+ * ews_verdict() says what a result means — refresh the token and try once more (HTTP 401), wait and
+ * retry (ErrorServerBusy with BackOffMilliseconds, HTTP 429/503), or the SMTP reply to give.
  *
- * Requests are built from escaped values only (every value goes through ews_xml_escape); the
- * MIME body is streamed in base64 between a prebuilt head and tail (body_stream). Responses are
- * parsed with libxml2 without entity expansion or network access; one with a DTD is refused. The SOAP header carries
- * RequestServerVersion and, for app-only tokens, ExchangeImpersonation/PrimarySmtpAddress; the
- * HTTP request carries Authorization: Bearer and X-AnchorMailbox (which routes the request to
- * the mailbox's server in Exchange Online and in hybrid setups). */
+ * Requests are built from escaped values only (every value goes through ews_xml_escape); the MIME
+ * body is streamed in base64 between a prebuilt head and tail (body_stream). Responses are parsed
+ * with libxml2 without entity expansion or network access; one with a DTD is refused. The SOAP
+ * header carries RequestServerVersion and, for app-only tokens,
+ * ExchangeImpersonation/PrimarySmtpAddress; the HTTP request carries Authorization: Bearer and
+ * X-AnchorMailbox (which routes the request to the mailbox's server in Exchange Online and in
+ * hybrid setups). */
 #ifndef XOAUTHD_EWS_H
 #define XOAUTHD_EWS_H
 

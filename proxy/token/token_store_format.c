@@ -1,4 +1,4 @@
-/* token_store_format: the token file format (docs/protocol-notes.md, "Token store file"):
+/* token_store_format: the token file format (token_store.h, "File format"):
  * parsing both versions, AES-256-GCM with the header and account as additional data, and the
  * blocking load, save and set-aside. */
 #include "token_store.h"

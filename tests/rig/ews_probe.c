@@ -1,5 +1,6 @@
-/* ews_probe: runs one operation of xoauthd's EWS client (proxy/submit/ews.c, proxy/mailbox/ews_mailbox.c) against an endpoint and
- * prints the result as key=value lines, for tests/e2e/test_ews_ops.py.
+/* ews_probe: runs one mailbox operation of xoauthd's EWS client (proxy/mailbox/ews_mailbox.c on
+ * proxy/submit/ews.c) against an endpoint and prints the result as key=value lines, for
+ * tests/e2e/test_ews_ops.py.
  *
  *   ews_probe URL CA_FILE TOKEN MAILBOX OP ARGS...
  *     save FOLDER MIMEFILE | get ITEM_ID OUTFILE | copy ITEM_ID FOLDER | delete ITEM_ID

@@ -151,8 +151,9 @@ static void test_build(void)
     p.change_key = "CQAAAB";
     p.folder.id = "AAMkFolder";
     p.folder.distinguished = 0;
-    const enum ews_mailbox_op ops[] = {EWS_MAILBOX_GET_MIME, EWS_MAILBOX_COPY, EWS_MAILBOX_DELETE_ITEM,
-                               EWS_MAILBOX_DELETE_FOLDER, EWS_MAILBOX_SET_READ};
+    const enum ews_mailbox_op ops[] = {EWS_MAILBOX_GET_MIME, EWS_MAILBOX_COPY,
+                                       EWS_MAILBOX_DELETE_ITEM, EWS_MAILBOX_DELETE_FOLDER,
+                                       EWS_MAILBOX_SET_READ};
     const char *names[] = {"<m:GetItem>", "<m:CopyItem>", "DeleteType=\"HardDelete\"><m:ItemIds>",
                            "<m:DeleteFolder DeleteType=\"HardDelete\">",
                            "FieldURI=\"message:IsRead\""};
