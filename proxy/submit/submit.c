@@ -22,14 +22,14 @@
 #define SUBMIT_MEM_LIMIT ((size_t)1 << 20)
 
 enum submit_state {
-    SB_IDLE,      /* no message yet */
-    SB_COLLECT,   /* DATA bytes arrive */
-    SB_FLUSH,     /* the spool file catches up */
-    SB_TOKEN,     /* waiting for an access token */
-    SB_REQUEST,   /* the HTTP request runs */
-    SB_BACKOFF,   /* throttled: the timer runs */
-    SB_SMTP,      /* fallback over SMTP runs */
-    SB_DONE
+    SUBMIT_STATE_IDLE,    /* no message yet */
+    SUBMIT_STATE_COLLECT, /* DATA bytes arrive */
+    SUBMIT_STATE_FLUSH,   /* the spool file catches up */
+    SUBMIT_STATE_TOKEN,   /* waiting for an access token */
+    SUBMIT_STATE_REQUEST, /* the HTTP request runs */
+    SUBMIT_STATE_BACKOFF, /* throttled: the timer runs */
+    SUBMIT_STATE_SMTP,    /* fallback over SMTP runs */
+    SUBMIT_STATE_DONE
 };
 
 static const char *const submit_state_names[] = {"idle",    "collect", "flush", "token",
@@ -191,7 +191,7 @@ void submit_reset(struct submit *s)
     s->token_forced = 0;
     s->waited_ms = 0;
     s->reply_cb = NULL;
-    s->state = SB_IDLE;
+    s->state = SUBMIT_STATE_IDLE;
 }
 
 const struct config_account *submit_account(const struct submit *s) { return s->acct; }
@@ -289,7 +289,7 @@ int submit_data_begin(struct submit *s)
                          submit_drain_cb_, s);
     if (s->cap == NULL)
         return -1;
-    submit_enter_state(s, SB_COLLECT);
+    submit_enter_state(s, SUBMIT_STATE_COLLECT);
     return 0;
 }
 
@@ -333,7 +333,7 @@ static void submit_stored_cb(void *arg, int status)
 void submit_data_end(struct submit *s, submit_reply_cb cb)
 {
     s->reply_cb = cb;
-    submit_enter_state(s, SB_FLUSH);
+    submit_enter_state(s, SUBMIT_STATE_FLUSH);
     submit_hold(s);
     capture_finish(s->cap, submit_stored_cb, s);
     submit_release(s);
@@ -351,7 +351,7 @@ static void submit_finish(struct submit *s, const char *reply)
              s->cap != NULL ? capture_size(s->cap) : 0, log_quote(r, sizeof r, reply,
                                                                 strlen(reply)));
     submit_cancel_work(s);
-    submit_enter_state(s, SB_DONE);
+    submit_enter_state(s, SUBMIT_STATE_DONE);
     s->reply_cb = NULL;
     if (cb != NULL)
         cb(s->arg, reply);
@@ -401,7 +401,7 @@ static void submit_judge(struct submit *s, const char *what, const struct submit
             s->timer = malloc(sizeof *s->timer);
             if (s->timer != NULL && uv_timer_init(s->srv->loop, s->timer) == 0) {
                 s->timer->data = s;
-                submit_enter_state(s, SB_BACKOFF);
+                submit_enter_state(s, SUBMIT_STATE_BACKOFF);
                 uv_timer_start(s->timer, submit_backoff_cb, (uint64_t)wait, 0);
                 return;
             }
@@ -442,7 +442,7 @@ static void submit_request(struct submit *s)
     enum config_submit path = a->submit[s->path];
     size_t size = capture_size(s->cap);
     struct capture_source src = capture_source(s->cap);
-    submit_enter_state(s, SB_REQUEST);
+    submit_enter_state(s, SUBMIT_STATE_REQUEST);
     s->attempts++;
     if (path == CONFIG_SUBMIT_EWS) {
         struct ews_target t = {0};
@@ -531,11 +531,11 @@ static void submit_attempt(struct submit *s)
         submit_request(s);
         return;
     }
-    submit_enter_state(s, SB_TOKEN);
+    submit_enter_state(s, SUBMIT_STATE_TOKEN);
     submit_hold(s);
     struct token_wait *w =
         token_get_scope(s->srv->tokens, a, submit_scope(s), 0, s->sid, submit_token_cb, s);
-    if (!s->freed && s->state == SB_TOKEN && s->token == NULL)
+    if (!s->freed && s->state == SUBMIT_STATE_TOKEN && s->token == NULL)
         s->token_wait = w;
     submit_release(s);
 }
@@ -551,7 +551,7 @@ static void submit_smtp_start(struct submit *s)
 {
     /* SMTP reads the envelope: no Bcc: line is added. */
     capture_set_prefix(s->cap, "", 0);
-    submit_enter_state(s, SB_SMTP);
+    submit_enter_state(s, SUBMIT_STATE_SMTP);
     s->smtp = submit_smtp_new(s->srv, s->acct, s->sid, s->mail_from, s->rcpts, s->n_rcpts,
                               s->cap, submit_smtp_finished_cb, s);
     if (s->smtp == NULL) {
