@@ -94,7 +94,7 @@ exec ${P[*]} ${RUN[*]} --no-healthcheck --rm -i --user 0 -v /tmp:/tmp --workdir 
   localhost/xoauthd:test "\$@"
 EOF
 chmod 755 "$tmp/xoauthd-in-podman"
-if XOAUTHD_BIN="$tmp/xoauthd-in-podman" timeout 300 python3 "$repo/tests/rig/demo.py" \
+if XOAUTHD_BIN="$tmp/xoauthd-in-podman" PYTHONPATH="$repo/tests" timeout 300 python3 -m rig.demo \
      --no-wait > "$tmp/demo.log" 2>&1; then
   echo "ok   message sent through the container and read back from the mailbox"
 else

@@ -188,7 +188,7 @@ check "xoauthd check accepts the installed example as user xoauthd (exit $rc)" \
   sh -c "[ $rc -eq 0 ] && grep -q '^$CONF: ok' '$tmp/check.txt'"
 
 echo "==> the installed binary against the test rig: one message"
-if XOAUTHD_BIN=/usr/bin/xoauthd timeout 300 python3 "$repo/tests/rig/demo.py" --no-wait \
+if XOAUTHD_BIN=/usr/bin/xoauthd PYTHONPATH="$repo/tests" timeout 300 python3 -m rig.demo --no-wait \
      > "$tmp/demo.log" 2>&1; then
   ok "message sent through /usr/bin/xoauthd and read back from the mailbox"
 else
