@@ -14,14 +14,13 @@ Microsoft's metadata (an invalid one is answered 400 and recorded).
 """
 import base64
 import hashlib
-import http.client
 import json
 import os
-import ssl
 import time
 import urllib.parse
 
 from rig.case import RigTestCase, main
+from rig.graph_test_client import GraphTestClient
 from rig.mock_ews_graph import MockEwsGraph
 from rig.mock_graph_drafts import CHUNK_ALIGN, MIB
 
@@ -38,44 +37,24 @@ class MockGraphDrafts(RigTestCase):
         super().setUpClass()
         cls.mock = MockEwsGraph(cls.rig.certs)     # no introspection: any bearer token is good
         cls.addClassCleanup(cls.mock.stop)
-        cls.ctx = ssl.create_default_context(cafile=cls.rig.certs["ca"])
+        cls.client = GraphTestClient(cls.mock, cls.rig.certs["ca"], USER)
 
     def setUp(self):
         self.mock.reset()
 
-    # -- a minimal Graph client --
-    def request(self, method, url, body=b"", headers=None, bearer=True):
-        """(status, headers, body), or None when the connection dropped without an answer."""
-        u = urllib.parse.urlsplit(url)
-        c = http.client.HTTPSConnection(u.hostname, u.port, context=self.ctx, timeout=30)
-        h = dict(headers or {})
-        if bearer:
-            h["Authorization"] = "Bearer test-token"
-        try:
-            c.request(method, u.path + ("?" + u.query if u.query else ""), body=body, headers=h)
-            r = c.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        except (http.client.RemoteDisconnected, ConnectionError, ssl.SSLError):
-            return None
-        finally:
-            c.close()
+    # -- through the test client --
+    def request(self, *a, **kw):
+        return self.client.request(*a, **kw)
 
-    def graph(self, method, rest, body=b"", ctype="application/json"):
-        url = "%s/users/%s/%s" % (self.mock.graph_url, urllib.parse.quote(USER), rest)
-        return self.request(method, url, body, {"Content-Type": ctype} if body else {})
+    def graph(self, *a, **kw):
+        return self.client.graph(*a, **kw)
 
     def draft(self):
-        st, _, body = self.graph("POST", "messages", base64.b64encode(MIME), "text/plain")
-        self.assertEqual(st, 201, body)
-        return json.loads(body)["id"]
+        return self.client.draft(MIME)
 
     def session(self, mid, size, name="scan.pdf"):
-        item = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": size,
-                                   "contentType": "application/pdf"}}
-        st, _, body = self.graph("POST", "messages/%s/attachments/createUploadSession"
-                                 % urllib.parse.quote(mid), json.dumps(item).encode())
-        self.assertEqual(st, 201, body)
-        s = json.loads(body)
+        st, s = self.client.session(mid, size, name)
+        self.assertEqual(st, 201, s)
         self.assertEqual(s["nextExpectedRanges"], ["0-"])
         self.assertIn("expirationDateTime", s)
         return s["uploadUrl"]

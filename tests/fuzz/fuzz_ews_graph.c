@@ -1,7 +1,7 @@
 /* libFuzzer target: what the EWS (SOAP/XML) and Graph (JSON) endpoints answer, through the
  * parsers and the verdict tables that turn an answer into an SMTP reply (ews_result_from_http,
  * as ews_done_cb uses it, and graph_done_cb's steps); also the Retry-After header parser (http_retry_after_parse) whose
- * value reaches the verdicts. The first octet picks the HTTP status (low bits) and, when its
+ * value reaches the verdicts, and an upload session's nextExpectedRanges (graph_upload_next_offset). The first octet picks the HTTP status (low bits) and, when its
  * high bit is set, takes the body's first line as the Retry-After value. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 
 #include "ews.h"
 #include "graph.h"
+#include "graph_upload.h"
 #include "http.h"
 
 static void check_verdict(const struct submit_verdict *v)
@@ -76,5 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     graph_verdict(&gr, &v);
     check_verdict(&v);
+    /* an upload session's answer (graph_upload_put_done) */
+    if (graph_upload_next_offset(body, size) < -1)
+        abort();
     return 0;
 }

@@ -30,7 +30,7 @@ Scripts (lists of tuples; each request takes the next entry):
   graph_script (shared with the sendMail face, in mock_ews_graph.py), for Graph requests:
     ("http", 429, 1) / ("error", 400, "Code") as there, and
     ("lose",)          the request takes effect, then the connection drops without an answer
-  upload_script, for PUTs:
+  upload_script, for PUTs (None: answered normally, to aim at a later PUT):
     ("http", 429, 1)   a status [with Retry-After], nothing stored
     ("reset",)         half of the chunk (rounded down to 320 KiB) is stored, then the
                        connection drops without an answer
