@@ -340,6 +340,22 @@ struct capture_source capture_source_mem(struct capture_mem *m)
     return s;
 }
 
+static size_t capture_fd_read(void *arg, size_t off, char *buf, size_t len)
+{
+    struct capture_fd *f = arg;
+    if (off >= f->len)
+        return 0;
+    size_t want = f->len - off < len ? f->len - off : len;
+    ssize_t n = pread(f->fd, buf, want, (off_t)off);
+    return n > 0 ? (size_t)n : CAPTURE_READ_ERROR;
+}
+
+struct capture_source capture_source_fd(struct capture_fd *f)
+{
+    struct capture_source s = {capture_fd_read, f, f->len};
+    return s;
+}
+
 void capture_free(struct capture *c)
 {
     if (c == NULL)
