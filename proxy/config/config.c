@@ -29,8 +29,8 @@
 #include <ini.h>
 #include <openssl/crypto.h>
 
-#include "authlimit.h"
 #include "localauth.h"
+#include "lockout_defaults.h"
 #include "secmem.h"
 
 #define CONFIG_NAME_MAX 64 /* section names and key names */

@@ -9,7 +9,6 @@
 #include "imap_parse.h"
 #include "line.h"
 #include "log.h"
-#include "server.h"
 
 #define IU_LINE_MAX (32 * 1024) /* a response line; capability lists are a few hundred bytes */
 /* A capability list is usually a few hundred bytes; a provider with many extensions may pass
@@ -68,13 +67,14 @@ static void iu_enter_state(struct imap_upstream *up, enum iu_state st)
     up->state = st;
 }
 
-struct imap_upstream *imap_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg)
+struct imap_upstream *imap_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg)
 {
     struct imap_upstream *up = calloc(1, sizeof *up);
     if (up == NULL)
         return NULL;
-    upstream_base_init(&up->base, srv, acct, &acct->provider->imap, "imap", sid, &iu_ops, arg,
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->imap, "imap", sid, &iu_ops, arg,
                        IU_CONNECT_TIMEOUT_MS, IU_REPLY_TIMEOUT_MS);
     up->state = IU_S_NEW;
     return up;

@@ -8,7 +8,6 @@
 
 #include "line.h"
 #include "log.h"
-#include "server.h"
 
 #define PU_LINE_MAX 4096 /* RFC 2449: responses up to 512 octets; a challenge is longer */
 #define PU_CONNECT_TIMEOUT_MS (30 * 1000)
@@ -62,13 +61,14 @@ static void pu_enter_state(struct pop3_upstream *up, enum pu_state st)
     up->state = st;
 }
 
-struct pop3_upstream *pop3_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg)
+struct pop3_upstream *pop3_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg)
 {
     struct pop3_upstream *up = calloc(1, sizeof *up);
     if (up == NULL)
         return NULL;
-    upstream_base_init(&up->base, srv, acct, &acct->provider->pop3, "pop3", sid, &pu_ops, arg,
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->pop3, "pop3", sid, &pu_ops, arg,
                        PU_CONNECT_TIMEOUT_MS, PU_REPLY_TIMEOUT_MS);
     up->state = PU_S_NEW;
     return up;

@@ -9,7 +9,7 @@
 #include "conn.h"
 #include "line.h"
 #include "log.h"
-#include "server.h"
+#include "proxy_context.h"
 
 #define UP_REPLY_LINE_MAX 2048
 #define UP_REPLY_MAX (64 * 1024)
@@ -99,16 +99,16 @@ static void up_enter_state(struct smtp_upstream *up, enum up_state st)
     up->state = st;
 }
 
-struct smtp_upstream *smtp_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, smtp_upstream_event_cb event_cb,
-                                        void *arg)
+struct smtp_upstream *smtp_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        smtp_upstream_event_cb event_cb, void *arg)
 {
     /* Zeroing the 64 KB reply buffer cost more than the rest of a login (callgrind). */
     struct smtp_upstream *up = malloc(sizeof *up);
     if (up == NULL)
         return NULL;
     memset(up, 0, offsetof(struct smtp_upstream, reply));
-    upstream_base_init(&up->base, srv, acct, &acct->provider->smtp, "smtp", sid, &up_ops, arg,
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->smtp, "smtp", sid, &up_ops, arg,
                        UP_CONNECT_TIMEOUT_MS, UP_REPLY_TIMEOUT_MS);
     up->event_cb = event_cb;
     up->state = UP_S_NEW;
@@ -250,7 +250,7 @@ static void up_handle_reply(struct smtp_upstream *up, int code)
             return;
         }
         up_enter_state(up, UP_S_EHLO);
-        up_send_line(up, "EHLO", up->base.srv->hostname);
+        up_send_line(up, "EHLO", up->base.ctx->hostname);
         return;
     case UP_S_EHLO:
     case UP_S_EHLO_TLS:
@@ -406,7 +406,7 @@ static void up_starttls_done(struct upstream_base *b)
     struct smtp_upstream *up = (struct smtp_upstream *)b;
     /* RFC 3207: forget everything learned before TLS and ask again. */
     up_enter_state(up, UP_S_EHLO_TLS);
-    up_send_line(up, "EHLO", b->srv->hostname);
+    up_send_line(up, "EHLO", b->ctx->hostname);
 }
 
 static void up_readable(struct upstream_base *b)
