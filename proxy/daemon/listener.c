@@ -6,11 +6,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <stddef.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -186,16 +186,17 @@ static void listener_hand_over(struct listener *l, uv_os_sock_t fd,
         conn_addr_name(peer, adm->peer, sizeof adm->peer);
     else
         snprintf(adm->peer, sizeof adm->peer, "?");
-    adm->refused = (l->point.cfg->max_connections != 0 && l->active > l->point.cfg->max_connections) ||
+    const struct config_listen *lc = l->point.cfg;
+    adm->refused = (lc->max_connections != 0 && l->active > lc->max_connections) ||
                    listener_peer_admit(l, adm) != 0;
-    session_accept_fn accept = accept_table_lookup(l->point.cfg->protocol);
+    session_accept_fn accept = accept_table_lookup(lc->protocol);
     if (accept == NULL) {
         close(fd);
         admission_release(adm);
     }
     if (accept == NULL || accept(&l->point, fd, peer, adm) != 0)
         log_warn(NULL, "event=accept_failed listener=%s reason=\"cannot set up session\"",
-                 l->point.cfg->name);
+                 lc->name);
 }
 
 static void listener_proxy_hand_off(struct proxy_accept *pa, uv_os_sock_t fd,

@@ -35,7 +35,10 @@ static struct listener *reload_find_listener(struct server *srv, const struct co
 {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct listener *l = srv->listeners[i];
-        if (l != NULL && l->point.cfg->port == lc->port && strcmp(l->point.cfg->host, lc->host) == 0)
+        if (l == NULL)
+            continue;
+        const struct config_listen *cur = l->point.cfg;
+        if (cur->port == lc->port && strcmp(cur->host, lc->host) == 0)
             return l;
     }
     return NULL;
