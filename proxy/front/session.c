@@ -435,8 +435,8 @@ static void session_auth_verify_cb(void *arg, int result)
         if (!s->auth_exempt)
             authlimit_succeeded(s->conn.peer, s->login_user);
         OPENSSL_cleanse(s->login_user, sizeof s->login_user);
-        /* DESIGN.md section 6: the token store is encrypted under a key derived from this
-         * (now verified) password. */
+        /* docs/protocol-notes.md, "Tokens at rest": the token store is encrypted under a key
+         * derived from this (now verified) password. */
         token_unlock(s->ctx->tokens, s->acct, s->password, strlen(s->password));
         OPENSSL_cleanse(s->password, sizeof s->password);
         s->auth_cb(s, 1);
