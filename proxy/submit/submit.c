@@ -10,7 +10,7 @@
 #include "log.h"
 #include "message_capture.h"
 #include "message_header.h"
-#include "server.h"
+#include "proxy_context.h"
 #include "submit_smtp.h"
 #include "token.h"
 
@@ -36,7 +36,7 @@ static const char *const submit_state_names[] = {"idle",    "collect", "flush", 
                                                  "request", "backoff", "smtp",  "done"};
 
 struct submit {
-    struct server *srv;
+    struct proxy_context *ctx;
     const struct config_account *acct;
     char sid[32];
     enum submit_state state;
@@ -111,13 +111,13 @@ static void submit_drain_cb_(void *arg)
         s->drain_cb(s->arg);
 }
 
-struct submit *submit_new(struct server *srv, const struct config_account *acct, const char *sid,
-                          submit_drain_cb drain_cb, void *arg)
+struct submit *submit_new(struct proxy_context *ctx, const struct config_account *acct,
+                          const char *sid, submit_drain_cb drain_cb, void *arg)
 {
     struct submit *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->srv = srv;
+    s->ctx = ctx;
     s->acct = acct;
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     s->drain_cb = drain_cb;
@@ -234,7 +234,7 @@ void submit_check_login(struct submit *s, upstream_login_cb cb)
     /* The first path's token: what the first message will need. */
     const char *scope = config_account_scope(s->acct, s->acct->submit[0]);
     struct token_wait *w =
-        token_get_scope(s->srv->tokens, s->acct, scope, 0, s->sid, submit_login_token_cb, s);
+        token_get_scope(s->ctx->tokens, s->acct, scope, 0, s->sid, submit_login_token_cb, s);
     if (!s->freed && s->login_cb != NULL)
         s->token_wait = w;
     submit_release(s);
@@ -285,7 +285,7 @@ unsigned submit_rcpt_count(const struct submit *s) { return (unsigned)s->n_rcpts
 int submit_data_begin(struct submit *s)
 {
     capture_free(s->cap);
-    s->cap = capture_new(s->srv->loop, s->srv->cfg->state_dir, SUBMIT_MEM_LIMIT, s->sid,
+    s->cap = capture_new(s->ctx->loop, s->ctx->cfg->state_dir, SUBMIT_MEM_LIMIT, s->sid,
                          submit_drain_cb_, s);
     if (s->cap == NULL)
         return -1;
@@ -388,7 +388,7 @@ static void submit_judge(struct submit *s, const char *what, const struct submit
         /* One more token: a refresh unless another session's rejection already replaced it
          * (token_rejected). */
         s->token_forced = 1;
-        token_rejected(s->srv->tokens, s->acct, submit_scope(s), s->token, s->sid);
+        token_rejected(s->ctx->tokens, s->acct, submit_scope(s), s->token, s->sid);
         submit_drop_token(s);
         submit_attempt(s);
         return;
@@ -399,7 +399,7 @@ static void submit_judge(struct submit *s, const char *what, const struct submit
             log_info(s->sid, "event=submit_backoff path=%s wait_ms=%ld", what, wait);
             s->waited_ms += (uint64_t)wait;
             s->timer = malloc(sizeof *s->timer);
-            if (s->timer != NULL && uv_timer_init(s->srv->loop, s->timer) == 0) {
+            if (s->timer != NULL && uv_timer_init(s->ctx->loop, s->timer) == 0) {
                 s->timer->data = s;
                 submit_enter_state(s, SUBMIT_STATE_BACKOFF);
                 uv_timer_start(s->timer, submit_backoff_cb, (uint64_t)wait, 0);
@@ -458,7 +458,7 @@ static void submit_request(struct submit *s)
         t.token = s->token;
         /* Large scans over slow uplinks: a minute plus 50 KB/s. */
         t.timeout_ms = 60000u + (unsigned)(size / 50u);
-        s->ews = ews_send(s->srv->http, &t, &src, s->sid, submit_ews_cb, s);
+        s->ews = ews_send(s->ctx->http, &t, &src, s->sid, submit_ews_cb, s);
         if (s->ews == NULL)
             submit_finish(s, "451 4.3.0 Could not start the EWS request, try again later");
         return;
@@ -470,7 +470,7 @@ static void submit_request(struct submit *s)
     g.tls_no_verify = !p->tls_verify;
     g.token = s->token;
     g.timeout_ms = 60000u + (unsigned)(size / 50u);
-    s->graph = graph_send_mail(s->srv->http, &g, &src, s->sid, submit_graph_cb, s);
+    s->graph = graph_send_mail(s->ctx->http, &g, &src, s->sid, submit_graph_cb, s);
     if (s->graph == NULL)
         submit_finish(s, "451 4.3.0 Could not start the Graph request, try again later");
 }
@@ -534,7 +534,7 @@ static void submit_attempt(struct submit *s)
     submit_enter_state(s, SUBMIT_STATE_TOKEN);
     submit_hold(s);
     struct token_wait *w =
-        token_get_scope(s->srv->tokens, a, submit_scope(s), 0, s->sid, submit_token_cb, s);
+        token_get_scope(s->ctx->tokens, a, submit_scope(s), 0, s->sid, submit_token_cb, s);
     if (!s->freed && s->state == SUBMIT_STATE_TOKEN && s->token == NULL)
         s->token_wait = w;
     submit_release(s);
@@ -552,7 +552,7 @@ static void submit_smtp_start(struct submit *s)
     /* SMTP reads the envelope: no Bcc: line is added. */
     capture_set_prefix(s->cap, "", 0);
     submit_enter_state(s, SUBMIT_STATE_SMTP);
-    s->smtp = submit_smtp_new(s->srv, s->acct, s->sid, s->mail_from, s->rcpts, s->n_rcpts,
+    s->smtp = submit_smtp_new(s->ctx, s->acct, s->sid, s->mail_from, s->rcpts, s->n_rcpts,
                               s->cap, submit_smtp_finished_cb, s);
     if (s->smtp == NULL) {
         submit_finish(s, "451 4.3.1 Out of memory, try again later");

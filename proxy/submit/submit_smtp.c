@@ -200,7 +200,7 @@ static void submit_smtp_login_cb(void *arg, enum upstream_failure f, const char 
     smtp_upstream_command(t->up, line, (size_t)n, submit_smtp_reply_cb);
 }
 
-struct submit_smtp *submit_smtp_new(struct server *srv, const struct config_account *acct,
+struct submit_smtp *submit_smtp_new(struct proxy_context *ctx, const struct config_account *acct,
                                     const char *sid, const char *mail_from, char *const *rcpts,
                                     size_t n_rcpts, struct capture *cap, submit_smtp_done_cb cb,
                                     void *arg)
@@ -217,7 +217,7 @@ struct submit_smtp *submit_smtp_new(struct server *srv, const struct config_acco
     t->cap = cap;
     t->cb = cb;
     t->arg = arg;
-    t->up = smtp_upstream_new(srv, acct, t->sid, submit_smtp_event_cb, t);
+    t->up = smtp_upstream_new(ctx, acct, t->sid, submit_smtp_event_cb, t);
     if (t->up == NULL) {
         free(t);
         return NULL;

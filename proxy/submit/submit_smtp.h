@@ -16,7 +16,7 @@
 #include "config.h"
 #include "message_capture.h"
 
-struct server;
+struct proxy_context;
 struct submit_smtp;
 
 /* reply: one SMTP reply line without CRLF. Called once; the callee may free the transaction
@@ -26,7 +26,7 @@ typedef void (*submit_smtp_done_cb)(void *arg, const char *reply);
 /* mail_from, rcpts and cap are the caller's and must stay until the callback or the free. NULL
  * when out of memory. Nothing runs before submit_smtp_run, so the caller can keep the pointer
  * first. */
-struct submit_smtp *submit_smtp_new(struct server *srv, const struct config_account *acct,
+struct submit_smtp *submit_smtp_new(struct proxy_context *ctx, const struct config_account *acct,
                                     const char *sid, const char *mail_from, char *const *rcpts,
                                     size_t n_rcpts, struct capture *cap, submit_smtp_done_cb cb,
                                     void *arg);

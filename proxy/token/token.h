@@ -26,13 +26,7 @@
 
 #include "config.h"
 #include "http.h"
-
-enum token_status {
-    TOKEN_OK,
-    TOKEN_TEMPFAIL,     /* endpoint down, timeout, 5xx, 429: retry later */
-    TOKEN_NEEDS_SIGNIN, /* invalid_grant, no refresh token: run `xoauthd auth ACCOUNT` */
-    TOKEN_MISCONFIGURED /* invalid_client, bad scope, unsupported flow: fix the config */
-};
+#include "token_status.h"
 
 #define TOKEN_FORCE_REFRESH 0x1 /* ignore the cache: the upstream rejected the cached token */
 

@@ -9,7 +9,6 @@
 #include "imap_parse.h"
 #include "line.h"
 #include "log.h"
-#include "server.h"
 
 /* a response line; capability lists are a few hundred bytes */
 #define IMAP_UPSTREAM_LINE_MAX (32 * 1024)
@@ -75,13 +74,14 @@ static void imap_upstream_enter_state(struct imap_upstream *up, enum imap_upstre
     up->state = st;
 }
 
-struct imap_upstream *imap_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg)
+struct imap_upstream *imap_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg)
 {
     struct imap_upstream *up = calloc(1, sizeof *up);
     if (up == NULL)
         return NULL;
-    upstream_base_init(&up->base, srv, acct, &acct->provider->imap, "imap", sid, &imap_upstream_ops,
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->imap, "imap", sid, &imap_upstream_ops,
                        arg, IMAP_UPSTREAM_CONNECT_TIMEOUT_MS, IMAP_UPSTREAM_REPLY_TIMEOUT_MS);
     up->state = IMAP_UPSTREAM_STATE_NEW;
     return up;

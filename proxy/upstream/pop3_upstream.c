@@ -8,7 +8,6 @@
 
 #include "line.h"
 #include "log.h"
-#include "server.h"
 
 /* RFC 2449: responses up to 512 octets; a challenge is longer */
 #define POP3_UPSTREAM_LINE_MAX 4096
@@ -69,13 +68,14 @@ static void pop3_upstream_enter_state(struct pop3_upstream *up, enum pop3_upstre
     up->state = st;
 }
 
-struct pop3_upstream *pop3_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg)
+struct pop3_upstream *pop3_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg)
 {
     struct pop3_upstream *up = calloc(1, sizeof *up);
     if (up == NULL)
         return NULL;
-    upstream_base_init(&up->base, srv, acct, &acct->provider->pop3, "pop3", sid, &pop3_upstream_ops,
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->pop3, "pop3", sid, &pop3_upstream_ops,
                        arg, POP3_UPSTREAM_CONNECT_TIMEOUT_MS, POP3_UPSTREAM_REPLY_TIMEOUT_MS);
     up->state = POP3_UPSTREAM_STATE_NEW;
     return up;

@@ -9,7 +9,7 @@
 #include "conn.h"
 #include "line.h"
 #include "log.h"
-#include "server.h"
+#include "proxy_context.h"
 
 #define SMTP_UPSTREAM_REPLY_LINE_MAX 2048
 #define SMTP_UPSTREAM_REPLY_MAX (64 * 1024)
@@ -103,16 +103,16 @@ static void smtp_upstream_enter_state(struct smtp_upstream *up, enum smtp_upstre
     up->state = st;
 }
 
-struct smtp_upstream *smtp_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, smtp_upstream_event_cb event_cb,
-                                        void *arg)
+struct smtp_upstream *smtp_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        smtp_upstream_event_cb event_cb, void *arg)
 {
     /* Zeroing the 64 KB reply buffer cost more than the rest of a login (callgrind). */
     struct smtp_upstream *up = malloc(sizeof *up);
     if (up == NULL)
         return NULL;
     memset(up, 0, offsetof(struct smtp_upstream, reply));
-    upstream_base_init(&up->base, srv, acct, &acct->provider->smtp, "smtp", sid, &smtp_upstream_ops,
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->smtp, "smtp", sid, &smtp_upstream_ops,
                        arg, SMTP_UPSTREAM_CONNECT_TIMEOUT_MS, SMTP_UPSTREAM_REPLY_TIMEOUT_MS);
     up->event_cb = event_cb;
     up->state = SMTP_UPSTREAM_STATE_NEW;
@@ -265,7 +265,7 @@ static void smtp_upstream_handle_reply(struct smtp_upstream *up, int code)
             return;
         }
         smtp_upstream_enter_state(up, SMTP_UPSTREAM_STATE_EHLO);
-        smtp_upstream_send_line(up, "EHLO", up->base.srv->hostname);
+        smtp_upstream_send_line(up, "EHLO", up->base.ctx->hostname);
         return;
     case SMTP_UPSTREAM_STATE_EHLO:
     case SMTP_UPSTREAM_STATE_EHLO_TLS:
@@ -422,7 +422,7 @@ static void smtp_upstream_starttls_done(struct upstream_base *b)
     struct smtp_upstream *up = (struct smtp_upstream *)b;
     /* RFC 3207: forget everything learned before TLS and ask again. */
     smtp_upstream_enter_state(up, SMTP_UPSTREAM_STATE_EHLO_TLS);
-    smtp_upstream_send_line(up, "EHLO", b->srv->hostname);
+    smtp_upstream_send_line(up, "EHLO", b->ctx->hostname);
 }
 
 static void smtp_upstream_readable(struct upstream_base *b)

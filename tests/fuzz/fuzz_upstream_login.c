@@ -48,13 +48,13 @@ void conn_set_timeout(struct conn *c, uint64_t ms)
 }
 
 /* ---- stubs for upstream.c ---- */
-void upstream_base_init(struct upstream_base *b, struct server *srv,
+void upstream_base_init(struct upstream_base *b, struct proxy_context *ctx,
                         const struct config_account *acct, const struct config_endpoint *ep,
                         const char *proto, const char *sid, const struct upstream_ops *ops,
                         void *arg, uint64_t connect_ms, uint64_t reply_ms)
 {
     memset(b, 0, sizeof *b);
-    b->srv = srv;
+    b->ctx = ctx;
     b->acct = acct;
     b->ep = ep;
     b->proto = proto;
