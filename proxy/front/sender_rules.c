@@ -127,6 +127,12 @@ static size_t sender_header_end(const char *h, size_t len, size_t i)
 static int sender_header_is(const char *h, size_t start, size_t end, const char *name)
 {
     size_t n = strlen(name), i = start;
+    /* On the relay path the filter sees the dot-stuffed stream, where ".From:" is the line
+     * "From:" once the receiver takes the first dot away (RFC 5321 4.5.2): one leading dot is
+     * skipped. In the unstuffed capture ".From" is no field a strict parser knows, and
+     * dropping it costs nothing, like the WSP cases above. */
+    if (i < end && h[i] == '.')
+        i++;
     while (i < end && sender_is_wsp(h[i]))
         i++;
     if (end - i <= n || strncasecmp(h + i, name, n) != 0)

@@ -100,6 +100,25 @@ class SenderRules(RigTestCase):
             with self.subTest(what):
                 self.check_one_from(lines, reply_to)
 
+    def test_from_behind_a_stuffing_dot_is_replaced(self):
+        # On the wire ".From:" is the line "From:" (RFC 5321 4.5.2: the receiver removes the
+        # first dot of a line): smtplib would stuff it once more, so the DATA goes raw.
+        mid = R.make_message_id("dotfrom")
+        raw_data = ("To: <%s>\r\n.From: ceo@example.com\r\nSubject: dot\r\nMessage-ID: <%s>\r\n"
+                    "\r\nbody\r\n.\r\n" % (MAILBOX2, mid)).encode()
+        with smtplib.SMTP("127.0.0.1", self.x.port("plain"), timeout=30) as s:
+            s.ehlo("printer.local")
+            self.assertEqual(s.mail(DEVICE)[0], 250)
+            self.assertEqual(s.rcpt(MAILBOX2)[0], 250)
+            self.assertEqual(s.docmd("DATA")[0], 354)
+            s.send(raw_data)
+            self.assertEqual(s.getreply()[0], 250)
+        raw = self.rig.wait_for_message_id(MAILBOX2, mid)
+        hdrs = R.split_message(raw)[0]
+        froms = re.findall(rb"(?im)^\.?from[ \t]*:[ \t]*(.*)$", hdrs)
+        self.assertEqual(froms, [MAILBOX2.encode() + b"\r"], raw)
+        self.assertEqual(R.header_value(raw, "Reply-To"), "ceo@example.com")
+
     def test_display_name_cannot_add_an_address(self):
         # account-with-name keeps the name, quoted when it is no phrase: written as it came,
         # "boss@example.com," in front of <mailbox> would make the From: a list of two.

@@ -240,6 +240,16 @@ static void test_every_from(void)
      * From: after it is seen. */
     check_filter(&acct, "From: a@x\r\n..X: y\r\nFrom: b@y\r\n\r\nb\r\n.\r\n",
                  "From: scanner@contoso.com\r\nReply-To: a@x\r\n..X: y\r\n\r\nb\r\n.\r\n");
+    /* A From: (or Reply-To:) behind a stuffing dot is what the provider reads once it takes
+     * the dot away (RFC 5321 4.5.2): replaced like any other. "..From:" is the field ".From"
+     * after unstuffing, and kept. */
+    check_filter(&acct, ".From: ceo@victim.com\r\nSubject: x\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: ceo@victim.com\r\nSubject: x\r\n"
+                 "\r\nb\r\n.\r\n");
+    check_filter(&acct, "From: a@x\r\n.From: ceo@victim.com\r\n.Reply-To: r@x\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\n.Reply-To: r@x\r\n\r\nb\r\n.\r\n");
+    check_filter(&acct, "From: a@x\r\n..From: y\r\n\r\nb\r\n.\r\n",
+                 "From: scanner@contoso.com\r\nReply-To: a@x\r\n..From: y\r\n\r\nb\r\n.\r\n");
     /* In the unstuffed stream a "." line inside the block is a line of the message, not its
      * end. */
     check_filter(&acct, "From: a@x\r\n.\r\nFrom: b@y\r\n\r\nb\r\n",
