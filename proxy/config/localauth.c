@@ -19,6 +19,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "base64.h"
 #include "sasl.h"
 #include "tty_line.h"
 
@@ -103,24 +104,7 @@ static struct localauth_queue localauth_urgent, localauth_normal;
 /* PHC strings use unpadded base64; padded input is accepted too. */
 static long localauth_b64_decode(const char *s, size_t len, uint8_t *out, size_t outsz)
 {
-    char buf[128];
-    if (len == 0 || len + 3 > sizeof buf)
-        return -1;
-    memcpy(buf, s, len);
-    while (len % 4 != 0)
-        buf[len++] = '=';
-    return sasl_base64_decode(buf, len, out, outsz);
-}
-
-static char *localauth_b64_encode(const uint8_t *in, size_t len)
-{
-    char *s = sasl_base64_encode(in, len);
-    if (s != NULL) {
-        size_t n = strlen(s);
-        while (n > 0 && s[n - 1] == '=')
-            s[--n] = '\0';
-    }
-    return s;
+    return len == 0 ? -1 : base64_decode(s, len, out, outsz, BASE64_NOPAD);
 }
 
 /* Parses "name=NUMBER" at *p (advancing it) into *out; max bounds the value. */
@@ -280,8 +264,8 @@ char *localauth_hash(const char *password, size_t len)
         goto fail;
     if (localauth_kdf(&pp, password, len, pp.key, pp.key_len) < 0)
         goto fail;
-    salt_b64 = localauth_b64_encode(pp.salt, pp.salt_len);
-    key_b64 = localauth_b64_encode(pp.key, pp.key_len);
+    salt_b64 = base64_encode(pp.salt, pp.salt_len, BASE64_NOPAD);
+    key_b64 = base64_encode(pp.key, pp.key_len, BASE64_NOPAD);
     if (salt_b64 == NULL || key_b64 == NULL)
         goto fail;
     size_t sz = strlen(salt_b64) + strlen(key_b64) + 64;

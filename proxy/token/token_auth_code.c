@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "log.h"
 
 #define TOKEN_AC_DEFAULT_TIMEOUT_S 300u
@@ -85,7 +86,7 @@ int token_pkce_challenge(const char *verifier, char out[TOKEN_PKCE_LEN + 1])
     if (verifier == NULL ||
         EVP_Digest(verifier, strlen(verifier), d, &n, EVP_sha256(), NULL) != 1 || n != 32)
         return -1;
-    c = token_b64url(d, n);
+    c = base64_encode(d, n, BASE64_URL | BASE64_NOPAD);
     if (c == NULL || strlen(c) != TOKEN_PKCE_LEN) {
         free(c);
         return -1;

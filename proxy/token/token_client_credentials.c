@@ -23,6 +23,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "base64.h"
+
 #define TOKEN_ASSERTION_LIFETIME 300
 #define TOKEN_ASSERTION_JTI_BYTES 18
 
@@ -61,7 +63,7 @@ static char *token_cc_thumbprint(X509 *x, const EVP_MD *md)
     unsigned int n = 0;
     if (X509_digest(x, md, d, &n) != 1)
         return NULL;
-    return token_b64url(d, n);
+    return base64_encode(d, n, BASE64_URL | BASE64_NOPAD);
 }
 
 struct token_client_cert *token_client_cert_load(const char *cert_path, const char *key_path,
@@ -154,7 +156,7 @@ static char *token_cc_json_escape(char *out, size_t outsz, const char *s)
 
 static char *token_cc_b64url_str(const char *s)
 {
-    return token_b64url((const unsigned char *)s, strlen(s));
+    return base64_encode((const unsigned char *)s, strlen(s), BASE64_URL | BASE64_NOPAD);
 }
 
 char *token_client_assertion(const struct token_client_cert *c, const char *client_id,
@@ -199,7 +201,7 @@ char *token_client_assertion(const struct token_client_cert *c, const char *clie
     if (sig == NULL ||
         EVP_DigestSign(md, sig, &siglen, (const unsigned char *)input, inlen) != 1)
         goto done;
-    sig64 = token_b64url(sig, siglen);
+    sig64 = base64_encode(sig, siglen, BASE64_URL | BASE64_NOPAD);
     if (sig64 == NULL)
         goto done;
     out = malloc(inlen + 1 + strlen(sig64) + 1);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "http.h"
 
 void token_form_init(struct token_form *f)
@@ -105,42 +106,13 @@ const struct token_grant *token_grant_for(enum config_flow flow)
     return NULL;
 }
 
-char *token_b64url(const unsigned char *in, size_t len)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    size_t o = 0, i = 0;
-    if (out == NULL)
-        return NULL;
-    for (; i + 2 < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = alphabet[(v >> 6) & 63];
-        out[o++] = alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return out;
-}
-
 char *token_random_b64url(size_t n)
 {
     unsigned char buf[64];
     char *out;
     if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1)
         return NULL;
-    out = token_b64url(buf, n);
+    out = base64_encode(buf, n, BASE64_URL | BASE64_NOPAD);
     OPENSSL_cleanse(buf, sizeof buf);
     return out;
 }

@@ -25,6 +25,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "base64.h"
 #include "log.h"
 
 /* Far above any real refresh token (Microsoft's are about 1.5 KiB); bounds every read. */
@@ -116,48 +117,6 @@ static void token_store_info_init(struct token_store_info *info)
 {
     memset(info, 0, sizeof *info);
     info->key_kind = -1;
-}
-
-/* ---- base64 (standard alphabet, padded) ---- */
-
-static char *token_store_b64(const unsigned char *in, size_t len)
-{
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(cap);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    return out;
-}
-
-/* Decodes exactly len characters; returns the byte count or -1. */
-static long token_store_unb64(const char *in, size_t len, unsigned char *out, size_t outsz)
-{
-    size_t pad = 0;
-    int n;
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > outsz)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '+' || c == '/' || (c == '=' && i >= len - 2);
-        if (!ok)
-            return -1;
-    }
-    if (in[len - 1] == '=')
-        pad++;
-    if (in[len - 2] == '=')
-        pad++;
-    if (pad == 1 && in[len - 2] == '=')
-        return -1;
-    n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0 || (size_t)n < pad)
-        return -1;
-    /* Canonical only: unused low bits in the last character must be zero, so that every
-     * changed character of a file changes the bytes it stands for. */
-    char *again = token_store_b64(out, (size_t)n - pad);
-    int same = again != NULL && strlen(again) == len && memcmp(again, in, len) == 0;
-    free(again);
-    return same ? (long)((size_t)n - pad) : -1;
 }
 
 /* ---- small file helpers ---- */
@@ -354,7 +313,7 @@ static int token_store_keyfile_read(const char *dir, unsigned char key[TOKEN_STO
         char *b = buf + mlen + 1;
         size_t blen = strcspn(b, "\n");
         if (b[blen] == '\0' || (b[blen] == '\n' && b[blen + 1] == '\0'))
-            n = token_store_unb64(b, blen, raw, sizeof raw);
+            n = base64_decode(b, blen, raw, sizeof raw, 0);
     }
     token_store_cleanse_free(buf, cap);
     if (n != TOKEN_STORE_KEY_LEN) {
@@ -381,7 +340,7 @@ static int token_store_keyfile_get(const char *dir, unsigned char key[TOKEN_STOR
         char *b64;
         if (RAND_bytes(fresh, sizeof fresh) != 1)
             return token_store_fail(r, "random key", EIO);
-        b64 = token_store_b64(fresh, sizeof fresh);
+        b64 = base64_encode(fresh, sizeof fresh, 0);
         OPENSSL_cleanse(fresh, sizeof fresh);
         if (b64 == NULL)
             return token_store_fail(r, "malloc", ENOMEM);
@@ -537,7 +496,7 @@ static int token_store_parse(char *buf, size_t len, struct token_store_parsed *p
     unsigned char salt[48];
     if (strcmp(canon, pf->line2) != 0 || ln < 10 || ln > 22 || r < 1 || r > 32 || p < 1 ||
         p > 16 || (uint64_t)128 * r * ((uint64_t)1 << ln) > TOKEN_STORE_SCRYPT_MAX_MEM ||
-        token_store_unb64(salt64, strlen(salt64), salt, sizeof salt) != TOKEN_STORE_SALT_LEN)
+        base64_decode(salt64, strlen(salt64), salt, sizeof salt, 0) != TOKEN_STORE_SALT_LEN)
         return token_store_bad(detail, detailsz, "bad key line (scrypt cost or salt)");
     memcpy(pf->salt, salt, TOKEN_STORE_SALT_LEN);
     pf->ln = ln;
@@ -642,7 +601,7 @@ static int token_store_open(const char *dir, const char *account,
         rc = TOKEN_STORE_IOERR;
         goto done;
     }
-    n = token_store_unb64(pf->blob, pf->blob_len, blob, cap);
+    n = base64_decode(pf->blob, pf->blob_len, blob, cap, 0);
     if (n < TOKEN_STORE_NONCE_LEN + TOKEN_STORE_TAG_LEN + 1) {
         token_store_bad(info->detail, sizeof info->detail, "damaged: bad data line");
         goto done;
@@ -808,7 +767,7 @@ static int token_store_do_save(const char *dir, const char *account,
             goto done;
         snprintf(line2, sizeof line2, "kdf=keyfile");
     } else {
-        salt64 = token_store_b64(key->salt, TOKEN_STORE_SALT_LEN);
+        salt64 = base64_encode(key->salt, TOKEN_STORE_SALT_LEN, 0);
         if (salt64 == NULL) {
             token_store_fail(r, "malloc", ENOMEM);
             goto done;
@@ -830,7 +789,7 @@ static int token_store_do_save(const char *dir, const char *account,
         token_store_fail(r, "encrypt", EIO);
         goto done;
     }
-    b64 = token_store_b64(blob, blen);
+    b64 = base64_encode(blob, blen, 0);
     if (b64 == NULL) {
         token_store_fail(r, "malloc", ENOMEM);
         goto done;
