@@ -28,6 +28,7 @@
 
 #include "base64.h"
 #include "log.h"
+#include "netaddr.h"
 
 #define TOKEN_AC_DEFAULT_TIMEOUT_S 300u
 #define TOKEN_AC_MAX_REQUEST 8192u
@@ -635,7 +636,7 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
     const char *ruri = acct->redirect_uri != NULL ? acct->redirect_uri
                        : ms ? "http://localhost/" : "http://127.0.0.1/";
     if (token_ac_parse_redirect_uri(ruri, host, sizeof host, &port, &path) != 0 ||
-        !config_host_is_loopback(host)) {
+        !netaddr_host_is_loopback(host)) {
         fprintf(o->out, "xoauthd: redirect_uri must be http:// to a loopback address\n");
         goto fail;
     }

@@ -10,6 +10,7 @@
 
 #include "base64.h"
 #include "http.h"
+#include "netaddr.h"
 
 void token_form_init(struct token_form *f)
 {
@@ -138,7 +139,7 @@ int token_url_is_loopback_http(const char *url)
         return 0;
     memcpy(host, p, hlen);
     host[hlen] = '\0';
-    return config_host_is_loopback(host);
+    return netaddr_host_is_loopback(host);
 }
 
 void token_response_from_http(const struct http_response *resp, struct token_response *out)

@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "netaddr.h"
 
 #define HTTP_DEFAULT_TIMEOUT_MS 30000u
 #define HTTP_DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
@@ -342,40 +343,6 @@ static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-static int http_ipv4_is_loopback(const char *host)
-{
-    struct in_addr a;
-    if (inet_pton(AF_INET, host, &a) != 1)
-        return 0;
-    return (ntohl(a.s_addr) >> 24) == 127;
-}
-
-/* host as curl's URL parser returns it: IPv6 in brackets, maybe with a zone id. */
-static int http_host_is_loopback(const char *host)
-{
-    if (strcasecmp(host, "localhost") == 0)
-        return 1;
-    if (http_ipv4_is_loopback(host))
-        return 1;
-    if (host[0] == '[') {
-        char buf[INET6_ADDRSTRLEN + 1];
-        const char *end = strchr(host, ']');
-        size_t len = end != NULL ? (size_t)(end - host - 1) : 0;
-        struct in6_addr a6;
-        if (len == 0 || len >= sizeof buf)
-            return 0;
-        memcpy(buf, host + 1, len);
-        buf[len] = '\0';
-        if (inet_pton(AF_INET6, buf, &a6) != 1)
-            return 0;
-        if (IN6_IS_ADDR_LOOPBACK(&a6))
-            return 1;
-        if (IN6_IS_ADDR_V4MAPPED(&a6))
-            return a6.s6_addr[12] == 127;
-    }
-    return 0;
-}
-
 static size_t http_read_cb(char *buf, size_t size, size_t nmemb, void *userp)
 {
     struct http_request *req = userp;
@@ -398,11 +365,11 @@ static int http_check_url(const char *url, int need_loopback)
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
         goto done;
-    if (need_loopback && !http_host_is_loopback(host))
+    if (need_loopback && !netaddr_host_is_loopback(host))
         rc = -1;
     else if (strcasecmp(scheme, "https") == 0)
         rc = 0;
-    else if (strcasecmp(scheme, "http") == 0 && http_host_is_loopback(host))
+    else if (strcasecmp(scheme, "http") == 0 && netaddr_host_is_loopback(host))
         rc = 0;
 done:
     curl_free(scheme);
