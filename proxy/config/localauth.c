@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -66,7 +67,7 @@ struct localauth_cache_entry {
 struct localauth_req {
     uv_work_t work;
     uv_loop_t *loop;
-    struct localauth_req *next_queued; /* waiting for a hashing slot (its queue) */
+    TAILQ_ENTRY(localauth_req) queued; /* waiting for a hashing slot (in queue) */
     struct localauth_queue *queue;     /* the queue it waits in; NULL = on the pool */
     char *hash;
     char *password;
@@ -90,14 +91,15 @@ static atomic_ulong localauth_slow_runs;
  * logged in from there before) is served first, so a flood of guesses cannot push them out.
  * Loop thread only. */
 struct localauth_queue {
-    struct localauth_req *head, *tail;
+    TAILQ_HEAD(, localauth_req) reqs;
     unsigned n;
 };
 
 static unsigned localauth_max_running = LOCALAUTH_DEFAULT_RUNNING;
 static unsigned localauth_max_queued = LOCALAUTH_DEFAULT_QUEUED;
 static unsigned localauth_running;
-static struct localauth_queue localauth_urgent, localauth_normal;
+static struct localauth_queue localauth_urgent = {TAILQ_HEAD_INITIALIZER(localauth_urgent.reqs), 0};
+static struct localauth_queue localauth_normal = {TAILQ_HEAD_INITIALIZER(localauth_normal.reqs), 0};
 
 /* ---- hash string parsing ---- */
 
@@ -483,12 +485,10 @@ static int localauth_submit(struct localauth_req *req)
 
 static struct localauth_req *localauth_pop(struct localauth_queue *q)
 {
-    struct localauth_req *req = q->head;
+    struct localauth_req *req = TAILQ_FIRST(&q->reqs);
     if (req == NULL)
         return NULL;
-    q->head = req->next_queued;
-    if (q->head == NULL)
-        q->tail = NULL;
+    TAILQ_REMOVE(&q->reqs, req, queued);
     q->n--;
     req->queue = NULL;
     return req;
@@ -510,29 +510,14 @@ static void localauth_queue_pump(void)
 static void localauth_enqueue(struct localauth_queue *q, struct localauth_req *req)
 {
     req->queue = q;
-    req->next_queued = NULL;
-    if (q->tail != NULL)
-        q->tail->next_queued = req;
-    else
-        q->head = req;
-    q->tail = req;
+    TAILQ_INSERT_TAIL(&q->reqs, req, queued);
     q->n++;
 }
 
 static void localauth_dequeue(struct localauth_req *req)
 {
-    struct localauth_queue *q = req->queue;
-    struct localauth_req **pp = &q->head, *prev = NULL;
-    while (*pp != NULL && *pp != req) {
-        prev = *pp;
-        pp = &(*pp)->next_queued;
-    }
-    if (*pp == NULL)
-        return;
-    *pp = req->next_queued;
-    if (q->tail == req)
-        q->tail = prev;
-    q->n--;
+    TAILQ_REMOVE(&req->queue->reqs, req, queued);
+    req->queue->n--;
     req->queue = NULL;
 }
 

@@ -5,6 +5,7 @@
 #define XOAUTHD_LISTENER_H
 
 #include <openssl/ssl.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "config.h"
@@ -42,7 +43,7 @@ struct listener {
     /* PROXY protocol (proxy_accept.c): connections still sending their header, and the
      * socket handed to the session being created right now (listener_conn_accept). The
      * listener lives until both its admitted connections and this list are gone. */
-    struct proxy_pending *pending;
+    LIST_HEAD(, proxy_pending) pending;
     int handoff;
     int handoff_admitted; /* the handed-off socket brings its place in active with it */
     uv_os_sock_t handoff_fd;

@@ -14,7 +14,7 @@
 #include "server.h"
 
 struct proxy_pending {
-    struct proxy_pending *prev, *next; /* the listener's list */
+    LIST_ENTRY(proxy_pending) link; /* in the listener's pending */
     struct listener *l;
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -37,12 +37,7 @@ static void proxy_closed_cb(uv_handle_t *h)
     if (--p->open_handles > 0)
         return;
     struct listener *l = p->l;
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        l->pending = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
+    LIST_REMOVE(p, link);
     int admitted = p->admitted;
     free(p);
     listener_connection_closed(l, admitted);
@@ -181,10 +176,7 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
         return;
     }
     p->open_handles = 2;
-    p->next = l->pending;
-    if (l->pending != NULL)
-        l->pending->prev = p;
-    l->pending = p;
+    LIST_INSERT_HEAD(&l->pending, p, link);
     /* Counted from the start, so that connections still sending their header are bounded by
      * max_connections too; the session it becomes takes this place over. */
     listener_admit(l);
@@ -221,6 +213,7 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
 
 void proxy_accept_close_all(struct listener *l)
 {
-    for (struct proxy_pending *p = l->pending; p != NULL; p = p->next)
+    struct proxy_pending *p;
+    LIST_FOREACH(p, &l->pending, link)
         proxy_close(p);
 }

@@ -40,18 +40,13 @@ static int server_signal_setup(struct server *srv, uv_signal_t *h, int signum)
 
 void server_session_add(struct server *srv, struct session_link *link)
 {
-    link->next = srv->sessions.next;
-    link->prev = &srv->sessions;
-    srv->sessions.next->prev = link;
-    srv->sessions.next = link;
+    LIST_INSERT_HEAD(&srv->sessions, link, entry);
     srv->n_sessions++;
 }
 
 void server_session_remove(struct server *srv, struct session_link *link)
 {
-    link->prev->next = link->next;
-    link->next->prev = link->prev;
-    link->next = link->prev = NULL;
+    LIST_REMOVE(link, entry);
     srv->n_sessions--;
     if (srv->shutting_down && srv->n_sessions == 0)
         server_finish(srv);
@@ -70,7 +65,8 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg,
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->cfg = cfg;
-    srv->sessions.next = srv->sessions.prev = &srv->sessions;
+    LIST_INIT(&srv->sessions);
+    SLIST_INIT(&srv->old_gens);
     /* These handles exist first so that server_shutdown() can undo a half-done init (it
      * closes only the handles that were initialised). */
     int r = uv_timer_init(loop, &srv->grace_timer);
@@ -143,7 +139,8 @@ SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *p
 {
     SSL_CTX **slots = srv->provider_tls;
     long i = server_provider_index(srv->cfg, prov);
-    for (struct server_gen *g = srv->old_gens; i < 0 && g != NULL; g = g->next) {
+    for (struct server_gen *g = SLIST_FIRST(&srv->old_gens); i < 0 && g != NULL;
+         g = SLIST_NEXT(g, entry)) {
         slots = g->provider_tls;
         i = server_provider_index(g->cfg, prov);
     }
@@ -170,11 +167,11 @@ static void server_free_provider_tls(SSL_CTX **slots, size_t n)
 static void server_gen_freed(struct config *cfg, void *arg)
 {
     struct server *srv = arg;
-    for (struct server_gen **pg = &srv->old_gens; *pg != NULL; pg = &(*pg)->next) {
-        struct server_gen *g = *pg;
+    struct server_gen *g;
+    SLIST_FOREACH(g, &srv->old_gens, entry) {
         if (g->cfg != cfg)
             continue;
-        *pg = g->next;
+        SLIST_REMOVE(&srv->old_gens, g, server_gen, entry);
         server_free_provider_tls(g->provider_tls, cfg->n_providers);
         free(g->provider_tls);
         free(g);
@@ -188,8 +185,7 @@ void server_switch_config(struct server *srv, struct config *cfg, SSL_CTX **ptls
     struct config *old = srv->cfg;
     gen->cfg = old;
     gen->provider_tls = srv->provider_tls;
-    gen->next = srv->old_gens;
-    srv->old_gens = gen;
+    SLIST_INSERT_HEAD(&srv->old_gens, gen, entry);
     old->on_free = server_gen_freed;
     old->on_free_arg = srv;
     /* Whoever holds old may look things up in cfg from now on (session.h). */
@@ -212,7 +208,8 @@ static void server_finish(struct server *srv)
     }
     server_close_handle((uv_handle_t *)&srv->grace_timer);
     server_free_provider_tls(srv->provider_tls, srv->cfg->n_providers);
-    for (struct server_gen *g = srv->old_gens; g != NULL; g = g->next)
+    struct server_gen *g;
+    SLIST_FOREACH(g, &srv->old_gens, entry)
         server_free_provider_tls(g->provider_tls, g->cfg->n_providers);
     log_info(NULL, "event=stopped");
 }
@@ -221,9 +218,9 @@ static void server_grace_cb(uv_timer_t *t)
 {
     struct server *srv = t->data;
     log_warn(NULL, "event=shutdown_grace_over sessions=%zu", srv->n_sessions);
-    struct session_link *l = srv->sessions.next;
-    while (l != &srv->sessions) {
-        struct session_link *next = l->next;
+    struct session_link *l = LIST_FIRST(&srv->sessions);
+    while (l != NULL) {
+        struct session_link *next = LIST_NEXT(l, entry);
         l->abort(l);
         l = next;
     }
@@ -251,9 +248,9 @@ void server_shutdown(struct server *srv)
     }
     uv_timer_start(&srv->grace_timer, server_grace_cb, (uint64_t)srv->cfg->shutdown_timeout * 1000,
                    0);
-    struct session_link *l = srv->sessions.next;
-    while (l != &srv->sessions) {
-        struct session_link *next = l->next;
+    struct session_link *l = LIST_FIRST(&srv->sessions);
+    while (l != NULL) {
+        struct session_link *next = LIST_NEXT(l, entry);
         l->shutdown(l);
         l = next;
     }
@@ -269,7 +266,7 @@ void server_free(struct server *srv)
      * it (config_supersede) any superseded one still waiting for it. */
     config_release(srv->cfg);
     srv->cfg = NULL;
-    if (srv->old_gens != NULL)
+    if (!SLIST_EMPTY(&srv->old_gens))
         log_error(NULL, "event=internal_error reason=\"a superseded configuration is still "
                   "held at exit\"");
     stats_reset();

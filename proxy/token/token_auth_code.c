@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
 #include "base64.h"
 #include "log.h"
@@ -41,7 +42,7 @@ struct token_ac_conn {
     char buf[TOKEN_AC_MAX_REQUEST + 1];
     size_t len;
     int answered;
-    struct token_ac_conn *next;
+    LIST_ENTRY(token_ac_conn) link; /* in ac->conns until it closes */
 };
 
 struct token_ac_write {
@@ -54,7 +55,7 @@ struct token_ac {
     struct token_signin base; /* first; its timer gives up on the browser */
     uv_tcp_t listen4, listen6;
     int listening4, listening6;
-    struct token_ac_conn *conns;
+    LIST_HEAD(, token_ac_conn) conns;
     int open_handles; /* timer, listeners, connections */
     char verifier[TOKEN_PKCE_LEN + 1];
     char *state;
@@ -214,16 +215,9 @@ static void token_ac_conn_closed_cb(uv_handle_t *h)
 
 static void token_ac_conn_close(struct token_ac_conn *c)
 {
-    struct token_ac *ac = c->ac;
-    struct token_ac_conn **pp;
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
-    for (pp = &ac->conns; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
+    LIST_REMOVE(c, link);
     uv_close((uv_handle_t *)&c->tcp, token_ac_conn_closed_cb);
 }
 
@@ -254,9 +248,9 @@ static void token_ac_cancel(struct token_signin *s)
     token_ac_stop_listening(ac);
     /* A connection being answered closes from its write callback, so the browser still gets
      * the page; the state is freed once every handle is closed. */
-    struct token_ac_conn *c = ac->conns, *next;
+    struct token_ac_conn *c = LIST_FIRST(&ac->conns), *next;
     for (; c != NULL; c = next) {
-        next = c->next;
+        next = LIST_NEXT(c, link);
         if (!c->answered)
             token_ac_conn_close(c);
     }
@@ -486,8 +480,7 @@ static void token_ac_connection_cb(uv_stream_t *server, int status)
     }
     c->tcp.data = c;
     ac->open_handles++;
-    c->next = ac->conns;
-    ac->conns = c;
+    LIST_INSERT_HEAD(&ac->conns, c, link);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, token_ac_alloc_cb, token_ac_read_cb) != 0)
         token_ac_conn_close(c);

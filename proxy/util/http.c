@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -48,7 +49,7 @@ struct http_sock {
     uv_poll_t poll;
     struct http *http;
     curl_socket_t fd;
-    struct http_sock *prev, *next;
+    LIST_ENTRY(http_sock) link; /* in http->socks */
 };
 
 struct http_request {
@@ -66,15 +67,15 @@ struct http_request {
     void *body_arg;
     http_done_cb cb;
     void *arg;
-    struct http_request *prev, *next;
+    LIST_ENTRY(http_request) link; /* in http->reqs */
 };
 
 struct http {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    struct http_request *reqs;
-    struct http_sock *socks;
+    LIST_HEAD(, http_request) reqs;
+    LIST_HEAD(, http_sock) socks;
     unsigned open_handles; /* uv handles not yet through their close callback */
     int closing;
     int torn_down;
@@ -110,14 +111,7 @@ static void http_sock_close_cb(uv_handle_t *h)
 
 static void http_sock_unlink_close(struct http_sock *s)
 {
-    struct http *http = s->http;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        http->socks = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    LIST_REMOVE(s, link);
     /* uv_close stops the poll at once, so curl may reuse the fd number for a new socket
      * before the close callback has run. */
     uv_close((uv_handle_t *)&s->poll, http_sock_close_cb);
@@ -169,10 +163,7 @@ static int http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
         s->fd = fd;
         s->poll.data = s;
         http->open_handles++;
-        s->next = http->socks;
-        if (http->socks != NULL)
-            http->socks->prev = s;
-        http->socks = s;
+        LIST_INSERT_HEAD(&http->socks, s, link);
         curl_multi_assign(http->multi, fd, s);
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -266,17 +257,6 @@ static void http_request_free(struct http_request *req)
     free(req);
 }
 
-static void http_request_unlink(struct http_request *req)
-{
-    struct http *http = req->http;
-    if (req->prev != NULL)
-        req->prev->next = req->next;
-    else
-        http->reqs = req->next;
-    if (req->next != NULL)
-        req->next->prev = req->prev;
-    req->prev = req->next = NULL;
-}
 
 static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -537,12 +517,9 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     if (err)
         goto fail;
 
-    req->next = http->reqs;
-    if (http->reqs != NULL)
-        http->reqs->prev = req;
-    http->reqs = req;
+    LIST_INSERT_HEAD(&http->reqs, req, link);
     if (curl_multi_add_handle(http->multi, e) != CURLM_OK) {
-        http_request_unlink(req);
+        LIST_REMOVE(req, link);
         goto fail;
     }
     return req;
@@ -560,7 +537,7 @@ static void http_request_finish(struct http_request *req, CURLcode result)
     char errtext[CURL_ERROR_SIZE + 64];
 
     memset(&resp, 0, sizeof resp);
-    http_request_unlink(req);
+    LIST_REMOVE(req, link);
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
     curl_multi_remove_handle(http->multi, req->easy);
 
@@ -611,7 +588,7 @@ void http_request_cancel(struct http_request *req)
 {
     if (req == NULL)
         return;
-    http_request_unlink(req);
+    LIST_REMOVE(req, link);
     curl_multi_remove_handle(req->http->multi, req->easy);
     http_request_free(req);
 }
@@ -622,8 +599,8 @@ static void http_teardown(struct http *http)
     /* May call http_socket_cb with CURL_POLL_REMOVE for sockets it still watches. */
     curl_multi_cleanup(http->multi);
     http->multi = NULL;
-    while (http->socks != NULL)
-        http_sock_unlink_close(http->socks);
+    while (!LIST_EMPTY(&http->socks))
+        http_sock_unlink_close(LIST_FIRST(&http->socks));
     uv_close((uv_handle_t *)&http->timer, http_handle_close_cb);
 }
 
@@ -632,8 +609,8 @@ void http_close(struct http *http)
     if (http == NULL || http->closing)
         return;
     http->closing = 1;
-    while (http->reqs != NULL)
-        http_request_cancel(http->reqs);
+    while (!LIST_EMPTY(&http->reqs))
+        http_request_cancel(LIST_FIRST(&http->reqs));
     /* Inside a completion callback curl's state is still in use; http_check_done finishes. */
     if (http->dispatching == 0)
         http_teardown(http);
