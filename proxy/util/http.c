@@ -24,7 +24,6 @@
 #include "secmem.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -60,7 +59,6 @@ struct http_request {
     size_t body_len;
     char *resp;
     size_t resp_len, resp_cap, max_response;
-    long retry_after;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
     size_t (*body_read)(void *arg, char *buf, size_t len);
@@ -276,52 +274,14 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* Retry-After is delta-seconds or an HTTP-date (RFC 9110 10.2.3). Returns seconds or -1. */
-long http_retry_after_parse(const char *v, size_t len)
+long http_retry_after_seconds(curl_off_t secs)
 {
-    char buf[64];
-    while (len > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        len--;
-    }
-    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
-                       v[len - 1] == '\n'))
-        len--;
-    if (len == 0 || len >= sizeof buf)
+    if (secs <= 0)
         return -1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    if (isdigit((unsigned char)buf[0])) {
-        long secs = 0;
-        for (size_t i = 0; i < len; i++) {
-            if (!isdigit((unsigned char)buf[i]))
-                return -1;
-            if (secs > (LONG_MAX - 9) / 10)
-                return LONG_MAX / 2; /* absurd but well-formed: "very long" */
-            secs = secs * 10 + (buf[i] - '0');
-        }
-        return secs;
-    }
-    time_t when = curl_getdate(buf, NULL);
-    if (when < 0)
-        return -1;
-    time_t now = time(NULL);
-    return when > now ? (long)(when - now) : 0;
+    /* A server may send any number: keep it far from what seconds * 1000 overflows. */
+    return secs > HTTP_RETRY_AFTER_MAX ? HTTP_RETRY_AFTER_MAX : (long)secs;
 }
 
-static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *userp)
-{
-    struct http_request *req = userp;
-    size_t n = size * nmemb;
-    static const char name[] = "retry-after:";
-
-    /* A new status line (100 Continue, or a second response) starts a fresh header set. */
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
-        req->retry_after = -1;
-    else if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0)
-        req->retry_after = http_retry_after_parse(data + sizeof name - 1, n - (sizeof name - 1));
-    return n;
-}
 
 static size_t http_read_cb(char *buf, size_t size, size_t nmemb, void *userp)
 {
@@ -435,7 +395,6 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     req->http = http;
     req->cb = cb;
     req->arg = arg;
-    req->retry_after = -1;
     req->max_response = opts->max_response != 0 ? opts->max_response : HTTP_DEFAULT_MAX_RESPONSE;
     req->easy = curl_easy_init();
     if (req->easy == NULL)
@@ -459,8 +418,6 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     err |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_WRITEDATA, req) != CURLE_OK;
-    err |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb) != CURLE_OK;
-    err |= curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_response) !=
            CURLE_OK;
     if (opts->ca_file != NULL && opts->ca_file[0] != '\0') {
@@ -538,10 +495,14 @@ static void http_request_finish(struct http_request *req, CURLcode result)
 
     memset(&resp, 0, sizeof resp);
     LIST_REMOVE(req, link);
+    curl_off_t retry_after = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+    /* libcurl parses the final response's Retry-After, delta-seconds or an HTTP-date
+     * (RFC 9110 section 10.2.3); 0 when there is none or it cannot be read. */
+    curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
     curl_multi_remove_handle(http->multi, req->easy);
 
-    resp.retry_after = req->retry_after;
+    resp.retry_after = http_retry_after_seconds(retry_after);
     if (result == CURLE_OK && code > 0) {
         resp.status = (int)code;
         resp.body = req->resp != NULL ? req->resp : "";
