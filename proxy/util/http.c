@@ -579,27 +579,29 @@ void http_close(struct http *http)
 
 char *http_form_escape(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
+    /* curl_easy_escape percent-encodes all but RFC 3986's unreserved characters (ALPHA DIGIT
+     * "-._~"); the form serializer (WHATWG URL standard, application/x-www-form-urlencoded,
+     * as RFC 6749 appendix B asks) differs in three: space is '+', '*' stays, '~' is encoded. */
     size_t len = strlen(s);
-    char *out = malloc(len * 3 + 1);
-    size_t o = 0;
-
-    if (out == NULL)
+    char *esc = len <= INT_MAX ? curl_easy_escape(NULL, s, (int)len) : NULL;
+    if (esc == NULL)
         return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        /* The WHATWG urlencoded serializer's unreserved set; space becomes '+'. */
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '*' || c == '-' || c == '.' || c == '_') {
-            out[o++] = (char)c;
-        } else if (c == ' ') {
-            out[o++] = '+';
+    size_t n = strlen(esc), o = 0;
+    char *out = malloc(n * 3 + 1); /* each "~" grows to 3 */
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        if (strncmp(esc + i, "%20", 3) == 0 || strncmp(esc + i, "%2A", 3) == 0) {
+            out[o++] = esc[i + 2] == '0' ? '+' : '*';
+            i += 2;
+        } else if (esc[i] == '~') {
+            memcpy(out + o, "%7E", 3);
+            o += 3;
         } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
+            out[o++] = esc[i];
         }
     }
-    out[o] = '\0';
+    if (out != NULL)
+        out[o] = '\0';
+    OPENSSL_cleanse(esc, n); /* a refresh token or a client secret */
+    curl_free(esc);
     return out;
 }
