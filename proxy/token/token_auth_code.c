@@ -495,37 +495,16 @@ static void token_ac_timer_cb(uv_timer_t *t)
                  "no sign-in arrived in time: run `xoauthd auth` again");
 }
 
-/* Parses a loopback http redirect URI: host (without brackets) and port (0 = none given). */
-static int token_ac_parse_redirect_uri(const char *uri, char *host, size_t hostsz, int *port,
-                                       const char **path)
+/* Parses a loopback http redirect URI: host (without brackets), port (0 = none given) and
+ * the path with its query. */
+static int token_ac_parse_redirect_uri(const char *uri, struct http_url *u)
 {
-    const char *p, *hend;
-    if (uri == NULL || strncasecmp(uri, "http://", 7) != 0)
+    if (http_url_split(uri, u) != 0)
         return -1;
-    p = uri + 7;
-    if (*p == '[') {
-        hend = strchr(p, ']');
-        if (hend == NULL)
-            return -1;
-        p++;
-    } else {
-        hend = p + strcspn(p, ":/?#");
-    }
-    if (hend == p || (size_t)(hend - p) >= hostsz)
+    if (strcmp(u->scheme, "http") != 0 || u->has_userinfo) {
+        http_url_clear(u);
         return -1;
-    memcpy(host, p, (size_t)(hend - p));
-    host[hend - p] = '\0';
-    p = hend + (*hend == ']' ? 1 : 0);
-    *port = 0;
-    if (*p == ':') {
-        char *e;
-        long v = strtol(p + 1, &e, 10);
-        if (e == p + 1 || v < 0 || v > 65535)
-            return -1;
-        *port = (int)v;
-        p = e;
     }
-    *path = *p != '\0' ? p : "/";
     return 0;
 }
 
@@ -614,9 +593,10 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
 {
     const struct config_account *acct = o->acct;
     struct token_ac *ac;
-    char challenge[TOKEN_PKCE_LEN + 1], host[256], *authorize = NULL, *url = NULL;
-    const char *path = "/";
-    int port = 0, bound = 0;
+    char challenge[TOKEN_PKCE_LEN + 1], *authorize = NULL, *url = NULL;
+    struct http_url ru = {0};
+    const char *host = ru.host, *path;
+    int port, bound = 0;
     int ms = acct->provider != NULL && strcmp(acct->provider->name, "microsoft") == 0;
 
     ac = token_signin_new(sizeof *ac, o, "authorize_url",
@@ -628,11 +608,12 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
 
     const char *ruri = acct->redirect_uri != NULL ? acct->redirect_uri
                        : ms ? "http://localhost/" : "http://127.0.0.1/";
-    if (token_ac_parse_redirect_uri(ruri, host, sizeof host, &port, &path) != 0 ||
-        !netaddr_host_is_loopback(host)) {
+    if (token_ac_parse_redirect_uri(ruri, &ru) != 0 || !netaddr_host_is_loopback(host)) {
         fprintf(o->out, "xoauthd: redirect_uri must be http:// to a loopback address\n");
         goto fail;
     }
+    port = ru.port;
+    path = ru.path_query;
     if (token_pkce_verifier(ac->verifier) != 0 ||
         token_pkce_challenge(ac->verifier, challenge) != 0 ||
         (ac->state = token_random_b64url(32)) == NULL) {
@@ -688,10 +669,12 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
                    0);
     free(authorize);
     free(url);
+    http_url_clear(&ru);
     return &ac->base;
 fail:
     free(authorize);
     free(url);
+    http_url_clear(&ru);
     token_ac_cancel(&ac->base);
     return NULL;
 }

@@ -120,26 +120,12 @@ char *token_random_b64url(size_t n)
 
 int token_url_is_loopback_http(const char *url)
 {
-    char host[256];
-    const char *p;
-    size_t hlen;
-    if (url == NULL || strncasecmp(url, "http://", 7) != 0)
+    struct http_url u;
+    if (http_url_split(url, &u) != 0)
         return 0;
-    p = url + 7;
-    if (*p == '[') {
-        const char *end = strchr(p, ']');
-        if (end == NULL)
-            return 0;
-        p++;
-        hlen = (size_t)(end - p);
-    } else {
-        hlen = strcspn(p, ":/?#");
-    }
-    if (hlen == 0 || hlen >= sizeof host || memchr(p, '@', strcspn(p, "/?#")) != NULL)
-        return 0;
-    memcpy(host, p, hlen);
-    host[hlen] = '\0';
-    return netaddr_host_is_loopback(host);
+    int ok = strcmp(u.scheme, "http") == 0 && !u.has_userinfo && netaddr_host_is_loopback(u.host);
+    http_url_clear(&u);
+    return ok;
 }
 
 void token_response_from_http(const struct http_response *resp, struct token_response *out)

@@ -318,6 +318,67 @@ done:
     return rc;
 }
 
+/* Copies a curl-allocated part into out (NUL-terminated) and frees it; 0, or -1 if too long. */
+static int http_url_take(char *part, char *out, size_t outsz)
+{
+    size_t n = part != NULL ? strlen(part) : 0;
+    int rc = part != NULL && n < outsz ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, part, n + 1);
+    curl_free(part);
+    return rc;
+}
+
+int http_url_split(const char *url, struct http_url *out)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (u == NULL || url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        http_url_take(scheme, out->scheme, sizeof out->scheme) != 0 ||
+        (strcmp(out->scheme, "http") != 0 && strcmp(out->scheme, "https") != 0) ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        goto done;
+    /* "[::1]" as curl gives it: the brackets belong to the URL, not to the address. */
+    size_t hl = strlen(host);
+    int bracketed = hl >= 2 && host[0] == '[' && host[hl - 1] == ']';
+    if (hl - (bracketed ? 2 : 0) >= sizeof out->host)
+        goto done;
+    memcpy(out->host, host + bracketed, hl - (bracketed ? 2 : 0));
+    out->host[hl - (bracketed ? 2 : 0)] = '\0';
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+        out->port = atoi(port); /* curl checked it: 1 to 65535 digits only */
+    out->has_userinfo = curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto done;
+    int has_query = curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK;
+    size_t n = strlen(path) + (has_query ? 1 + strlen(query) : 0) + 1;
+    out->path_query = malloc(n);
+    if (out->path_query == NULL)
+        goto done;
+    snprintf(out->path_query, n, "%s%s%s", path, has_query ? "?" : "", has_query ? query : "");
+    rc = 0;
+done:
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_url_cleanup(u);
+    if (rc != 0)
+        http_url_clear(out);
+    return rc;
+}
+
+void http_url_clear(struct http_url *u)
+{
+    free(u->path_query);
+    memset(u, 0, sizeof *u);
+}
+
 void http_url_for_log(const char *url, char *out, size_t outsz)
 {
     /* Neither the query (may carry a secret) nor user:password@ goes into a log line. */

@@ -74,6 +74,19 @@ void http_close(struct http *http);
 #define HTTP_RETRY_AFTER_MAX (LONG_MAX / 2)
 long http_retry_after_seconds(curl_off_t secs);
 
+/* An absolute http:// or https:// URL split by libcurl's parser (curl_url; RFC 3986
+ * section 3), for the checks and rebuilds that need its parts. */
+struct http_url {
+    char scheme[8];   /* "http" or "https", lower case */
+    char host[256];   /* without the brackets of an IPv6 literal (RFC 3986 section 3.2.2) */
+    int port;         /* 0 when the URL names none */
+    int has_userinfo; /* user[:password]@ before the host */
+    char *path_query; /* the path ("/" at least) and "?query" if any; malloc'ed */
+};
+/* 0, or -1 for anything else than such a URL (or out of memory). http_url_clear frees. */
+int http_url_split(const char *url, struct http_url *out);
+void http_url_clear(struct http_url *u);
+
 /* url quoted for a log line (log_quote), without user:password@, query and fragment. */
 void http_url_for_log(const char *url, char *out, size_t outsz);
 
