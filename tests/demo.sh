@@ -21,4 +21,5 @@ fi
 cmake --build build --target xoauthd -j"$(nproc 2>/dev/null || echo 2)"
 
 export XOAUTHD_BIN="${XOAUTHD_BIN:-$PWD/build/xoauthd}"
-exec python3 tests/rig/demo.py "$@"
+export PYTHONPATH="$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
+exec python3 -m rig.demo "$@"

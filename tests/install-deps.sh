@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package xoauthd needs to build, test and run its demo.
+# Installs every Debian package xoauthd needs to build, test and run its demo, and to build
+# and check its own .deb (tests/package).
 # Dovecot and Postfix are installed without letting Debian start or configure the
 # system-wide daemons: tests and the demo run private instances on loopback.
 set -euo pipefail
@@ -12,7 +13,8 @@ pkgs=(build-essential cmake pkg-config clang gcc
       dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
       postfix swaks libnet-ssleay-perl curl isync openssl python3 ca-certificates
       libsasl2-modules systemd groff-base fail2ban
-      libnss-wrapper)
+      libnss-wrapper
+      debhelper fakeroot lintian mmdebstrap podman piuparts)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,11 +1,11 @@
 /* config: the INI file (DESIGN.md section 3) turned into one immutable struct config.
  *
- * Loading is two passes: inih's handler fills the struct and records the line of every key,
- * then a validation pass checks what only the whole file can tell (missing keys, unknown
- * providers, duplicate local users). Every problem is reported as "FILE:LINE: message" and
- * loading goes on so that one run of `xoauthd check` shows them all. Debian's libinih is built
- * with a 200-byte line limit and inline comments on; config.c feeds it through a reader that
- * keeps values out of its hands, so long refresh tokens and secrets containing ';' survive. */
+ * Loading (config_load.c) reads the file through inih into sections, applies each section's
+ * key table (config_keys.h) to its struct, then checks what only the whole file can tell
+ * (missing keys, unknown providers, duplicate local users). Every problem is reported as
+ * "FILE:LINE: message" and loading goes on so that one run of `xoauthd check` shows them all.
+ * Secrets may be kept in files of their own (NAME_file keys, config_secret_file.h), so that
+ * the main file holds none. */
 #ifndef XOAUTHD_CONFIG_H
 #define XOAUTHD_CONFIG_H
 
@@ -142,7 +142,8 @@ struct config {
     int log_syslog;        /* log_target = syslog: syslog(3), facility LOG_MAIL */
     char *user;            /* run as this user after binding (privileges.h); NULL = as started */
     char *group;           /* with user: this group instead of the user's primary group */
-    /* The first line holding a secret (config_perms.h); 0 = the file holds none. */
+    /* The first line holding a secret inline (config_perms.h; the secret rows of
+     * config_keys.h); 0 = the file holds none (NAME_file keys are no secret). */
     int secret_line;
     const char *secret_key; /* its key name (a string literal), never the value */
     size_t max_message_size; /* bytes, SIZE advertised; default 35 MiB */

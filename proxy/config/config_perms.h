@@ -1,12 +1,15 @@
 /* config_perms: the configuration file and the private key files it names hold secrets, so
  * none of them may be readable by every user on the machine.
  *
- * A configuration that holds a secret (client_secret, upstream_password, refresh_token,
- * access_token, local_password hash; config.c records the first such line) and is readable by
+ * A configuration that holds a secret (the keys marked secret in config_keys.c: client_secret,
+ * upstream_password, refresh_token, access_token, local_password hash; the loader records the
+ * first such line) and is readable by
  * others (mode & 0004) is refused by `xoauthd run`, by a reload and by `xoauthd check`, with a
  * message naming the file, its mode, the line (never the value) and the fix. Private key files
  * (tls_key of listeners, client_key of certificate-based client credentials) are refused when
- * readable by others whatever they hold. A file without secrets may be world-readable. */
+ * readable by others whatever they hold. A file without secrets may be world-readable: one
+ * whose secrets are all in NAME_file files (config_secret_file.h, which refuses those files
+ * when readable by others). */
 #ifndef XOAUTHD_CONFIG_PERMS_H
 #define XOAUTHD_CONFIG_PERMS_H
 

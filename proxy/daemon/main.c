@@ -20,6 +20,7 @@
 
 #include "authlimit.h"
 #include "config.h"
+#include "config_keys.h"
 #include "config_perms.h"
 #include "control.h"
 #include "localauth.h"
@@ -233,6 +234,12 @@ int main(int argc, char **argv)
         return control_cmd_unlock(argc - 1, argv + 1);
     if (strcmp(cmd, "tokens") == 0)
         return token_cli_tokens(argc - 1, argv + 1);
+    /* Not in the usage: the key tables as xoauthd.ini(5) text, for whoever edits the page
+     * (tests/unit/test_config_keys.c checks that the page lists the same keys). */
+    if (strcmp(cmd, "config-keys") == 0) {
+        config_keys_print_man(stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("xoauthd 0.1.0\n");
         return 0;

@@ -26,8 +26,9 @@
  * Keys: accounts with a local password need the key token_unlock derives before the store can
  * be read or written; the others use state_dir/store.key, which the store's own jobs read.
  *
- * Time is uv_now() for lifetimes (cached per loop iteration, precise enough for seconds and free
- * of system calls) and time() for what is shown to humans and signed into JWTs. */
+ * Time is token_now() for lifetimes: uv_now() (cached per loop iteration, precise enough for
+ * seconds and free of system calls) unless a test set its own clock; time() is for what is
+ * shown to humans and signed into JWTs. */
 #include "token.h"
 
 #include <openssl/crypto.h>
@@ -167,7 +168,24 @@ struct token_manager {
     struct token_cert_slot *certs;
     int busy;         /* > 0 while callbacks run */
     int free_pending; /* token_manager_free was called from a callback */
+    token_clock_fn now_ms;
 };
+
+static uint64_t token_clock_default(uv_loop_t *loop)
+{
+    return uv_now(loop);
+}
+
+/* Every lifetime and window is read through here, so a test's clock sees all of them. */
+static uint64_t token_now(const struct token_manager *tm)
+{
+    return tm->now_ms(tm->loop);
+}
+
+void token_manager_set_clock(struct token_manager *tm, token_clock_fn now_ms)
+{
+    tm->now_ms = now_ms != NULL ? now_ms : token_clock_default;
+}
 
 static const struct token_store_key token_keyfile_key = {.kind = TOKEN_KEY_FILE};
 
@@ -355,6 +373,7 @@ struct token_manager *token_manager_new(uv_loop_t *loop, struct http *http,
     tm->loop = loop;
     tm->http = http;
     tm->cfg = cfg;
+    tm->now_ms = token_clock_default;
     /* Certificates are read now, before the loop serves anyone: file reads never happen on a
      * busy loop, and a broken certificate shows up in the start-up log. */
     for (size_t i = 0; i < cfg->n_accounts; i++) {
@@ -667,7 +686,7 @@ static void token_status_update(struct token_entry *e, enum token_status st, con
 static void token_entry_fail(struct token_entry *e, enum token_status st, int http_status,
                              const struct token_response *r, long retry_after)
 {
-    uint64_t now = uv_now(e->tm->loop);
+    uint64_t now = token_now(e->tm);
     uint64_t window;
     char reason[256], desc[300], action[300], qaction[340];
 
@@ -726,7 +745,7 @@ static void token_entry_fail_local(struct token_entry *e, enum token_status st,
 
 static void token_entry_publish(struct token_entry *e)
 {
-    uint64_t now = uv_now(e->tm->loop);
+    uint64_t now = token_now(e->tm);
     uint64_t life = (uint64_t)e->pending_expires_in * 1000u;
     uint64_t margin = (uint64_t)e->acct->refresh_margin * 1000u;
 
@@ -820,7 +839,7 @@ static void token_entry_result(struct token_entry *e, const struct token_grant *
                     token_secret_free(&e->refresh_token);
                 }
                 e->rt_reload = 1;
-                e->last_reload_ms = uv_now(tm->loop); /* the store was as good as just read */
+                e->last_reload_ms = token_now(tm); /* the store was as good as just read */
             } else {
                 e->sticky = 1;
             }
@@ -1083,7 +1102,7 @@ static void token_load_cb(void *arg, int result, char *rt, const struct token_st
                 slot->neg_until = 0; /* a new sign-in: every scope may try again */
             log_info(NULL, "event=token_store_changed account=%s reason=\"a new refresh token "
                            "was stored\"", e->log_name);
-        } else if (uv_now(e->tm->loop) < e->cur->neg_until) {
+        } else if (token_now(e->tm) < e->cur->neg_until) {
             token_entry_deliver(e, e->cur->neg_status, NULL);
             return;
         }
@@ -1132,7 +1151,7 @@ static int token_entry_begin(struct token_entry *e, enum token_status *fail)
                                        token_load_cb, io) == 0) {
                 e->io = io;
                 e->state = TOKEN_ENTRY_LOADING;
-                e->last_reload_ms = uv_now(tm->loop);
+                e->last_reload_ms = token_now(tm);
                 return 0;
             }
             free(io);
@@ -1322,7 +1341,7 @@ struct token_wait *token_get_scope(struct token_manager *tm, const struct config
         return NULL;
     }
 
-    now = uv_now(tm->loop);
+    now = token_now(tm);
     if (!(flags & TOKEN_FORCE_REFRESH) && s->access_token != NULL) {
         uint64_t hard = s->margin_ms / 2 < TOKEN_MIN_LIFE_MS ? s->margin_ms / 2
                                                              : TOKEN_MIN_LIFE_MS;
@@ -1444,7 +1463,7 @@ void token_account_info(struct token_manager *tm, const char *account,
     memset(out, 0, sizeof *out);
     if (tm == NULL || account == NULL)
         return;
-    uint64_t now = uv_now(tm->loop);
+    uint64_t now = token_now(tm);
     for (const struct token_entry *e = tm->entries; e != NULL; e = e->next) {
         if (strcmp(e->name, account) != 0)
             continue;

@@ -44,6 +44,12 @@ typedef void (*token_cb)(void *arg, enum token_status status, const char *token)
 
 struct token_manager *token_manager_new(uv_loop_t *loop, struct http *http,
                                         const struct config *cfg);
+/* The clock the manager measures token lifetimes, failure windows and store re-reads with:
+ * milliseconds that never go backwards. The default is uv_now(loop). Tests set their own to
+ * step past a window instead of sleeping through it; NULL restores the default. What is shown
+ * to humans and signed into JWTs stays on time(), which must be the real one. */
+typedef uint64_t (*token_clock_fn)(uv_loop_t *loop);
+void token_manager_set_clock(struct token_manager *tm, token_clock_fn now_ms);
 /* Asks for acct's access token. When the answer is known at once (a valid cached token, a
  * static token, a failure remembered from a moment ago, a configuration error), cb runs before
  * this returns and the result is NULL. Otherwise returns a wait handle; cb runs later, once, and

@@ -18,7 +18,7 @@ Workloads (BENCHMARKS.md has the figures and the commands):
   idle   xoauthd resident memory per idle authenticated IMAP connection (1,000 and as many as
          fit its descriptor limit) against a small IMAP upstream started here, plain text and
          TLS on both sides;
-  imap   FETCH BODY.PEEK[] of a whole mailbox from the rig's real Dovecot (tests/rig/rig.py),
+  imap   FETCH BODY.PEEK[] of a whole mailbox from the rig's real Dovecot (tests/rig/mail_rig.py),
          MB/s; and SMTP to the rig's real Postfix (messages/s).
 
 --quick is the CI-sized run (small counts, one round per side): it checks that the benchmark
@@ -41,7 +41,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "rig"))
+sys.path.insert(0, os.path.join(REPO, "tests"))  # the rig package (tests/rig/)
 PASSWORD = "bench-password"
 TOKEN = "bench-static-token-" + "x" * 1000   # provider tokens are 1-2 KB
 MAILBOX = "bench@example.com"
@@ -557,8 +557,8 @@ def bench_idle(args, procs, run):
                                                      ["1000", "max"])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    import rig as rigmod
-    certs = rigmod.make_certs(os.path.join(procs.dir, "certs"))
+    import rig as R
+    certs = R.make_certs(os.path.join(procs.dir, "certs"))
     print("IMAP idle: xoauthd resident memory per idle authenticated connection "
           "(RLIMIT_NOFILE %d; xoauthd holds 2 fds per connection)" % hard)
     print("%-10s %8s %8s %12s %12s %10s" % ("tls", "conns", "held", "rss_before", "rss_after",
@@ -657,15 +657,15 @@ def imap_fetch_all(port, login_line, expect_continue=False):
 
 
 def bench_rig(args, procs, rounds, run):
-    import rig as rigmod
+    import rig as R
     os.environ["XOAUTHD_BIN"] = os.path.join(os.path.abspath(args.build), "xoauthd")
     nmsg = args.imap_messages or (20 if args.quick else 200)
     size = args.imap_size or (50 * 1024 if args.quick else 100 * 1024)
     user = "reader@example.com"
-    with rigmod.Rig() as rig:
+    with R.Rig() as rig:
         rt = rig.idp.seed_user(user)
         rig.idp.set_client("bench-cid", secret="bench-secret")
-        x = rigmod.Xoauthd(rig, log_level="warn")
+        x = R.Xoauthd(rig, log_level="warn")
         x.add_listen("imap", protocol="imap", tls="none")
         x.add_listen("smtp", protocol="smtp", tls="none")
         x.add_provider("rig", **rig.provider_settings(smtp="none"))
@@ -691,7 +691,7 @@ def bench_rig(args, procs, rounds, run):
 
         def direct(port=direct_port):
             tok = rig.idp.mint(user)
-            sasl = base64.b64encode(rigmod.xoauth2_string(user, tok).encode())
+            sasl = base64.b64encode(R.xoauth2_string(user, tok).encode())
             n, secs = imap_fetch_all(port, b"l AUTHENTICATE XOAUTH2 " + sasl + b"\r\n")
             return n / secs / 1e6
 

@@ -5,14 +5,11 @@ import base64
 import os
 import smtplib
 import subprocess
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir, read_reply  # noqa: E402
-from mock_ews_graph import MockEwsGraph  # noqa: E402
+from rig import plain_ir, read_reply
+from rig.case import RigTestCase
+from rig.mock_ews_graph import MockEwsGraph
 
 USER = "scanner@contoso.test"
 PASSWORD = "scan-pass;word"
@@ -28,27 +25,22 @@ def message(subject, to="boss@contoso.test", cc=None, body=b"hello\r\n"):
     return h.encode() + body
 
 
-class EwsGraphCase(unittest.TestCase):
+class EwsGraphCase(RigTestCase):
+    RIG = {"mail_servers": False}
+    LOCAL_PASSWORD = PASSWORD
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig(mail_servers=False).start()
-        cls.hash = rigmod.hash_password(PASSWORD)
-        try:
-            cls.mock = MockEwsGraph(cls.rig.certs, introspection_url=cls.rig.idp.introspection_url)
-        except BaseException:
-            cls.rig.close()
-            raise
+        super().setUpClass()
+        cls.mock = MockEwsGraph(cls.rig.certs, introspection_url=cls.rig.idp.introspection_url)
+        cls.addClassCleanup(cls.mock.stop)
         cls.xs = {}
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            # SIGTERM: exit status 0 and no sanitizer report in any daemon's log
-            for x in cls.xs.values():
-                x.stop()
-        finally:
-            cls.mock.stop()
-            cls.rig.close()
+        # SIGTERM: exit status 0 and no sanitizer report in any daemon's log
+        for x in cls.xs.values():
+            x.stop()
 
     def setUp(self):
         self.mock.reset()
@@ -66,7 +58,7 @@ class EwsGraphCase(unittest.TestCase):
         # and instances must not kill each other's.
         n = len(self.xs)
         user, cid = "scanner%d@contoso.test" % n, "cid%d" % n
-        x = rigmod.Xoauthd(self.rig)
+        x = self.new_class_xoauthd()
         x.user = user
         x.add_listen("smtp", tls="none")
         prov = dict(token_url=self.rig.token_url, ews_url=self.mock.ews_url,
@@ -86,7 +78,6 @@ class EwsGraphCase(unittest.TestCase):
         x.add_account("scanner", **acct)
         x.start()
         self.xs[key] = x
-        self.addClassCleanup(x.kill_if_running)
         return x
 
     def send(self, x, msg, rcpts=("boss@contoso.test",), mail_from=USER):

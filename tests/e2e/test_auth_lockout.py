@@ -16,14 +16,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir  # noqa: E402
-from fake_case import FakeSmtpUpstreamCase  # noqa: E402
+import rig as R
+from rig import plain_ir
+from rig.fake_case import FakeSmtpUpstreamCase
 
 USER = "lockout@example.com"
 PASSWORD = "lockout-pass;word-7Q"
@@ -32,7 +30,7 @@ FLOOD = 500
 
 
 class AuthLockoutTest(FakeSmtpUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def start(self, **global_opts):
@@ -125,7 +123,7 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
                            ("auth_lockout_exempt", "10.0.0.1/33"),
                            ("auth_lockout_exempt", "10.0.0.1/8"),
                            ("auth_lockout_exempt", "127.0.0.1,")):
-            y = rigmod.Xoauthd(self.rig, **{key: value})
+            y = R.Xoauthd(self.rig, **{key: value})
             y.add_listen("smtp", tls="none")
             y.write_config()
             p = subprocess.run([y.bin, "check", "-c", y.config_path], capture_output=True,
@@ -272,4 +270,4 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

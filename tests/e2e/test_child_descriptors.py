@@ -4,16 +4,13 @@ control socket, the client and upstream sockets of a relayed session, nor libcur
 to a token endpoint (libcurl before 8.17 does not set close-on-exec on its sockets). The
 command lists its own open descriptors while all of those exist; only stdin (/dev/null), stdout
 and stderr (the pipes xoauthd reads) may be there."""
-import os
-import sys
 import threading
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, PASSWORD  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, PASSWORD
+from rig.case import RigTestCase
 
 FDS_SCRIPT = r"""
 import os, sys
@@ -36,11 +33,7 @@ def login(port, user):
     return r, r.until_tag("l1")[1]
 
 
-class ChildDescriptorsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
-
+class ChildDescriptorsTest(RigTestCase):
     def test_command_child_inherits_no_socket(self):
         rig, idp = self.rig, self.rig.idp
         script = rig.path("list_fds.py")
@@ -97,4 +90,4 @@ class ChildDescriptorsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

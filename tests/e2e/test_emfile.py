@@ -9,13 +9,11 @@ import resource
 import select
 import socket
 import subprocess
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import read_reply  # noqa: E402
+import rig as R
+from rig import read_reply
+from rig.case import RigTestCase
 
 NOFILE = 64
 CLIENTS = 100  # well over what 64 descriptors hold, well under the listen backlog (511)
@@ -27,14 +25,12 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-class EmfileTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls, mail_servers=False)
-        cls.hash = rigmod.hash_password("emfile-pass")
+class EmfileTest(RigTestCase):
+    RIG = {"mail_servers": False}
+    LOCAL_PASSWORD = "emfile-pass"
 
     def start_limited(self):
-        x = rigmod.Xoauthd(self.rig, log_level="info")
+        x = R.Xoauthd(self.rig, log_level="info")
         x.add_listen("smtp", tls="none")
         x.add_provider("p", token_url=self.rig.token_url, smtp="127.0.0.1:1 none")
         x.add_account("a", local_user="a", local_password=self.hash, provider="p",
@@ -46,7 +42,7 @@ class EmfileTest(unittest.TestCase):
         def limit():
             # xoauthd raises its soft limit to the hard one at start: the hard one counts.
             resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-            rigmod._die_with_parent()
+            R._die_with_parent()
         proc = subprocess.Popen([x.bin, "run", "-c", x.config_path], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
 
@@ -156,9 +152,9 @@ class EmfileTest(unittest.TestCase):
         proc.terminate()
         self.assertEqual(proc.wait(20), 0)
         bad = [l for l in x.log_text().splitlines()
-               if any(p in l for p in rigmod.SANITIZER_PATTERNS)]
+               if any(p in l for p in R.SANITIZER_PATTERNS)]
         self.assertEqual(bad, [])
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

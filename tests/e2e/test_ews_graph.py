@@ -3,15 +3,12 @@ EWS and Graph endpoints (tests/rig/mock_ews_graph.py, schema-validated). The mes
 byte for byte, Bcc-only recipients as a Bcc: header, app-only sends with the impersonation
 header, and every provider answer must map to its SMTP reply. Large messages, fallbacks and
 clients that drop mid-DATA are in test_ews_graph_big.py."""
-import os
 import smtplib
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ews_graph_base import PASSWORD, USER, EwsGraphCase, message  # noqa: E402
-from rig import rss_kb  # noqa: E402
+from ews_graph_base import PASSWORD, USER, EwsGraphCase, message
+from rig import rss_kb
 
 
 class EwsGraphTest(EwsGraphCase):

@@ -3,15 +3,12 @@ EWS (spooled to disk on the way) and is refused by Graph (552) unless the accoun
 fallback (graph, ews / graph, smtp), SIZE is enforced, and a client that drops in the middle of
 DATA causes no request at all and leaves no spool file."""
 import hashlib
-import os
 import smtplib
 import socket
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ews_graph_base import EwsGraphCase, PASSWORD, message, plain_ir, read_reply  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402  (path set by ews_graph_base)
+from ews_graph_base import EwsGraphCase, PASSWORD, message, plain_ir, read_reply
+from rig.fake_smtp import FakeSmtp
 
 
 def big_body(size):

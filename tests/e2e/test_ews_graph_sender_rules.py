@@ -3,12 +3,9 @@
 which a line starting with "." is an ordinary line of the message: every From: of the header
 block, whatever its spelling and wherever it is, must reach the provider as one From:, the
 mailbox, with the first original address in Reply-To:."""
-import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ews_graph_base import EwsGraphCase  # noqa: E402
+from ews_graph_base import EwsGraphCase
 
 
 class EwsGraphSenderRules(EwsGraphCase):

@@ -2,14 +2,11 @@
 submit = graph: the message reaches the mock EWS / Graph endpoint with Postfix's envelope
 recipients (a Bcc-only one as Bcc:), and a temporary failure at the provider leaves the
 message in Postfix's deferred queue until a retry delivers it (never lost, never bounced)."""
-import os
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ews_graph_base import EwsGraphCase, PASSWORD, message  # noqa: E402
-from smarthost import SmartHost  # noqa: E402  (path set by ews_graph_base)
+from ews_graph_base import EwsGraphCase, PASSWORD, message
+from rig.smarthost import SmartHost
 
 
 class EwsGraphSmarthostTest(EwsGraphCase):

@@ -4,39 +4,32 @@ tests/rig/ews_probe.c: CreateItem SaveOnly (append), GetItem with MIME, CopyItem
 token. Every request is validated against Microsoft's schema by the mock."""
 import os
 import subprocess
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from mock_ews_graph import MockEwsGraph  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
+from rig.mock_ews_graph import MockEwsGraph
 
 MAILBOX = "ops@contoso.test"
 
 
 def probe_bin():
-    b = os.environ.get("XOAUTHD_BIN") or rigmod.xoauthd_bin()
+    b = os.environ.get("XOAUTHD_BIN") or R.xoauthd_bin()
     return os.path.join(os.path.dirname(b), "tests", "ews_probe")
 
 
-class EwsOpsTest(unittest.TestCase):
+class EwsOpsTest(RigTestCase):
+    RIG = {"mail_servers": False, "needs_xoauthd": False}   # ews_probe talks to the mock
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.Rig(mail_servers=False).start()
-        try:
-            cls.mock = MockEwsGraph(cls.rig.certs, introspection_url=cls.rig.idp.introspection_url)
-        except BaseException:
-            cls.rig.close()
-            raise
+        super().setUpClass()
+        cls.mock = MockEwsGraph(cls.rig.certs, introspection_url=cls.rig.idp.introspection_url)
+        cls.addClassCleanup(cls.mock.stop)
         cls.rig.idp.seed_user(MAILBOX)
         cls.token = cls.rig.idp.control("mint", username=MAILBOX)["access_token"]
         cls.dir = cls.rig.path("ews-ops")
         os.makedirs(cls.dir, exist_ok=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.mock.stop()
-        cls.rig.close()
 
     def probe(self, *args, token=None):
         r = subprocess.run([probe_bin(), self.mock.ews_url, self.rig.ca_file, token or self.token,

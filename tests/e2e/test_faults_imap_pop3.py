@@ -2,15 +2,12 @@
 up right after its greeting (temporary failure to the client: IMAP NO [UNAVAILABLE], POP3
 -ERR [SYS/TEMP]); a client that pipelines commands and never reads the replies (xoauthd's
 memory stays bounded). The token endpoint cases are in test_imap_pop3.py."""
-import os
 import socket
-import sys
 import threading
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import free_port  # noqa: E402
-from fake_case import FakeUpstreamCase  # noqa: E402
+import rig as R
+from rig import free_port
+from rig.fake_case import FakeUpstreamCase
 
 USER = "reader@example.com"
 PASSWORD = "imap-fault-pass;7"
@@ -50,12 +47,12 @@ class HangUpServer:
 
 
 class ImapPop3Faults(FakeUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def setUp(self):
         super().setUp()
-        self.socks = rigmod.closed_after(self)
+        self.socks = R.closed_after(self)
 
     def start(self, imap, pop3):
         return self.start_xoauthd({"imap": {"protocol": "imap", "tls": "none"},
@@ -116,14 +113,14 @@ class ImapPop3Faults(FakeUpstreamCase):
 
     def test_slow_reader_before_login_memory_bounded(self):
         x = self.start("127.0.0.1:%d none" % free_port(), "127.0.0.1:%d none" % free_port())
-        before = rigmod.rss_kb(x.proc.pid)
+        before = R.rss_kb(x.proc.pid)
         for name, cmd in (("imap", b"a NOOP\r\n"), ("pop", b"NOOP\r\n")):
             # (Closed for too many errors is fine too: POP3 NOOP before login.)
-            s, sent = rigmod.flood_without_reading(x.port(name), cmd, 6)
+            s, sent = R.flood_without_reading(x.port(name), cmd, 6)
             self.socks.append(s)
             self.assertLess(sent, 32 * 1024 * 1024, "%s: xoauthd kept reading (%d bytes)"
                             % (name, sent))
-        after = rigmod.rss_kb(x.proc.pid)
+        after = R.rss_kb(x.proc.pid)
         self.assertLess(after - before, 64 * 1024, "RSS grew %d kB" % (after - before))
         self.assertTrue(x.running())
         # (Close first: a graceful stop waits up to shutdown_timeout for replies to flush.)
@@ -133,4 +130,4 @@ class ImapPop3Faults(FakeUpstreamCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

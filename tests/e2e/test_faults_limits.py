@@ -9,14 +9,12 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import read_reply  # noqa: E402
-from fake_case import FakeSmtpUpstreamCase  # noqa: E402
+import rig as R
+from rig import read_reply
+from rig.fake_case import FakeSmtpUpstreamCase
 
 USER = "scanner@example.com"
 PASSWORD = "limit-pass;word-3Z"
@@ -27,7 +25,7 @@ F2B_FILTER = os.path.join(SRCDIR, "contrib", "fail2ban", "xoauthd.conf")
 
 
 class LimitsTest(FakeSmtpUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def start(self, listen=None):
@@ -81,7 +79,7 @@ class LimitsTest(FakeSmtpUpstreamCase):
                            ("max_connections_per_ip", "-1"),
                            ("tls_min_version", "1.4"),
                            ("tls_min_version", "TLSv1")):
-            x = rigmod.Xoauthd(self.rig)
+            x = R.Xoauthd(self.rig)
             x.add_listen("smtp", tls="none", **{key: value})
             x.write_config()
             p = subprocess.run([x.bin, "check", "-c", x.config_path], capture_output=True,
@@ -90,7 +88,7 @@ class LimitsTest(FakeSmtpUpstreamCase):
             self.assertIn(key, p.stderr)
             self.assertRegex(p.stderr, r":\d+: ")
         # A cipher list OpenSSL does not know stops the start with a clear message.
-        x = rigmod.Xoauthd(self.rig)
+        x = R.Xoauthd(self.rig)
         x.add_listen("smtps", tls="implicit", tls_ciphers="NO-SUCH-CIPHER")
         x.write_config()
         p = subprocess.run([x.bin, "run", "-c", x.config_path], capture_output=True,
@@ -109,7 +107,7 @@ class LimitsTest(FakeSmtpUpstreamCase):
         """With a hard descriptor limit of 64 and 100 clients, accept fails with EMFILE: xoauthd
         must neither spin nor flood the log, and must serve again once clients leave."""
         import resource
-        x = rigmod.Xoauthd(self.rig, log_level="info")
+        x = R.Xoauthd(self.rig, log_level="info")
         x.add_listen("smtp", tls="none")
         x.write_config()
         log = open(x.log_path, "ab")
@@ -169,7 +167,7 @@ class LimitsTest(FakeSmtpUpstreamCase):
 
     def test_start_raises_nofile_and_disables_core_dumps(self):
         import resource
-        x = rigmod.Xoauthd(self.rig, log_level="info")
+        x = R.Xoauthd(self.rig, log_level="info")
         x.add_listen("smtp", tls="none")
         x.write_config()
         log = open(x.log_path, "ab")
@@ -362,7 +360,7 @@ class LimitsTest(FakeSmtpUpstreamCase):
 
     def test_tls_cipher_policy(self):
         # an RSA certificate, as most devices see: static-RSA key exchange needs one
-        cert, key = rigmod.make_client_cert(os.path.join(self.rig.dir, "rsa-listener"),
+        cert, key = R.make_client_cert(os.path.join(self.rig.dir, "rsa-listener"),
                                             "listener")
         rsa = {"tls": "implicit", "tls_cert": cert, "tls_key": key}
         x = self.start({"new": dict(rsa),
@@ -387,4 +385,4 @@ class LimitsTest(FakeSmtpUpstreamCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -19,11 +19,10 @@ import os
 import socket
 import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from fake_imap_pop3 import LOGIN_CAPS, FakeMailUpstream  # noqa: E402
+import rig as R
+from rig.fake_imap_pop3 import LOGIN_CAPS, FakeMailUpstream
+from rig.case import RigTestCase
 
 USER = "relayfault@example.com"
 PASSWORD = "relay-fault-pass;9"
@@ -64,17 +63,20 @@ def hang_up(s, f):
     s.close()
 
 
-class RelayFaults(unittest.TestCase):
+class RelayFaults(RigTestCase):
+    RIG = {"mail_servers": False}
+    CLIENT_ID = "cid"
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = PASSWORD
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls, mail_servers=False)
-        cls.hash = rigmod.hash_password(PASSWORD)
-        cls.rig.idp.set_client("cid", secret=CLIENT_SECRET)
+        super().setUpClass()
         cls.imap = FakeMailUpstream("imap")
         cls.addClassCleanup(cls.imap.stop)
         cls.pop = FakeMailUpstream("pop3")
         cls.addClassCleanup(cls.pop.stop)
-        x = rigmod.Xoauthd(cls.rig)
+        x = R.Xoauthd(cls.rig)
         x.add_listen("imap", protocol="imap", tls="none", idle_timeout=3)
         x.add_listen("pop", protocol="pop3", tls="none", idle_timeout=3)
         x.add_listen("imap-default", protocol="imap", tls="none")   # 30 minutes
@@ -254,7 +256,7 @@ class RelayFaults(unittest.TestCase):
         # (On a listener with the default idle timeout: this client is silent for seconds.)
         s, f, st = self.login("imap", "imap-default")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        before = rigmod.rss_kb(self.pid)
+        before = R.rss_kb(self.pid)
         s.sendall(b"a2 FETCH 1 BODY[]\r\n")
         # The client reads nothing: the fake must come to a stop (backpressure through
         # xoauthd), with xoauthd holding no more than its buffers.
@@ -262,7 +264,7 @@ class RelayFaults(unittest.TestCase):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and still < 10:
             time.sleep(0.1)
-            peak = max(peak, rigmod.rss_kb(self.pid))
+            peak = max(peak, R.rss_kb(self.pid))
             still = still + 1 if st["sent"] == last else 0
             last = st["sent"]
         self.assertEqual(still, 10, "the provider kept sending to a client that does not read "
@@ -283,7 +285,7 @@ class RelayFaults(unittest.TestCase):
             h.update(b)
             left -= len(b)
             if left % (16 << 20) < len(b):
-                peak = max(peak, rigmod.rss_kb(self.pid))
+                peak = max(peak, R.rss_kb(self.pid))
         elapsed = time.monotonic() - t0
         self.assertEqual(f.readline(), b")\r\n")
         self.assertEqual(f.readline(), b"a2 OK FETCH completed\r\n")
@@ -352,4 +354,4 @@ class RelayFaults(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -8,16 +8,13 @@ mid-DATA with a dangling dot) and test_token_failures.py (hanging endpoint) are 
 
 Every log and reply is also searched for every secret the tests used (assert_no_secrets)."""
 import base64
-import os
 import socket
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir, free_port  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
-from fake_case import FakeUpstreamCase  # noqa: E402
+import rig as R
+from rig import plain_ir, free_port
+from rig.fake_smtp import FakeSmtp
+from rig.fake_case import FakeUpstreamCase
 
 USER = "scanner@example.com"
 PASSWORD = "fault-pass;word-7Q"
@@ -25,7 +22,7 @@ CLIENT_SECRET = "fault-client-secret-value"
 
 
 class FaultBase(FakeUpstreamCase):
-    PASSWORD = PASSWORD
+    LOCAL_PASSWORD = PASSWORD
     CLIENT_SECRET = CLIENT_SECRET
 
     def setUp(self):
@@ -50,7 +47,7 @@ class FaultBase(FakeUpstreamCase):
         return f
 
     def client(self, port):
-        c = rigmod.SmtpLines(port, timeout=30)  # keeps every reply in c.replies
+        c = R.SmtpLines(port, timeout=30)  # keeps every reply in c.replies
         self.clients.append(c)
         return c
 
@@ -324,9 +321,9 @@ class SlowReader(FaultBase):
         fake = self.fake()
         x = self.start("127.0.0.1:%d none" % fake.port)
         pid = x.proc.pid
-        before = rigmod.rss_kb(pid)
-        s, sent = rigmod.flood_without_reading(x.port("smtp"), b"NOOP\r\n", 8)
-        after = rigmod.rss_kb(pid)
+        before = R.rss_kb(pid)
+        s, sent = R.flood_without_reading(x.port("smtp"), b"NOOP\r\n", 8)
+        after = R.rss_kb(pid)
         s.close()
         # 64 MiB of NOOPs would make ~300 MiB of replies; a bounded proxy stalls far earlier.
         self.assertLess(sent, 32 * 1024 * 1024, "xoauthd kept reading from a client that "
@@ -336,4 +333,4 @@ class SlowReader(FaultBase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -5,28 +5,25 @@ login, pipelining, STARTTLS/STLS, invalid input, the failure replies (wrong pass
 endpoint down) and upstream implicit TLS. Real clients (curl, mbsync), IDLE and a 30 MB
 message are in test_imap_pop3_clients.py."""
 import imaplib
-import os
 import poplib
-import sys
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 
-class ImapPop3Test(unittest.TestCase):
+class ImapPop3Test(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.x = mc.start_proxy(cls.rig, listens={
             "imaps": {"protocol": "imap", "tls": "implicit"},
             "imap-tls": {"protocol": "imap", "tls": "starttls", "allow_plaintext_auth": "never"},
             "pop3-tls": {"protocol": "pop3", "tls": "starttls", "allow_plaintext_auth": "never"},
         })
         cls.addClassCleanup(cls.x.stop)
-        cls.msg = mc.deliver(cls.rig, "through-smtp", rigmod.tricky_body())
+        cls.msg = mc.deliver(cls.rig, "through-smtp", R.tricky_body())
 
     def imap(self, name="imap", **kw):
         r = Raw(self.x.port(name), **kw)
@@ -373,13 +370,8 @@ class ImapPop3Test(unittest.TestCase):
         self.assertTrue(r.line().startswith("+OK"))
 
 
-class FailureAndTlsTest(unittest.TestCase):
+class FailureAndTlsTest(RigTestCase):
     """Fresh xoauthd processes: nothing cached."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
-
     def test_token_endpoint_down(self):
         x = mc.start_proxy(self.rig, name="tokendown")
         self.addCleanup(x.kill_if_running)
@@ -429,4 +421,4 @@ class FailureAndTlsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

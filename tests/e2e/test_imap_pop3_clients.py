@@ -10,22 +10,21 @@ import re
 import sys
 import tempfile
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 
-class MailClientsTest(unittest.TestCase):
+class MailClientsTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.x = mc.start_proxy(cls.rig, upstream_tls="implicit", listens={
             "imaps": {"protocol": "imap", "tls": "implicit"}})
         cls.addClassCleanup(cls.x.stop)
-        cls.first = mc.deliver(cls.rig, "first", rigmod.tricky_body())
+        cls.first = mc.deliver(cls.rig, "first", R.tricky_body())
 
     def test_curl_imap_and_pop3(self):
         userpw = "%s:%s" % (LOCAL_USER, PASSWORD)
@@ -52,7 +51,7 @@ class MailClientsTest(unittest.TestCase):
         m.create("Archive")
         for i in range(12):
             box = "Archive" if i % 3 == 0 else "INBOX"
-            msg = rigmod.build_message(USER, USER, rigmod.make_message_id("sync"),
+            msg = R.build_message(USER, USER, R.make_message_id("sync"),
                                        "sync %d" % i, b"line %d\r\n" % i * (i + 1))
             m.append(box, None, None, msg)
         m.logout()
@@ -86,8 +85,8 @@ class MailClientsTest(unittest.TestCase):
         r.send("i3 IDLE\r\n")
         self.assertTrue(r.line().startswith("+"))
         before = self.rig.count_delivered(USER)
-        mid = rigmod.make_message_id("idle")
-        self.rig.send_direct_xoauth2(USER, rigmod.build_message(USER, USER, mid, "idle", b"x\r\n"))
+        mid = R.make_message_id("idle")
+        self.rig.send_direct_xoauth2(USER, R.build_message(USER, USER, mid, "idle", b"x\r\n"))
         self.assertTrue(mc.wait_for(lambda: self.rig.count_delivered(USER) > before, 20))
         delivered = time.monotonic()
         r.sock.settimeout(5)
@@ -104,7 +103,7 @@ class MailClientsTest(unittest.TestCase):
     def test_30mb_append_and_fetch(self):
         line = b"".join(b"%c" % (33 + (i * 7) % 90) for i in range(76)) + b"\r\n"
         body = line * (30 * 1024 * 1024 // len(line))
-        msg = rigmod.build_message(USER, USER, rigmod.make_message_id("big"), "big", body)
+        msg = R.build_message(USER, USER, R.make_message_id("big"), "big", body)
         digest = hashlib.sha256(msg).hexdigest()
         m = imaplib.IMAP4("127.0.0.1", self.x.port("imap"), timeout=120)
         m.login(LOCAL_USER, PASSWORD)
@@ -125,4 +124,4 @@ class MailClientsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

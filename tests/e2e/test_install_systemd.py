@@ -6,12 +6,10 @@ warning there, and would silently not harden anything)."""
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
 
 SRC = os.environ.get("XOAUTHD_SRCDIR") or R.REPO_ROOT
 

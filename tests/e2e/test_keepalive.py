@@ -7,13 +7,11 @@ TCP_KEEPINTVL and TCP_KEEPCNT on the client-side and the upstream socket of one 
 import ctypes
 import os
 import socket
-import sys
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 SYS_PIDFD_GETFD = 438          # the same number on every Linux architecture
 DETECTION_BOUND_S = 300        # idle + interval * count: a dead peer is found within 5 minutes
@@ -56,10 +54,10 @@ def keepalive(s):
             "cnt": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)}
 
 
-class KeepaliveTest(unittest.TestCase):
+class KeepaliveTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.x = mc.start_proxy(cls.rig, name="keepalive")
         cls.addClassCleanup(cls.x.stop)
 
@@ -91,4 +89,4 @@ class KeepaliveTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

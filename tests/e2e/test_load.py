@@ -30,8 +30,7 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
 
 SCALES = {"ci": (200, 1000), "sanitize": (100, 500), "full": (1000, 5000)}
 SMTP_USER = "load-sender@example.com"

@@ -16,13 +16,11 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from rig import read_reply  # noqa: E402
+import rig as R
+from rig import read_reply
+from rig.case import RigTestCase
 
 CLIENT_ID = "priv-client"
 CLIENT_SECRET = "priv-Client;secret_9f2"
@@ -36,13 +34,16 @@ def ids(name):
     return pw.pw_uid, pw.pw_gid
 
 
-class PrivilegesTest(unittest.TestCase):
+class PrivilegesTest(RigTestCase):
+    RIG = {"mail_servers": os.geteuid() == 0}
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = LOCAL_PASSWORD
+
     @classmethod
     def setUpClass(cls):
+        super().setUpClass()
         cls.root = os.geteuid() == 0
-        cls.rig = R.start_class_rig(cls, mail_servers=cls.root)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
         try:
             cls.nobody_uid = pwd.getpwnam("nobody").pw_uid
             cls.nogroup = "nogroup"
@@ -69,8 +70,7 @@ class PrivilegesTest(unittest.TestCase):
             opts["user"] = user
         if group is not None:
             opts["group"] = group
-        x = R.Xoauthd(self.rig, **opts)
-        self.addCleanup(x.kill_if_running)
+        x = self.new_xoauthd(**opts)
         os.chmod(x.dir, 0o755)
         ca = os.path.join(x.dir, "ca.crt")
         shutil.copy(self.rig.ca_file, ca)
@@ -81,7 +81,7 @@ class PrivilegesTest(unittest.TestCase):
         smtp_port = self.rig.smtp_submission_port if self.root else 1
         x.add_provider("rig", token_url=self.rig.token_url,
                        smtp="127.0.0.1:%d starttls" % smtp_port, ca_file=ca)
-        x.add_account("scanner", local_user="scanner", local_password=self.pw_hash,
+        x.add_account("scanner", local_user="scanner", local_password=self.hash,
                       provider="rig", username=self.user, flow="refresh_token",
                       client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=rt)
         return x
@@ -357,7 +357,7 @@ class PrivilegesTest(unittest.TestCase):
         x.write_config()
         os.chmod(x.config_path, 0o644)
         line, key = self.first_secret_line(x)
-        secrets = [CLIENT_SECRET, self.pw_hash]
+        secrets = [CLIENT_SECRET, self.hash]
         for cmd in ("run", "check"):
             rc, out = self.run_x(x, cmd)
             self.assertEqual(rc, 1, out)

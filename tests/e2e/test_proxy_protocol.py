@@ -4,16 +4,13 @@ proxy_trusted = ...). The address in the header - not the balancer's - decides a
 (IPv4 and IPv6), and is what the logs show. A source outside proxy_trusted is refused, and on
 an implicit-TLS listener the ClientHello that follows the header in the same segment reaches
 the TLS handshake intact (the header is read without reading past it)."""
-import os
 import socket
 import ssl
 import struct
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from fake_case import FakeSmtpCase  # noqa: E402
+import rig as R
+from rig.fake_case import FakeSmtpCase
 
 USER = "proxied@example.com"
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"

@@ -18,16 +18,13 @@ import secrets
 import signal
 import socket
 import ssl
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import procmem  # noqa: E402
-import rig as R  # noqa: E402
-from fake_imap_pop3 import FakeMailUpstream  # noqa: E402
-from test_reload_shutdown import start_notified  # noqa: E402
+from rig import procmem
+import rig as R
+from rig.fake_imap_pop3 import FakeMailUpstream
+from rig.case import RigTestCase
+from test_reload_shutdown import start_notified
 
 PASSWORD = "pw-reload-memory-" + secrets.token_hex(8)
 CLIENT_SECRET = "s3cret-reload-memory"
@@ -41,12 +38,15 @@ def fresh_secret(tag):
     return "cs-%s-%s" % (tag, secrets.token_hex(12))
 
 
-class ReloadMemory(unittest.TestCase):
+class ReloadMemory(RigTestCase):
+    RIG = {"mail_servers": False}
+    CLIENT_ID = "cid"
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = PASSWORD
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, mail_servers=False)
-        cls.hash = R.hash_password(PASSWORD)
-        cls.rig.idp.set_client("cid", secret=CLIENT_SECRET)
+        super().setUpClass()
         cls.imap = FakeMailUpstream("imap")
         cls.addClassCleanup(cls.imap.stop)
         asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

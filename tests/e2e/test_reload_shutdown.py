@@ -13,12 +13,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from fake_case import CLIENT_SECRET, FakeSmtpCase  # noqa: E402
+import rig as R
+from rig.fake_case import CLIENT_SECRET, FakeSmtpCase
 
 USER = "reload@example.com"
 
@@ -200,10 +198,9 @@ class ReloadShutdown(FakeSmtpCase):
         """A client that stopped reading has replies queued when SIGTERM comes; its 421 can never
         be written. Once shutdown_timeout is over the session is dropped and xoauthd exits,
         instead of waiting for that flush for ever."""
-        x = R.Xoauthd(self.rig, shutdown_timeout="1")
+        x = self.new_xoauthd(shutdown_timeout="1")
         x.add_listen("first", tls="none")
         x.start()
-        self.addCleanup(x.kill_if_running)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.addCleanup(s.close)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

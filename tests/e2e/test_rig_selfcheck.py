@@ -9,26 +9,22 @@ certificate is signed by the test CA but fails host-name verification for 127.0.
 """
 import base64
 import imaplib
-import os
 import poplib
 import smtplib
 import ssl
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "rig-selfcheck-client"
 CLIENT_SECRET = "s3cret;with~semicolon"
 
 
-class RigSelfCheck(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, needs_xoauthd=False)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
+class RigSelfCheck(RigTestCase):
+    RIG = {"needs_xoauthd": False}
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
 
     def refresh(self, rt):
         status, body = self.rig.idp.refresh(CLIENT_ID, rt, CLIENT_SECRET,

@@ -9,14 +9,11 @@ block is replaced, however it is spelt, so the device cannot keep an address of 
     smtplib (no AUTH, from 127.0.0.1) -> xoauthd (allow_networks = 127.0.0.0/8 -> scanner)
         -> rig Postfix (XOAUTH2) -> Dovecot; the delivered copy is read back over IMAP.
 """
-import os
 import re
 import smtplib
-import sys
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "xoauthd-sender-rules"
 MAILBOX = "scanner-rules@example.com"
@@ -24,11 +21,12 @@ MAILBOX2 = "scanner-plain@example.com"
 DEVICE = "scan@printer.local"
 
 
-class SenderRules(unittest.TestCase):
+class SenderRules(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, None)
+        super().setUpClass()
         rt = cls.rig.idp.seed_user(MAILBOX)
         x = R.Xoauthd(cls.rig)
         x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> scanner")

@@ -8,14 +8,11 @@ The MTA wants exact SMTP semantics: 4xx = retry later, 250 = the provider has th
 a temporary failure behind xoauthd (token endpoint answering 500, or xoauthd not running)
 must leave the message in the smarthost's deferred queue, and a later retry must deliver it.
 """
-import os
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-from smarthost import SmartHost  # noqa: E402
+import rig as R
+from rig.smarthost import SmartHost
+from rig.case import RigTestCase
 
 CLIENT_ID = "xoauthd-smarthost-client"
 CLIENT_SECRET = "smarthost;secret"
@@ -24,12 +21,14 @@ LOCAL_PASSWORD = "Relay-Pass;w0rd:with:colons"
 MAILBOX = "smarthost@example.com"
 
 
-class SmarthostPostfix(unittest.TestCase):
+class SmarthostPostfix(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = LOCAL_PASSWORD
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
+        super().setUpClass()
         cls.x = cls.start_xoauthd()
         cls.addClassCleanup(cls.stop_xoauthd)
         cls.sh = SmartHost(cls.rig, cls.x.port("smtp"), LOCAL_USER, LOCAL_PASSWORD).start()
@@ -47,7 +46,7 @@ class SmarthostPostfix(unittest.TestCase):
         x = R.Xoauthd(cls.rig, log_level="debug")
         x.add_listen("smtp", protocol="smtp", tls="none", allow_plaintext_auth="loopback")
         x.add_provider("rig", **cls.rig.provider_settings())
-        x.add_account("relay", local_user=LOCAL_USER, local_password=cls.pw_hash,
+        x.add_account("relay", local_user=LOCAL_USER, local_password=cls.hash,
                       provider="rig", username=MAILBOX, flow="refresh_token",
                       client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=rt,
                       scope="https://outlook.office.com/SMTP.Send offline_access")

@@ -12,18 +12,15 @@
 import os
 import re
 import smtplib
-import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "rig"))
-sys.path.insert(0, HERE)
-import rig as R  # noqa: E402
-from rig import plain_ir  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
-from ews_graph_base import EwsGraphCase, message  # noqa: E402
-import ews_graph_base  # noqa: E402
-from tokentest import LOCAL_PASSWORD, TokenTestBase  # noqa: E402
+import rig as R
+from rig import plain_ir
+from rig.fake_smtp import FakeSmtp
+from ews_graph_base import EwsGraphCase, message
+import ews_graph_base
+from tokentest import LOCAL_PASSWORD, TokenTestBase
 
 FAKE_ENDS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r"]
 LONG_BODY = b"<html><body>" + b"<p>row</p>" * 10240 + b"</body></html>\r\n"  # one 100 KB line

@@ -3,28 +3,22 @@ Gmail's error challenge, Microsoft's plain 535, an upstream that dies mid-DATA, 
 dies mid-DATA, STARTTLS and implicit TLS towards the client, pipelining, over-long lines and
 allowlisted networks. The real-server path is in test_smtp_submit.py."""
 import base64
-import os
 import smtplib
 import socket
 import ssl
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-from rig import plain_ir, read_reply  # noqa: E402
-from fake_smtp import FakeSmtp  # noqa: E402
+import rig as R
+from rig import plain_ir, read_reply
+from rig.fake_smtp import FakeSmtp
+from rig.case import RigTestCase
 
 USER = "scanner@example.com"
 PASSWORD = "scan-pass;word"
 
 
-class SmtpFrontTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
-        cls.hash = rigmod.hash_password(PASSWORD)
+class SmtpFrontTest(RigTestCase):
+    LOCAL_PASSWORD = PASSWORD
 
     def setUp(self):
         self.rig.idp.seed_user(USER)
@@ -46,7 +40,7 @@ class SmtpFrontTest(unittest.TestCase):
 
     def start_seeded(self, fake, **kw):
         rt = self.seed()
-        x = rigmod.Xoauthd(self.rig)
+        x = R.Xoauthd(self.rig)
         x.add_listen("smtp", tls="none")
         for name, opts in kw.pop("listen", {}).items():
             x.add_listen(name, **opts)
@@ -298,7 +292,7 @@ class SmtpFrontTest(unittest.TestCase):
     def test_allowlisted_network_sends_without_login(self):
         fake = self.fake()
         rt = self.seed()
-        x = rigmod.Xoauthd(self.rig)
+        x = R.Xoauthd(self.rig)
         x.add_listen("smtp", tls="none", allow_networks="127.0.0.0/8 -> scanner")
         x.add_provider("fake", token_url=self.rig.token_url, smtp="127.0.0.1:%d none" % fake.port)
         x.add_account("scanner", provider="fake", username=USER, flow="refresh_token",
@@ -313,4 +307,4 @@ class SmtpFrontTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -13,13 +13,11 @@ import base64
 import os
 import smtplib
 import subprocess
-import sys
 import time
-import unittest
 import urllib.parse
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "xoauthd-e2e-client"
 CLIENT_SECRET = "cl1ent;Secret~with.semicolon_Q7"   # a ';' must survive the INI reader
@@ -28,15 +26,15 @@ LOCAL_PASSWORD = "Scan-Pass;w0rd#7731"
 SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
 
 
-class SmtpSubmit(unittest.TestCase):
-    rig = None
+class SmtpSubmit(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = LOCAL_PASSWORD
 
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
-        if LOCAL_PASSWORD in cls.pw_hash:
+        super().setUpClass()
+        if LOCAL_PASSWORD in cls.hash:
             raise AssertionError("hash-password printed the password itself")
 
     def setUp(self):
@@ -63,7 +61,7 @@ class SmtpSubmit(unittest.TestCase):
         port = upstream_port or rig.smtp_submission_port
         x.add_provider("rig", token_url=rig.token_url,
                        smtp="127.0.0.1:%d %s" % (port, upstream), ca_file=rig.ca_file)
-        x.add_account("scanner", local_user=LOCAL_USER, local_password=self.pw_hash,
+        x.add_account("scanner", local_user=LOCAL_USER, local_password=self.hash,
                       provider="rig", username=self.user, flow="refresh_token",
                       client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                       refresh_token=self.seed_rt, scope=SCOPE, mechanism=mechanism,

@@ -13,18 +13,18 @@ import http.client
 import imaplib
 import os
 import re
+import shutil
 import smtplib
 import socket
 import stat
 import subprocess
-import sys
+import tempfile
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import USER, LOCAL_USER, PASSWORD, CLIENT_SECRET  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import USER, LOCAL_USER, PASSWORD, CLIENT_SECRET
+from rig.case import RigTestCase
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
                     r'(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*)?\})? '
@@ -55,17 +55,17 @@ def parse_prometheus(text):
     return out
 
 
-class StatusMetrics(unittest.TestCase):
+class StatusMetrics(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
+        super().setUpClass()
         cls.rt = cls.rig.idp.seed_user(USER)
         cls.rig.idp.set_client(mc.CLIENT_ID, secret=CLIENT_SECRET)
         cls.metrics_port = R.free_port()
         x = R.Xoauthd(cls.rig, metrics="127.0.0.1:%d" % cls.metrics_port)
         # A short path: sun_path holds 108 bytes and temp dirs can be long.
-        cls.sock_dir = R.tempfile.mkdtemp(prefix="xo-ctl-")
-        cls.addClassCleanup(R.shutil.rmtree, cls.sock_dir, ignore_errors=True)
+        cls.sock_dir = tempfile.mkdtemp(prefix="xo-ctl-")
+        cls.addClassCleanup(shutil.rmtree, cls.sock_dir, ignore_errors=True)
         x.global_opts["control_socket"] = os.path.join(cls.sock_dir, "c.sock")
         x.add_listen("smtp", protocol="smtp", tls="none")
         x.add_listen("imap", protocol="imap", tls="none")

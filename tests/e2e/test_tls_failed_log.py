@@ -4,23 +4,22 @@ client that does not accept xoauthd's certificate (it does not trust the CA, or 
 connects to is not in the certificate) sends a fatal alert; the line names it, says the client
 gave up, and hints at the usual cause. A handshake that xoauthd itself refuses gets no such
 hint."""
-import os
 import socket
 import ssl
-import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
 
 HINT = 'hint="the client rejected xoauthd\'s certificate'
 
 
-class TlsFailedLog(unittest.TestCase):
+class TlsFailedLog(RigTestCase):
+    RIG = {"mail_servers": False}
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, mail_servers=False)
+        super().setUpClass()
         x = R.Xoauthd(cls.rig)
         x.add_listen("smtps", tls="implicit")
         x.add_listen("imap-starttls", protocol="imap", tls="starttls")

@@ -4,12 +4,9 @@ Retry-After, and a revoked refresh token (invalid_grant). Clients get temporary 
 454 at AUTH) within token_timeout, the retry schedule is honoured (counted at the mock IdP), and
 after invalid_grant nothing is retried against the provider until `xoauthd auth` stored a new
 token, which the running daemon then picks up without a restart."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tokentest as T  # noqa: E402
+import tokentest as T
 
 
 class TokenFailures(T.TokenTestBase):

@@ -10,13 +10,11 @@ paste mode) through `xoauthd auth` driven by the test as the human would; `xoaut
 import os
 import re
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tokentest as T  # noqa: E402
-from tokentest import R  # noqa: E402
+import tokentest as T
+from tokentest import R
 
 
 class TokenGrants(T.TokenTestBase):
@@ -25,7 +23,7 @@ class TokenGrants(T.TokenTestBase):
         idp = self.rig.idp
         idp.set_client("app-secret-client", secret="app;secret-1", username=self.user)
         self.extra_secrets.add("app;secret-1")
-        x = self.make_x({"app": dict(local_user="app", local_password=self.pw_hash,
+        x = self.make_x({"app": dict(local_user="app", local_password=self.hash,
                                      flow="client_credentials", client_id="app-secret-client",
                                      client_secret="app;secret-1")})
         before = self.grant_count("client_credentials")
@@ -41,7 +39,7 @@ class TokenGrants(T.TokenTestBase):
         cert, key = R.make_client_cert(self.rig.path("appcert"), "app")
         _, other_key = R.make_client_cert(self.rig.path("appcert"), "other")
         idp.set_client_cert("app-cert-client", cert, username=self.user)
-        acct = dict(local_user="appc", local_password=self.pw_hash, flow="client_credentials",
+        acct = dict(local_user="appc", local_password=self.hash, flow="client_credentials",
                     client_id="app-cert-client", client_certificate=cert, client_key=key)
         x = self.make_x({"appc": acct})
         ok_before = idp.stats()["assertions_ok"]
@@ -71,7 +69,7 @@ class TokenGrants(T.TokenTestBase):
     def test_password_grant(self):
         self.rig.idp.seed_user(self.user, password="mailbox;pw")
         self.extra_secrets.add("mailbox;pw")
-        x = self.make_x({"ropc": dict(local_user="ropc", local_password=self.pw_hash,
+        x = self.make_x({"ropc": dict(local_user="ropc", local_password=self.hash,
                                       flow="password", client_id=T.CLIENT_ID,
                                       client_secret=T.CLIENT_SECRET,
                                       upstream_password="mailbox;pw",
@@ -86,7 +84,7 @@ class TokenGrants(T.TokenTestBase):
     def test_static_token(self):
         tok = self.rig.idp.mint(self.user, lifetime=600)
         self.extra_secrets.add(tok)
-        x = self.make_x({"st": dict(local_user="st", local_password=self.pw_hash,
+        x = self.make_x({"st": dict(local_user="st", local_password=self.hash,
                                     flow="static", access_token=tok)})
         self.send(x, "st", tag="static")
         x.stop()
@@ -100,7 +98,7 @@ class TokenGrants(T.TokenTestBase):
             f.write(tok + "\n")
         cmd = 'test "$XOAUTHD_ACCOUNT" = cmd && test "$XOAUTHD_USERNAME" = %s && cat %s' % (
             self.user, path)
-        x = self.make_x({"cmd": dict(local_user="cmd", local_password=self.pw_hash,
+        x = self.make_x({"cmd": dict(local_user="cmd", local_password=self.hash,
                                      flow="command", token_command=cmd)})
         self.send(x, "cmd", tag="command")
         x.stop()
@@ -108,7 +106,7 @@ class TokenGrants(T.TokenTestBase):
         self.assert_no_secrets(x)
 
     def test_device_code_signin(self):
-        acct = dict(local_user="dev", local_password=self.pw_hash, flow="device_code",
+        acct = dict(local_user="dev", local_password=self.hash, flow="device_code",
                     client_id=T.CLIENT_ID, client_secret=T.CLIENT_SECRET, scope=T.SCOPE)
         x = self.make_x({"dev": acct})
         # Before the sign-in: a temporary failure, and the log says what to do.
@@ -164,7 +162,7 @@ class TokenGrants(T.TokenTestBase):
         x.stop()
 
     def auth_code_account(self):
-        return dict(local_user="ac", local_password=self.pw_hash, flow="authorization_code",
+        return dict(local_user="ac", local_password=self.hash, flow="authorization_code",
                     client_id=T.CLIENT_ID, client_secret=T.CLIENT_SECRET, scope=T.SCOPE)
 
     def test_authorization_code_browser(self):
@@ -216,10 +214,10 @@ class TokenGrants(T.TokenTestBase):
         idp.set_client("app-list", secret="list-secret", username=self.user)
         self.extra_secrets.add("list-secret")
         x = self.make_x({"rt": self.refresh_account(),
-                         "app": dict(local_user="app", local_password=self.pw_hash,
+                         "app": dict(local_user="app", local_password=self.hash,
                                      flow="client_credentials", client_id="app-list",
                                      client_secret="list-secret"),
-                         "never": dict(local_user="never", local_password=self.pw_hash,
+                         "never": dict(local_user="never", local_password=self.hash,
                                        flow="device_code", client_id=T.CLIENT_ID)})
         before = self.tokens(x)
         self.assertIn("empty (the config's refresh_token seeds it", self.account_block(before, "rt"))

@@ -11,12 +11,10 @@ rig's Postfix, tokens checked by Dovecot through the mock IdP):
     store alone, and the right one still works after a restart;
   * an old unencrypted (v1) store file is read and written again encrypted."""
 import os
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tokentest as T  # noqa: E402
+import tokentest as T
 
 
 class TokenLifecycle(T.TokenTestBase):

@@ -5,16 +5,13 @@ session that sent it is rejected. Each rejection must not force a refresh of its
 sessions that are rejected while the refresh runs wait for it, and those rejected after it
 (their token is no longer the current one) retry with the new token. The whole burst costs
 exactly one request to the token endpoint, and every login succeeds."""
-import os
 import socket
-import sys
 import threading
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, USER, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, USER, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 
 def imap_login(port, results, i, start):
@@ -34,10 +31,10 @@ def imap_login(port, results, i, start):
         results[i] = "error: %s" % e
 
 
-class TokenStormTest(unittest.TestCase):
+class TokenStormTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         lim = dict(max_connections=400, max_connections_per_ip=0)
         cls.x = mc.start_proxy(cls.rig, listens={
             "imap-many": dict(protocol="imap", tls="none", **lim)})
@@ -78,4 +75,4 @@ class TokenStormTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -12,12 +12,11 @@ import os
 import socket
 import sys
 import time
-import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as rigmod  # noqa: E402
-import mail_clients as mc  # noqa: E402
-from mail_clients import Raw, LOCAL_USER, PASSWORD  # noqa: E402
+import rig as R
+from rig import mail_clients as mc
+from rig.mail_clients import Raw, LOCAL_USER, PASSWORD
+from rig.case import RigTestCase
 
 HOST = "localhost"          # plain-text upstreams are allowed to loopback names only
 NSS_WRAPPER = "/usr/lib/%s-linux-gnu/libnss_wrapper.so" % os.uname().machine
@@ -25,10 +24,10 @@ ATTEMPT_TIMEOUT_S = 5      # UPSTREAM_ATTEMPT_TIMEOUT_MS
 LOGIN_BOUND_S = 25         # generous, and below the 30 s connect timeout of one address
 
 
-class UpstreamAddressesTest(unittest.TestCase):
+class UpstreamAddressesTest(RigTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rig = rigmod.start_class_rig(cls)
+        super().setUpClass()
         cls.hosts = cls.rig.path("hosts.nss_wrapper")
         with open(cls.hosts, "w") as f:
             f.write("::1 %s\n127.0.0.1 %s\n" % (HOST, HOST))
@@ -104,7 +103,7 @@ class UpstreamAddressesTest(unittest.TestCase):
         print("blackholed first address: login took %.1f s" % took)
 
     def test_every_address_dead(self):
-        dead = rigmod.free_port(set(self.rig.ports.values()))
+        dead = R.free_port(set(self.rig.ports.values()))
         x = self.proxy(dead, "addr-dead")
         tagged, took, _ = self.login(x)
         self.assertTrue(tagged.startswith("a1 NO [UNAVAILABLE]"), tagged)
@@ -117,4 +116,4 @@ class UpstreamAddressesTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    rigmod.main()
+    R.main()

@@ -12,16 +12,14 @@ import re
 import signal
 import smtplib
 import subprocess
-import sys
 import threading
 import time
-import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rig"))
-import rig as R  # noqa: E402
+import rig as R
+from rig.case import RigTestCase
 
 CLIENT_ID = "xoauthd-token-tests"
 CLIENT_SECRET = "tok;Secret~with.semicolon_42"
@@ -36,14 +34,10 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class TokenTestBase(unittest.TestCase):
-    rig = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
-        cls.rig.idp.set_client(CLIENT_ID, CLIENT_SECRET)
-        cls.pw_hash = R.hash_password(LOCAL_PASSWORD)
+class TokenTestBase(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
+    LOCAL_PASSWORD = LOCAL_PASSWORD
 
     def setUp(self):
         self.xs = []
@@ -74,7 +68,7 @@ class TokenTestBase(unittest.TestCase):
 
     def refresh_account(self, seed=True, **extra):
         """A refresh_token account with a local password for self.user."""
-        acct = dict(local_user="u-" + self._testMethodName[:20], local_password=self.pw_hash,
+        acct = dict(local_user="u-" + self._testMethodName[:20], local_password=self.hash,
                     flow="refresh_token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                     scope=SCOPE)
         if seed:

@@ -7,7 +7,7 @@ conf/demo.ini, starts xoauthd, sends a message with swaks and AUTH LOGIN as loca
 XOAUTH2 and shows where it landed. With a terminal on stdin it then waits for Enter, so you can
 try things yourself; without one it stops at once. Everything is stopped at the end.
 
-    python3 tests/rig/demo.py [--wait | --no-wait]
+    PYTHONPATH=tests python3 -m rig.demo [--wait | --no-wait]
 """
 import argparse
 import os
@@ -16,9 +16,7 @@ import subprocess
 import sys
 import textwrap
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import rig as R  # noqa: E402
+import rig as R
 
 MAILBOX = "scanner@example.com"
 LOCAL_USER = "scanner"

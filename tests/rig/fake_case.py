@@ -1,32 +1,34 @@
-"""Test-case bases for end-to-end tests whose upstreams are fakes, beside the rig's mock token
-endpoint. The rig (and a fake) live as long as the test class and are closed by class
-cleanups, so that a subclass's setUpClass needs no try/except (rig.start_class_rig).
+"""Test-case bases (on rig.case.RigTestCase) for end-to-end tests whose upstreams are fakes,
+beside the rig's mock token endpoint. The rig (and a fake) live as long as the test class and
+are closed by class cleanups, so that a subclass's setUpClass needs no try/except.
 
   FakeSmtpCase      one FakeSmtp for the class; add_fake_account() gives an Xoauthd the
                     provider "fake" on it and one refresh-token account.
-  FakeUpstreamCase  fault tests: no mail servers at all, a local password (cls.hash), the OAuth
+  FakeUpstreamCase  fault tests: no mail servers at all, a local password (LOCAL_PASSWORD,
+                    hashed into cls.hash), the OAuth
                     client registered afresh before each test; start_xoauthd() runs an xoauthd
                     with one account on a provider "fake" the test points at its fakes.
   FakeSmtpUpstreamCase  the same with a FakeSmtp per test as the provider's SMTP (self.fake)
                     and self.socks, client sockets closed after the test."""
-import unittest
-
 import socket
 
 import rig as R
-from fake_smtp import FakeSmtp
+from rig.case import RigTestCase
+from rig.fake_smtp import FakeSmtp
 
 CLIENT_ID = "cid"
 CLIENT_SECRET = "s3cret-fake-case"  # 8+ characters: the secret scan skips shorter ones
 
 
-class FakeSmtpCase(unittest.TestCase):
+class FakeSmtpCase(RigTestCase):
+    CLIENT_ID = CLIENT_ID
+    CLIENT_SECRET = CLIENT_SECRET
+
     @classmethod
     def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls)
+        super().setUpClass()
         cls.fake = FakeSmtp()
         cls.addClassCleanup(cls.fake.stop)
-        cls.rig.idp.set_client(CLIENT_ID, secret=CLIENT_SECRET)
 
     @classmethod
     def add_fake_account(cls, x, name, username):
@@ -41,15 +43,10 @@ class FakeSmtpCase(unittest.TestCase):
         return acct
 
 
-class FakeUpstreamCase(unittest.TestCase):
-    """Subclasses set PASSWORD (the account's local password) and CLIENT_SECRET."""
-    PASSWORD = None
-    CLIENT_SECRET = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rig = R.start_class_rig(cls, mail_servers=False)
-        cls.hash = R.hash_password(cls.PASSWORD)
+class FakeUpstreamCase(RigTestCase):
+    """Subclasses set LOCAL_PASSWORD (the account's) and CLIENT_SECRET; the client CLIENT_ID is
+    registered afresh before each test, not once for the class."""
+    RIG = {"mail_servers": False}
 
     def setUp(self):
         self.rig.idp.set_client(CLIENT_ID, secret=self.CLIENT_SECRET)
@@ -60,7 +57,7 @@ class FakeUpstreamCase(unittest.TestCase):
         endpoints) and account (also its local_user) for the mailbox username; killed after
         the test if it still runs."""
         rt = self.rig.idp.seed_user(username)
-        x = R.Xoauthd(self.rig, **(global_opts or {}))
+        x = self.new_xoauthd(**(global_opts or {}))
         for name, opts in listens.items():
             x.add_listen(name, **opts)
         x.add_provider("fake", token_url=self.rig.token_url, **provider)
@@ -70,7 +67,6 @@ class FakeUpstreamCase(unittest.TestCase):
         acct.update(acct_extra)
         x.add_account(account, **acct)
         x.start()
-        self.addCleanup(x.kill_if_running)
         return x
 
 

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import time
 
-import rig as rigmod
+import rig as R
 
 USER = "reader@example.com"
 LOCAL_USER = "reader"
@@ -110,7 +110,7 @@ def start_proxy(rig, upstream_tls="none", listens=None, name=None, provider_extr
     environment."""
     rt = rig.idp.seed_user(USER)
     rig.idp.set_client(CLIENT_ID, secret=CLIENT_SECRET)
-    x = rigmod.Xoauthd(rig, name=name)
+    x = R.Xoauthd(rig, name=name)
     x.env.update(env or {})
     x.add_listen("imap", protocol="imap", tls="none")
     x.add_listen("pop3", protocol="pop3", tls="none")
@@ -133,15 +133,15 @@ _HASH = []
 
 def password_hash():
     if not _HASH:
-        _HASH.append(rigmod.hash_password(PASSWORD))
+        _HASH.append(R.hash_password(PASSWORD))
     return _HASH[0]
 
 
 def deliver(rig, subject, body=b"hello\r\n"):
     """Delivers one message to USER through Postfix (direct XOAUTH2 SMTP); returns its raw
     bytes as Dovecot stored them."""
-    mid = rigmod.make_message_id(subject)
-    rig.send_direct_xoauth2(USER, rigmod.build_message(USER, USER, mid, subject, body))
+    mid = R.make_message_id(subject)
+    rig.send_direct_xoauth2(USER, R.build_message(USER, USER, mid, subject, body))
     return rig.wait_for_message_id(USER, mid)
 
 

@@ -45,8 +45,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import secret_collect  # noqa: E402  (tokens seen, for tests/rig/secret_scan.py)
+from . import secret_collect  # (tokens seen, for tests/rig/secret_scan.py)
 
 NS = {
     "soap": "http://schemas.xmlsoap.org/soap/envelope/",

@@ -50,8 +50,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import secret_collect  # noqa: E402  (every secret issued or seen, for tests/rig/secret_scan.py)
+from . import secret_collect  # (every secret issued or seen, for tests/rig/secret_scan.py)
 
 INVALID_GRANT_DESC = ("AADSTS70008: The provided authorization code or refresh token has "
                       "expired due to inactivity. Send a new interactive authorization request "

@@ -23,6 +23,7 @@ import traceback
 ENV = "XOAUTHD_SECRET_SCAN_DIR"
 ENV_TEST = "XOAUTHD_SECRET_SCAN_TEST"  # the test's name, inherited by the rig's subprocesses
 MIN_LEN = 8
+_RIG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _lock = threading.Lock()
 _seen = set()
@@ -42,11 +43,11 @@ def test_name():
 
 
 def _origin():
-    """file:line of the nearest caller outside this module and the rig (the test's own line
-    when a test handed the secret over), else the nearest caller."""
+    """file:line of the nearest caller outside the rig package (the test's own line when a
+    test handed the secret over), else the nearest caller."""
     frames = traceback.extract_stack()[:-2]
     for fr in reversed(frames):
-        if os.path.basename(fr.filename) not in ("secret_collect.py", "rig.py"):
+        if os.path.dirname(os.path.abspath(fr.filename)) != _RIG_DIR:
             return "%s:%d" % (os.path.basename(fr.filename), fr.lineno)
     fr = frames[-1] if frames else None
     return "%s:%d" % (os.path.basename(fr.filename), fr.lineno) if fr else "?"

@@ -2,9 +2,10 @@
 """Whole-suite secret scan (issue 6): every secret the tests used, searched in every piece of
 xoauthd's output the tests produced.
 
-    secret_scan.py --reset DIR     empty the collection dir (ctest's fixture setup)
-    secret_scan.py DIR             scan it; exit 1 naming each hit (ctest's fixture cleanup)
-    secret_scan.py --self-test     plant fake secrets in a temp dir and check they are found
+    python3 -m rig.secret_scan --reset DIR   empty the collection dir (ctest's fixture setup)
+    python3 -m rig.secret_scan DIR           scan it; exit 1 naming each hit (fixture cleanup)
+    python3 -m rig.secret_scan --self-test   plant fake secrets in a temp dir, check they are found
+(with tests/ on PYTHONPATH)
 
 The collection (tests/rig/secret_collect.py) is filled while the e2e tests run with debug
 logging: DIR/secrets/*.jsonl holds every local password, refresh and access token the mock IdP
@@ -173,8 +174,7 @@ def self_test():
     """Plants fake secrets in a temp collection and checks the scan finds each planted form at
     the right line, and nothing else."""
     import io
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import secret_collect
+    from rig import secret_collect
     d = tempfile.mkdtemp(prefix="xoauthd-secret-scan-selftest-")
     old = {k: os.environ.get(k) for k in (secret_collect.ENV, secret_collect.ENV_TEST)}
     try:

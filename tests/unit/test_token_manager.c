@@ -430,6 +430,30 @@ static struct config cfg;
 static struct config_provider prov;
 static struct http *http;
 
+/* The managers' clock: the loop's time plus what the test stepped forward. Failure windows and
+ * store re-reads are measured on it, so a test crosses a 5 s window in no time at all. */
+static uint64_t clock_skip_ms;
+
+static uint64_t test_clock(uv_loop_t *l)
+{
+    return uv_now(l) + clock_skip_ms;
+}
+
+static struct token_manager *manager_new(const struct config *c)
+{
+    struct token_manager *tm = token_manager_new(&loop, http, c);
+    if (tm != NULL)
+        token_manager_set_clock(tm, test_clock);
+    return tm;
+}
+
+/* Moves the managers' clock ms forward and lets the loop run what became due. */
+static void clock_advance(uint64_t ms)
+{
+    clock_skip_ms += ms;
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
 static void acct_init(struct config_account *a, const char *name, const char *seed)
 {
     memset(a, 0, sizeof *a);
@@ -608,20 +632,9 @@ static void test_force_refresh(struct token_manager *tm)
     free(after);
 }
 
-static struct result short_r;
-
-static void short_timer_cb(uv_timer_t *t)
-{
-    struct token_manager *tm = t->data;
-    /* 1.2 s after the token came with expires_in = 2 and margin 1: within the margin, so a
-     * refresh starts in the background and the still valid token is handed out at once. */
-    CHECK(token_get(tm, &a_short, 0, NULL, result_cb, &short_r) == NULL);
-}
-
 static void test_expiry(struct token_manager *tm)
 {
-    struct result r1 = {0}, r2 = {0};
-    static uv_timer_t timer; /* must outlive its close callback */
+    struct result r1 = {0}, r2 = {0}, short_r = {0};
     int req0 = srv.requests;
     int calls0;
 
@@ -635,9 +648,10 @@ static void test_expiry(struct token_manager *tm)
     CHECK(srv.requests == req0 + 1);
 
     calls0 = total_calls;
-    uv_timer_init(&loop, &timer);
-    timer.data = tm;
-    uv_timer_start(&timer, short_timer_cb, 1200, 0);
+    /* 1.2 s after the token came with expires_in = 2 and margin 1: within the margin, so a
+     * refresh starts in the background and the still valid token is handed out at once. */
+    clock_advance(1200);
+    CHECK(token_get(tm, &a_short, 0, NULL, result_cb, &short_r) == NULL);
     CHECK(wait_for(&total_calls, calls0 + 1));
     CHECK(short_r.called == 1 && short_r.st == TOKEN_OK && strcmp(short_r.tok, r1.tok) == 0);
     CHECK(wait_for(&srv.requests, req0 + 2));
@@ -647,12 +661,11 @@ static void test_expiry(struct token_manager *tm)
     CHECK(token_get(tm, &a_short, 0, NULL, result_cb, &r3) == NULL);
     CHECK(r3.called == 1 && r3.st == TOKEN_OK && strcmp(r3.tok, r1.tok) != 0);
     CHECK(srv.requests == req0 + 2);
-    uv_close((uv_handle_t *)&timer, NULL);
 }
 
 static void test_restart(void)
 {
-    struct token_manager *tm2 = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm2 = manager_new(&cfg);
     struct result r = {0};
     char *rt = stored(state_dir, "scanner");
 
@@ -699,7 +712,7 @@ static void test_500(struct token_manager *tm)
 
 static void test_invalid_grant(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a;
     struct result r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
     int req0 = srv.requests;
@@ -719,7 +732,7 @@ static void test_invalid_grant(void)
     CHECK(r2.called == 2 && r2.st == TOKEN_NEEDS_SIGNIN);
 
     /* A second later it looks at the store again: unchanged, so still no request. */
-    run_for(1100);
+    clock_advance(1100);
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r3) != NULL);
     CHECK(wait_for(&r3.called, 1));
     CHECK(r3.st == TOKEN_NEEDS_SIGNIN);
@@ -728,7 +741,7 @@ static void test_invalid_grant(void)
     /* `xoauthd auth revoked` stored a new token: the next get uses it at once. */
     CHECK(token_store_save_sync(state_dir, "revoked", &file_key, "SIGNIN~revoked", NULL) == 0);
     srv_valid_add("SIGNIN~revoked");
-    run_for(1100);
+    clock_advance(1100);
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r4) != NULL);
     CHECK(wait_for(&r4.called, 1));
     CHECK(r4.st == TOKEN_OK);
@@ -739,7 +752,7 @@ static void test_invalid_grant(void)
 
 static void test_no_refresh_token(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a;
     struct result r = {0}, r2 = {0};
     int req0 = srv.requests;
@@ -756,7 +769,7 @@ static void test_no_refresh_token(void)
 
 static void test_timeout(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a;
     struct result r = {0};
     uint64_t t0;
@@ -777,7 +790,7 @@ static void test_timeout(void)
 
 static void test_static_and_unsupported(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a, b, c;
     struct result r = {0};
     int req0 = srv.requests;
@@ -812,7 +825,7 @@ static void test_static_and_unsupported(void)
 
 static void test_insecure_url(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_provider p = prov;
     struct config_account a;
     struct result r = {0};
@@ -876,7 +889,7 @@ static void test_http_policy(void)
 
 static void test_transport_errors(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_provider p = prov;
     struct config_account a, b;
     struct result r1 = {0}, r2 = {0};
@@ -923,7 +936,7 @@ static void test_save_failure(void)
     int req0 = srv.requests;
 
     cfg2.state_dir = bad_state; /* a plain file: every save fails */
-    tm = token_manager_new(&loop, http, &cfg2);
+    tm = manager_new(&cfg2);
     acct_init(&a, "nosave", "SEED~nosave");
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r1) != NULL);
     CHECK(wait_for(&r1.called, 1));
@@ -941,7 +954,7 @@ static void test_save_failure(void)
 
 static void test_free_in_flight(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a;
     struct result r = {0};
     int req0 = srv.requests;
@@ -979,7 +992,7 @@ static void test_free_in_callback(void)
     struct free_ctx f1 = {0}, f2 = {0};
 
     acct_init(&a, "freecb", "SEED~freecb");
-    f1.tm = token_manager_new(&loop, http, &cfg);
+    f1.tm = manager_new(&cfg);
     f2.tm = NULL;
     CHECK(token_get(f1.tm, &a, 0, NULL, free_in_cb, &f1) != NULL);
     CHECK(token_get(f1.tm, &a, 0, NULL, free_in_cb, &f2) != NULL);
@@ -999,7 +1012,7 @@ static int file_exists(const char *dir, const char *name)
 
 static void test_client_credentials(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a, b;
     struct result r1 = {0}, r2 = {0}, r3 = {0};
     char cert[400], key[400];
@@ -1057,7 +1070,7 @@ static void test_client_credentials(void)
 
 static void test_password_grant(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a, b;
     struct result r1 = {0}, r2 = {0}, r3 = {0};
     int req0 = srv.requests;
@@ -1090,7 +1103,7 @@ static void test_password_grant(void)
 
 static void test_command(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a, b, c, d, e, f;
     struct result r[8];
     uint64_t t0;
@@ -1162,7 +1175,7 @@ static void test_command(void)
 
 static void test_unlock(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a;
     struct result r1 = {0}, r2 = {0}, r3 = {0};
     char *hash = localauth_hash("local pw", 8);
@@ -1194,7 +1207,7 @@ static void test_unlock(void)
     token_manager_free(tm);
 
     /* A restarted manager (daemon) needs the password again, then reads the stored token. */
-    tm = token_manager_new(&loop, http, &cfg);
+    tm = manager_new(&cfg);
     token_unlock(tm, &a, "local pw", 8);
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r3) != NULL);
     CHECK(wait_for(&r3.called, 1));
@@ -1206,7 +1219,7 @@ static void test_unlock(void)
 
 static void test_unusable_and_plain(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a, b;
     struct result r1 = {0}, r2 = {0};
     char path[600];
@@ -1249,7 +1262,7 @@ static void test_scopes(void)
 {
     static const char graph[] = "https://graph.microsoft.com/Mail.Send offline_access";
     static const char ews[] = "https://outlook.office365.com/EWS.AccessAsUser.All offline_access";
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a;
     struct result r[8];
     int req0 = srv.requests;
@@ -1297,7 +1310,7 @@ static void test_scopes(void)
 
 static void test_backoff(void)
 {
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     struct config_account a, b;
     struct result r[6];
     int req0 = srv.requests;
@@ -1310,10 +1323,10 @@ static void test_backoff(void)
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[0]) != NULL);
     CHECK(wait_for(&r[0].called, 1));
     CHECK(r[0].st == TOKEN_TEMPFAIL && srv.requests == req0 + 1);
-    run_for(500);
+    clock_advance(500);
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[1]) == NULL); /* still in the window */
     CHECK(r[1].st == TOKEN_TEMPFAIL && srv.requests == req0 + 1);
-    run_for(700);
+    clock_advance(700);
     srv.mode = SRV_OK;
     CHECK(token_get(tm, &a, 0, NULL, result_cb, &r[2]) != NULL);
     CHECK(wait_for(&r[2].called, 1));
@@ -1325,11 +1338,11 @@ static void test_backoff(void)
     CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[3]) != NULL);
     CHECK(wait_for(&r[3].called, 1));
     CHECK(srv.requests == req0 + 3);
-    run_for(5100);
+    clock_advance(5100);
     CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[4]) != NULL);
     CHECK(wait_for(&r[4].called, 1));
     CHECK(r[4].st == TOKEN_TEMPFAIL && srv.requests == req0 + 4);
-    run_for(5100);
+    clock_advance(5100);
     CHECK(token_get(tm, &b, 0, NULL, result_cb, &r[5]) == NULL); /* 10 s window now */
     CHECK(r[5].st == TOKEN_TEMPFAIL && srv.requests == req0 + 4);
     srv.mode = SRV_OK;
@@ -1356,7 +1369,7 @@ static void test_reload_rekey(void)
     c1.n_accounts = 1;
     c2.accounts = a2;
     c2.n_accounts = 1;
-    struct token_manager *tm = token_manager_new(&loop, http, &c1);
+    struct token_manager *tm = manager_new(&c1);
     token_unlock(tm, &a1[0], "old pw", 6);
     CHECK(token_get(tm, &a1[0], 0, NULL, result_cb, &r[0]) != NULL);
     CHECK(wait_for(&r[0].called, 1));
@@ -1468,7 +1481,7 @@ int main(void)
     acct_init(&a_short, "short", "SEED~short");
     a_short.refresh_margin = 1;
 
-    struct token_manager *tm = token_manager_new(&loop, http, &cfg);
+    struct token_manager *tm = manager_new(&cfg);
     CHECK(tm != NULL);
     test_first_get_and_cache(tm);
     test_concurrent(tm);
@@ -1478,7 +1491,7 @@ int main(void)
     test_expiry(tm);
     token_manager_free(tm);
     test_restart();
-    test_500(token_manager_new(&loop, http, &cfg));
+    test_500(manager_new(&cfg));
     test_invalid_grant();
     test_no_refresh_token();
     test_timeout();
