@@ -12,7 +12,8 @@ import os
 import re
 import sys
 
-LAYERS = ["util", "proto", "config", "token", "upstream", "submit", "front", "daemon"]
+LAYERS = ["util", "proto", "config", "token", "upstream", "submit", "mailbox", "front",
+          "daemon"]
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 

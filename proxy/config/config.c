@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "authlimit.h"
 #include "config_loader.h"
+#include "lockout_defaults.h"
 
 void config_lockout_defaults(struct config *cfg)
 {

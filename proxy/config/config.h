@@ -1,4 +1,5 @@
-/* config: the INI file (DESIGN.md section 3) turned into one immutable struct config.
+/* config: the INI file (xoauthd.ini(5), contrib/man/xoauthd.ini.5) as one immutable struct
+ * config.
  *
  * Loading (config_load.c) reads the file through inih into sections, applies each section's
  * key table (config_keys.h) to its struct, then checks what only the whole file can tell

@@ -94,8 +94,8 @@ void config_endpoint_clear(struct config_endpoint *ep);
 typedef void config_key_parse(struct config_loader *ld, const struct config_section *sec,
                               const struct config_kv *kv, void *obj);
 
-/* The lockout's defaults and its bound of FAILURES live with the lockout (authlimit.h);
- * config.c hands them over. */
+/* The lockout's defaults and its bound of FAILURES (lockout_defaults.h, shared with
+ * front/authlimit.h); config.c hands them over. */
 void config_lockout_defaults(struct config *cfg);
 unsigned config_lockout_failures_max(void);
 

@@ -71,9 +71,9 @@ const char *config_preset_scope(const char *provider, enum config_flow flow)
     }
 }
 
-/* Each submit path needs a token for its own resource (DESIGN.md section 4): Graph, EWS and
- * Exchange's SMTP are three resources at Microsoft, and one token is issued for one. NULL when
- * the preset has no opinion (then the account's scope is used). */
+/* Each submit path needs a token for its own resource (docs/protocol-notes.md, "Scopes"): Graph,
+ * EWS and Exchange's SMTP are three resources at Microsoft, and one token is issued for one. NULL
+ * when the preset has no opinion (then the account's scope is used). */
 static const char *config_preset_path_scope(const char *provider, enum config_flow flow,
                                             enum config_submit p)
 {

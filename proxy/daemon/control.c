@@ -203,7 +203,7 @@ struct control *control_new(struct server *srv, const char *path)
         free(ctl);
         return NULL;
     }
-    uv_pipe_init(srv->loop, &ctl->pipe, 0);
+    uv_pipe_init(srv->ctx.loop, &ctl->pipe, 0);
     ctl->pipe.data = ctl;
     ctl->open_handles = 1;
     /* A socket left by a daemon that was killed: replace it. Never remove anything else. */
@@ -254,11 +254,11 @@ static void control_time(long long t, char *out, size_t outsz)
 void control_status_write(struct server *srv, FILE *out)
 {
     const struct stats *st = stats_get();
-    uint64_t now = uv_now(srv->loop);
+    uint64_t now = uv_now(srv->ctx.loop);
     char line[1024];
 
     fprintf(out, "xoauthd pid=%ld uptime=%llus reloads=%u config=%s%s\n", (long)getpid(),
-            (unsigned long long)((now - srv->started_ms) / 1000u), srv->reloads, srv->cfg->path,
+            (unsigned long long)((now - srv->started_ms) / 1000u), srv->reloads, srv->ctx.cfg->path,
             srv->shutting_down ? " state=shutting_down" : "");
 
     fprintf(out, "\nlisteners: %zu\n", srv->n_listeners);
@@ -266,7 +266,7 @@ void control_status_write(struct server *srv, FILE *out)
         const struct listener *l = srv->listeners[i];
         if (l == NULL)
             continue;
-        const struct config_listen *lc = l->cfg;
+        const struct config_listen *lc = l->point.cfg;
         int v6 = strchr(lc->host, ':') != NULL;
         fprintf(out, "  %-16s protocol=%s address=%s%s%s:%u tls=%s active=%u\n", lc->name,
                 config_protocol_name(lc->protocol), v6 ? "[" : "", lc->host, v6 ? "]" : "",
@@ -286,12 +286,12 @@ void control_status_write(struct server *srv, FILE *out)
                 (unsigned long long)((now - sl->start_ms) / 1000u));
     }
 
-    fprintf(out, "\naccounts: %zu\n", srv->cfg->n_accounts);
-    for (size_t i = 0; i < srv->cfg->n_accounts; i++) {
-        const struct config_account *a = &srv->cfg->accounts[i];
+    fprintf(out, "\naccounts: %zu\n", srv->ctx.cfg->n_accounts);
+    for (size_t i = 0; i < srv->ctx.cfg->n_accounts; i++) {
+        const struct config_account *a = &srv->ctx.cfg->accounts[i];
         struct token_account_info ti;
         char when[32], err[260];
-        token_account_info(srv->tokens, a->name, &ti);
+        token_account_info(srv->ctx.tokens, a->name, &ti);
         struct stats_account *sa = stats_account(a->name);
         control_time(ti.last_refresh, when, sizeof when);
         const char *state = !ti.known ? "unused"

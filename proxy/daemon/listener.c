@@ -6,19 +6,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "imap_session.h"
 #include "log.h"
-#include "netaddr.h"
-#include "pop3_session.h"
-#include "proxy_accept.h"
 #include "server.h"
-#include "smtp_session.h"
 #include "tls.h"
 
 /* Why the listening socket is not a uv_tcp_t with uv_listen():
@@ -32,15 +28,15 @@
  * poll is stopped and a timer restarts it after a back-off (100 ms doubling to 2 s, back to
  * 100 ms after a successful accept), while the connections wait in the kernel's backlog, whose
  * clients see a slow greeting instead of a reset. A session that closes restarts the poll at
- * once, since it freed descriptors. One accepted socket at a time is handed to the session
- * through the same path as after a PROXY header (l->handoff, conn_accept_fd). */
+ * once, since it freed descriptors. Every accepted socket goes to its session the same way,
+ * after a PROXY header or not (listener_hand_over). */
 
 #define LISTENER_ACCEPT_BATCH 64 /* per readable event: other handles get their turn */
 #define LISTENER_LOG_INTERVAL_MS 10000u
 
 static void listener_free_if_done(struct listener *l)
 {
-    if (l->closing == 2 && l->active == 0 && LIST_EMPTY(&l->pending)) {
+    if (l->closing == 2 && l->active == 0 && LIST_EMPTY(&l->proxy.pending)) {
         free(l->peers);
         free(l);
     }
@@ -54,14 +50,19 @@ static void listener_closed_cb(uv_handle_t *h)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
-    if (l->tls != NULL)
-        SSL_CTX_free(l->tls);
-    l->tls = NULL;
+    if (l->point.tls != NULL)
+        SSL_CTX_free(l->point.tls);
+    l->point.tls = NULL;
     l->closing = 2;
     listener_free_if_done(l);
 }
 
 static void listener_poll_cb(uv_poll_t *h, int status, int events);
+
+static struct listener *listener_of_proxy(struct proxy_accept *pa)
+{
+    return (struct listener *)(void *)((char *)pa - offsetof(struct listener, proxy));
+}
 
 /* listener_new failed after its timer was initialised: the memory goes with the handle. */
 static void listener_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
@@ -83,7 +84,7 @@ static void listener_backoff_cb(uv_timer_t *t)
 /* Out of descriptors (or kernel memory): stop accepting for a while. */
 static void listener_pause(struct listener *l, int err)
 {
-    uint64_t now = uv_now(l->srv->loop);
+    uint64_t now = uv_now(l->srv->ctx.loop);
     l->backoff_ms = l->backoff_ms == 0 ? LISTENER_BACKOFF_MIN_MS
                     : l->backoff_ms * 2 > LISTENER_BACKOFF_MAX_MS ? LISTENER_BACKOFF_MAX_MS
                     : l->backoff_ms * 2;
@@ -97,7 +98,7 @@ static void listener_pause(struct listener *l, int err)
                      "episodes_not_logged=%u active=%u note=\"new connections wait in the "
                      "listen backlog until descriptors are free; raise the descriptor limit "
                      "(LimitNOFILE= in the systemd unit, ulimit -n) or lower max_connections\"",
-                     l->cfg->name, strerror(err), l->backoff_ms, l->emfile_suppressed,
+                     l->point.cfg->name, strerror(err), l->backoff_ms, l->emfile_suppressed,
                      l->active);
             l->emfile_logged_ms = now;
             l->emfile_suppressed = 0;
@@ -108,27 +109,132 @@ static void listener_pause(struct listener *l, int err)
     uv_timer_start(&l->backoff_timer, listener_backoff_cb, l->backoff_ms, 0);
 }
 
+/* Counts adm's client under max_connections_per_ip; 0, or -1 when the address already has
+ * that many sessions. */
+static int listener_peer_admit(struct listener *l, struct admission *adm)
+{
+    unsigned max = l->point.cfg->max_connections_per_ip;
+    if (max == 0)
+        return 0;
+    struct listener_peer *p = NULL;
+    for (size_t i = 0; i < l->n_peers; i++) {
+        if (strcmp(l->peers[i].addr, adm->peer) == 0) {
+            p = &l->peers[i];
+            break;
+        }
+    }
+    if (p == NULL) {
+        if (l->n_peers == l->cap_peers) {
+            size_t cap = l->cap_peers != 0 ? 2 * l->cap_peers : 16;
+            struct listener_peer *np = realloc(l->peers, cap * sizeof *np);
+            if (np == NULL)
+                return -1; /* refusing one client is better than an unbounded count */
+            l->peers = np;
+            l->cap_peers = cap;
+        }
+        p = &l->peers[l->n_peers++];
+        snprintf(p->addr, sizeof p->addr, "%s", adm->peer);
+        p->n = 0;
+    }
+    if (p->n >= max)
+        return -1;
+    p->n++;
+    adm->peer_counted = 1;
+    return 0;
+}
+
+static void listener_peer_release(struct listener *l, const struct admission *adm)
+{
+    if (!adm->peer_counted)
+        return;
+    for (size_t i = 0; i < l->n_peers; i++) {
+        if (strcmp(l->peers[i].addr, adm->peer) != 0)
+            continue;
+        if (--l->peers[i].n == 0)
+            l->peers[i] = l->peers[--l->n_peers]; /* order does not matter */
+        return;
+    }
+}
+
+/* The one release path (admission.h): a connection of l is gone. Frees a closed listener with
+ * nothing left. */
+static void listener_release(struct admission *adm)
+{
+    struct listener *l = adm->owner;
+    listener_peer_release(l, adm);
+    l->active--;
+    /* Its descriptors are free again: try the backlog now rather than after the back-off. */
+    listener_resume(l);
+    listener_free_if_done(l);
+}
+
+/* fd, holding the place adm, becomes a session of the listener's protocol; peer is the
+ * client's address from a PROXY header, NULL to take the socket's own. The limits are decided
+ * here, before the session exists: a refused client still gets a session, which only says
+ * the protocol's "too busy" and closes. */
+static void listener_hand_over(struct listener *l, uv_os_sock_t fd,
+                               const struct sockaddr_storage *peer, struct admission *adm)
+{
+    struct sockaddr_storage own;
+    if (peer == NULL) {
+        socklen_t len = sizeof own;
+        memset(&own, 0, sizeof own);
+        if (getpeername(fd, (struct sockaddr *)&own, &len) == 0)
+            peer = &own;
+    }
+    if (peer != NULL)
+        conn_addr_name(peer, adm->peer, sizeof adm->peer);
+    else
+        snprintf(adm->peer, sizeof adm->peer, "?");
+    const struct config_listen *lc = l->point.cfg;
+    adm->refused = (lc->max_connections != 0 && l->active > lc->max_connections) ||
+                   listener_peer_admit(l, adm) != 0;
+    session_accept_fn accept = accept_table_lookup(lc->protocol);
+    if (accept == NULL) {
+        close(fd);
+        admission_release(adm);
+    }
+    if (accept == NULL || accept(&l->point, fd, peer, adm) != 0)
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"cannot set up session\"",
+                 lc->name);
+}
+
+static void listener_proxy_hand_off(struct proxy_accept *pa, uv_os_sock_t fd,
+                                    const struct sockaddr_storage *peer, struct admission *adm)
+{
+    listener_hand_over(listener_of_proxy(pa), fd, peer, adm);
+}
+
+static void listener_proxy_gone(struct proxy_accept *pa)
+{
+    struct listener *l = listener_of_proxy(pa);
+    listener_resume(l);
+    listener_free_if_done(l);
+}
+
+/* Counts a place for a connection that was just accepted (admission.h). */
+static void listener_take_place(struct listener *l, struct admission *adm)
+{
+    memset(adm, 0, sizeof *adm);
+    adm->release = listener_release;
+    adm->owner = l;
+    l->active++;
+}
+
 static void listener_accepted(struct listener *l, int fd)
 {
     if (l->episode_start_ms != 0) {
-        log_info(NULL, "event=accept_resumed listener=%s paused_ms=%llu", l->cfg->name,
-                 (unsigned long long)(uv_now(l->srv->loop) - l->episode_start_ms));
+        log_info(NULL, "event=accept_resumed listener=%s paused_ms=%llu", l->point.cfg->name,
+                 (unsigned long long)(uv_now(l->srv->ctx.loop) - l->episode_start_ms));
         l->episode_start_ms = 0;
     }
     l->backoff_ms = 0;
-    if (l->cfg->proxy_protocol) {
-        proxy_accept_start(l, fd);
-        return;
-    }
-    l->handoff = 1;
-    l->handoff_fd = fd;
-    l->handoff_has_peer = 0;
-    listener_start_session(l, NULL);
-    if (l->handoff) {
-        /* No session took it (out of memory): the descriptor is still ours. */
-        l->handoff = 0;
-        close(fd);
-    }
+    struct admission adm;
+    listener_take_place(l, &adm);
+    if (l->point.cfg->proxy_protocol)
+        proxy_accept_start(&l->proxy, fd, &adm);
+    else
+        listener_hand_over(l, fd, NULL, &adm);
 }
 
 static void listener_poll_cb(uv_poll_t *h, int status, int events)
@@ -136,7 +242,7 @@ static void listener_poll_cb(uv_poll_t *h, int status, int events)
     struct listener *l = h->data;
     (void)events;
     if (status != 0) {
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->point.cfg->name,
                  uv_strerror(status));
         return;
     }
@@ -164,30 +270,11 @@ static void listener_poll_cb(uv_poll_t *h, int status, int events)
             listener_pause(l, errno);
             return;
         default:
-            log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+            log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->point.cfg->name,
                      strerror(errno));
             return;
         }
     }
-}
-
-void listener_start_session(struct listener *l, uv_stream_t *stream)
-{
-    int r = -1;
-    switch (l->cfg->protocol) {
-    case CONFIG_PROTO_SMTP:
-        r = smtp_session_accept(l->srv, l, stream);
-        break;
-    case CONFIG_PROTO_IMAP:
-        r = imap_session_accept(l->srv, l, stream);
-        break;
-    case CONFIG_PROTO_POP3:
-        r = pop3_session_accept(l->srv, l, stream);
-        break;
-    }
-    if (r != 0)
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"cannot set up session\"",
-                 l->cfg->name);
 }
 
 static int listener_parse_addr(const struct config_listen *cfg, struct sockaddr_storage *ss)
@@ -227,27 +314,31 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
     if (l == NULL)
         return NULL;
     l->srv = srv;
-    l->cfg = cfg;
+    l->point.cfg = cfg;
     l->fd = -1;
+    l->proxy.loop = srv->ctx.loop;
+    l->proxy.cfg = cfg;
+    l->proxy.hand_off = listener_proxy_hand_off;
+    l->proxy.gone = listener_proxy_gone;
     if (cfg->tls != CONFIG_TLS_NONE) {
-        l->tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, stderr);
-        if (l->tls != NULL &&
-            tls_server_ctx_set_policy(l->tls, cfg->tls_min_version, cfg->tls_ciphers,
+        l->point.tls = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, stderr);
+        if (l->point.tls != NULL &&
+            tls_server_ctx_set_policy(l->point.tls, cfg->tls_min_version, cfg->tls_ciphers,
                                       stderr) != 0) {
-            SSL_CTX_free(l->tls);
-            l->tls = NULL;
+            SSL_CTX_free(l->point.tls);
+            l->point.tls = NULL;
         }
-        if (l->tls != NULL && cfg->tls_min_version != 0 && cfg->tls_min_version < 12)
+        if (l->point.tls != NULL && cfg->tls_min_version != 0 && cfg->tls_min_version < 12)
             log_warn(NULL, "event=weak_tls listener=%s tls_min_version=1.%d note=\"TLS below "
                      "1.2 is enabled for old clients; prefer 1.2 where the devices allow it\"",
                      cfg->name, cfg->tls_min_version - 10);
-        const char *weak = l->tls != NULL ? tls_weak_cipher(l->tls) : NULL;
+        const char *weak = l->point.tls != NULL ? tls_weak_cipher(l->point.tls) : NULL;
         if (weak != NULL)
             log_warn(NULL, "event=weak_tls listener=%s cipher=%s note=\"tls_ciphers enables "
                      "suites without forward secrecy or below 128 bits for old clients; the "
                      "server still prefers the strongest the client has\"", cfg->name, weak);
-        if (l->tls == NULL) {
-            fprintf(stderr, "%s:%d: [listen %s]: TLS set-up failed\n", srv->cfg->path,
+        if (l->point.tls == NULL) {
+            fprintf(stderr, "%s:%d: [listen %s]: TLS set-up failed\n", srv->ctx.cfg->path,
                     cfg->line, cfg->name);
             free(l);
             return NULL;
@@ -255,7 +346,7 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
     }
     struct sockaddr_storage ss;
     if (listener_parse_addr(cfg, &ss) != 0) {
-        fprintf(stderr, "%s:%d: [listen %s]: bad address %s\n", srv->cfg->path, cfg->line,
+        fprintf(stderr, "%s:%d: [listen %s]: bad address %s\n", srv->ctx.cfg->path, cfg->line,
                 cfg->name, cfg->host);
         goto fail_ctx;
     }
@@ -263,10 +354,10 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
     int r = fd < 0 ? uv_translate_sys_error(-fd) : 0;
     if (r == 0) {
         l->fd = fd;
-        r = uv_timer_init(srv->loop, &l->backoff_timer);
+        r = uv_timer_init(srv->ctx.loop, &l->backoff_timer);
         l->backoff_timer.data = l;
         if (r == 0) {
-            r = uv_poll_init_socket(srv->loop, &l->poll, fd);
+            r = uv_poll_init_socket(srv->ctx.loop, &l->poll, fd);
             if (r != 0) /* the timer is in the loop: it goes through its close callback */
                 uv_close((uv_handle_t *)&l->backoff_timer, listener_unstarted_closed_cb);
         }
@@ -276,12 +367,13 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
         }
     }
     if (r != 0) {
-        fprintf(stderr, "%s:%d: [listen %s]: cannot listen on %s port %u: %s\n", srv->cfg->path,
+        fprintf(stderr, "%s:%d: [listen %s]: cannot listen on %s port %u: %s\n", srv->ctx.cfg->path,
                 cfg->line, cfg->name, cfg->host, (unsigned)cfg->port, uv_strerror(r));
         if (err != NULL)
             *err = r;
         goto fail_ctx;
     }
+    l->point.ctx = &srv->ctx;
     l->poll.data = l;
     l->open_handles = 2;
     uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
@@ -291,77 +383,28 @@ struct listener *listener_new(struct server *srv, const struct config_listen *cf
              : cfg->tls == CONFIG_TLS_STARTTLS ? "starttls" : "implicit");
     return l;
 fail_ctx:
-    if (l->tls != NULL)
-        SSL_CTX_free(l->tls);
+    if (l->point.tls != NULL)
+        SSL_CTX_free(l->point.tls);
     if (l->backoff_timer.loop == NULL)
         free(l);
     /* else listener_unstarted_closed_cb frees it */
     return NULL;
 }
 
-int listener_conn_accept(struct listener *l, struct conn *c, uv_stream_t *stream)
+void listener_reconfigure(struct listener *l, const struct config_listen *lc, SSL_CTX *tls)
 {
-    if (!l->handoff)
-        return stream != NULL ? conn_accept(c, stream) : -1;
-    l->handoff = 0;
-    if (conn_accept_fd(c, l->handoff_fd, l->handoff_has_peer ? &l->handoff_peer : NULL) != 0) {
-        close(l->handoff_fd);
-        return -1;
-    }
-    return 0;
-}
-
-int listener_peer_admit(struct listener *l, struct conn *c)
-{
-    unsigned max = l->cfg->max_connections_per_ip;
-    if (max == 0 || c->peer_counted)
-        return 0;
-    struct listener_peer *p = NULL;
-    for (size_t i = 0; i < l->n_peers; i++) {
-        if (strcmp(l->peers[i].addr, c->peer) == 0) {
-            p = &l->peers[i];
-            break;
-        }
-    }
-    if (p == NULL) {
-        if (l->n_peers == l->cap_peers) {
-            size_t cap = l->cap_peers != 0 ? 2 * l->cap_peers : 16;
-            struct listener_peer *np = realloc(l->peers, cap * sizeof *np);
-            if (np == NULL)
-                return -1; /* refusing one client is better than an unbounded count */
-            l->peers = np;
-            l->cap_peers = cap;
-        }
-        p = &l->peers[l->n_peers++];
-        snprintf(p->addr, sizeof p->addr, "%s", c->peer);
-        p->n = 0;
-    }
-    if (p->n >= max)
-        return -1;
-    p->n++;
-    c->peer_counted = 1;
-    return 0;
-}
-
-void listener_peer_release(struct listener *l, struct conn *c)
-{
-    if (!c->peer_counted)
-        return;
-    c->peer_counted = 0;
-    for (size_t i = 0; i < l->n_peers; i++) {
-        if (strcmp(l->peers[i].addr, c->peer) != 0)
-            continue;
-        if (--l->peers[i].n == 0)
-            l->peers[i] = l->peers[--l->n_peers]; /* order does not matter */
-        return;
-    }
+    l->point.cfg = lc;
+    l->proxy.cfg = lc;
+    if (l->point.tls != NULL)
+        SSL_CTX_free(l->point.tls); /* live SSL objects hold their own reference */
+    l->point.tls = tls;
 }
 
 void listener_close(struct listener *l)
 {
     if (l->closing)
         return;
-    proxy_accept_close_all(l);
+    proxy_accept_close_all(&l->proxy);
     l->closing = 1;
     uv_close((uv_handle_t *)&l->poll, listener_closed_cb);
     uv_close((uv_handle_t *)&l->backoff_timer, listener_closed_cb);
@@ -369,42 +412,4 @@ void listener_close(struct listener *l)
      * the port refuses connections as soon as a reload or shutdown says it is gone. */
     close(l->fd);
     l->fd = -1;
-}
-
-void listener_admit(struct listener *l)
-{
-    if (l->handoff && l->handoff_admitted) {
-        l->handoff_admitted = 0; /* the PROXY connection's place is the session's now */
-        return;
-    }
-    l->active++;
-}
-
-void listener_connection_closed(struct listener *l, int admitted)
-{
-    if (admitted)
-        l->active--;
-    /* Its descriptors are free again: try the backlog now rather than after the back-off. */
-    listener_resume(l);
-    listener_free_if_done(l);
-}
-
-int listener_addr_in_networks(const struct config_allow_network *nets, size_t n,
-                              const struct sockaddr_storage *addr)
-{
-    for (size_t i = 0; i < n; i++)
-        if (netaddr_contains(&nets[i].net, nets[i].prefix, addr))
-            return 1;
-    return 0;
-}
-
-const struct config_account *listener_allowed_account(const struct listener *l,
-                                                      const struct sockaddr_storage *addr)
-{
-    for (size_t i = 0; i < l->cfg->n_allow_networks; i++) {
-        const struct config_allow_network *an = &l->cfg->allow_networks[i];
-        if (netaddr_contains(&an->net, an->prefix, addr))
-            return an->account;
-    }
-    return NULL;
 }

@@ -28,7 +28,7 @@
 #include "privileges.h"
 #include "sd_notify.h"
 #include "secmem.h"
-#include "server.h"
+#include "server_lifecycle.h"
 #include "session.h"
 #include "token.h"
 #include "token_cli.h"

@@ -114,12 +114,12 @@ void metrics_write(struct server *srv, FILE *out)
 {
     const struct stats *st = stats_get();
     /* Every configured account shows, with zeros until it is used. */
-    for (size_t i = 0; i < srv->cfg->n_accounts; i++)
-        (void)stats_account(srv->cfg->accounts[i].name);
+    for (size_t i = 0; i < srv->ctx.cfg->n_accounts; i++)
+        (void)stats_account(srv->ctx.cfg->accounts[i].name);
 
     metrics_family(out, "xoauthd_uptime_seconds", "gauge", "Seconds since the daemon started.");
     fprintf(out, "xoauthd_uptime_seconds %llu\n",
-            (unsigned long long)((uv_now(srv->loop) - srv->started_ms) / 1000u));
+            (unsigned long long)((uv_now(srv->ctx.loop) - srv->started_ms) / 1000u));
     metrics_family(out, "xoauthd_reloads_total", "counter", "Configuration reloads (SIGHUP).");
     fprintf(out, "xoauthd_reloads_total %u\n", srv->reloads);
     metrics_family(out, "xoauthd_sessions_total", "counter", "Client sessions accepted.");
@@ -154,10 +154,10 @@ void metrics_write(struct server *srv, FILE *out)
                             offsetof(struct stats_account, token_failures));
     metrics_family(out, "xoauthd_token_valid_seconds", "gauge",
                    "Remaining life of the cached access token (0: none), by account.");
-    for (size_t i = 0; i < srv->cfg->n_accounts; i++) {
+    for (size_t i = 0; i < srv->ctx.cfg->n_accounts; i++) {
         struct token_account_info ti;
-        token_account_info(srv->tokens, srv->cfg->accounts[i].name, &ti);
-        metrics_account_value(out, "xoauthd_token_valid_seconds", srv->cfg->accounts[i].name,
+        token_account_info(srv->ctx.tokens, srv->ctx.cfg->accounts[i].name, &ti);
+        metrics_account_value(out, "xoauthd_token_valid_seconds", srv->ctx.cfg->accounts[i].name,
                               ti.cached ? (unsigned long long)ti.expires_in : 0);
     }
     metrics_family(out, "xoauthd_upstream_errors_total", "counter",
@@ -330,7 +330,7 @@ struct metrics *metrics_new(struct server *srv, const char *host, uint16_t port)
     if (m == NULL)
         return NULL;
     m->srv = srv;
-    int rc = uv_tcp_init(srv->loop, &m->tcp);
+    int rc = uv_tcp_init(srv->ctx.loop, &m->tcp);
     if (rc != 0) {
         log_error(NULL, "event=metrics_failed address=%s:%u reason=\"%s\"", host,
                   (unsigned)port, uv_strerror(rc));

@@ -7,28 +7,27 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "listener.h"
+#include "conn.h"
 #include "log.h"
+#include "network_match.h"
 #include "proxy_protocol.h"
-#include "server.h"
 
 struct proxy_pending {
-    LIST_ENTRY(proxy_pending) link; /* in the listener's pending */
-    struct listener *l;
+    LIST_ENTRY(proxy_pending) link; /* in pa->pending */
+    struct proxy_accept *pa;
     uv_tcp_t tcp;
     uv_timer_t timer;
     int open_handles;
     int closing;
-    int admitted; /* holds a place in l->active until the session it becomes takes it */
+    struct admission adm; /* its place, until the session it becomes takes it over */
     size_t len;
     char peer[64];
     char buf[PROXY_PROTO_V2_MAX];
 };
 
-static int proxy_trusted(const struct listener *l, const struct sockaddr_storage *ss)
+static int proxy_trusted(const struct proxy_accept *pa, const struct sockaddr_storage *ss)
 {
-    return listener_addr_in_networks(l->cfg->proxy_trusted, l->cfg->n_proxy_trusted, ss);
+    return network_match_any(pa->cfg->proxy_trusted, pa->cfg->n_proxy_trusted, ss);
 }
 
 static void proxy_closed_cb(uv_handle_t *h)
@@ -36,14 +35,15 @@ static void proxy_closed_cb(uv_handle_t *h)
     struct proxy_pending *p = h->data;
     if (--p->open_handles > 0)
         return;
-    struct listener *l = p->l;
+    struct proxy_accept *pa = p->pa;
     LIST_REMOVE(p, link);
-    int admitted = p->admitted;
+    struct admission adm = p->adm;
     free(p);
-    listener_connection_closed(l, admitted);
+    admission_release(&adm); /* empty when a session took the place over */
+    pa->gone(pa);
 }
 
-/* proxy_accept_start failed between its two handles: p was never listed nor counted. */
+/* proxy_accept_start failed between its two handles: p was never listed. */
 static void proxy_unstarted_closed_cb(uv_handle_t *h) { free(h->data); }
 
 static void proxy_close(struct proxy_pending *p)
@@ -58,8 +58,8 @@ static void proxy_close(struct proxy_pending *p)
 static void proxy_timeout_cb(uv_timer_t *t)
 {
     struct proxy_pending *p = t->data;
-    log_warn(NULL, "event=proxy_header_timeout listener=%s peer=%s received=%zu", p->l->cfg->name,
-             p->peer, p->len);
+    log_warn(NULL, "event=proxy_header_timeout listener=%s peer=%s received=%zu",
+             p->pa->cfg->name, p->peer, p->len);
     proxy_close(p);
 }
 
@@ -76,46 +76,30 @@ static void proxy_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* The header is complete: the socket goes to a protocol session. */
 static void proxy_hand_off(struct proxy_pending *p, const struct proxy_proto_info *info)
 {
-    struct listener *l = p->l;
+    struct proxy_accept *pa = p->pa;
     uv_os_fd_t fd;
-    if (l->closing || uv_fileno((uv_handle_t *)&p->tcp, &fd) != 0) {
+    if (pa->closing || uv_fileno((uv_handle_t *)&p->tcp, &fd) != 0) {
         proxy_close(p);
         return;
     }
     /* A second descriptor for the same socket: this handle closes its own. */
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dupfd < 0) {
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"dup: %s\"", l->cfg->name,
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"dup: %s\"", pa->cfg->name,
                  strerror(errno));
         proxy_close(p);
         return;
     }
     char src[64] = "-";
-    if (!info->local) {
-        if (info->src.ss_family == AF_INET)
-            uv_ip4_name((const struct sockaddr_in *)&info->src, src, sizeof src);
-        else
-            uv_ip6_name((const struct sockaddr_in6 *)&info->src, src, sizeof src);
-    }
-    log_debug(NULL, "event=proxy_header listener=%s proxy=%s version=%d client=%s", l->cfg->name,
-              p->peer, info->version, info->local ? "(local)" : src);
-    l->handoff = 1;
-    l->handoff_fd = dupfd;
-    l->handoff_has_peer = !info->local;
     if (!info->local)
-        l->handoff_peer = info->src;
-    /* The place this connection took under max_connections at accept goes to its session
-     * (listener_admit): counted twice, the last allowed connection would be refused. */
-    l->handoff_admitted = p->admitted;
-    listener_start_session(l, NULL);
-    if (p->admitted && !l->handoff_admitted)
-        p->admitted = 0;
-    l->handoff_admitted = 0;
-    if (l->handoff) {
-        /* The session was not created (out of memory): the descriptor is still ours. */
-        l->handoff = 0;
-        close(dupfd);
-    }
+        conn_addr_name(&info->src, src, sizeof src);
+    log_debug(NULL, "event=proxy_header listener=%s proxy=%s version=%d client=%s",
+              pa->cfg->name, p->peer, info->version, info->local ? "(local)" : src);
+    /* The place this connection took under max_connections at accept goes with it: counted
+     * twice, the last allowed connection would be refused. */
+    struct admission adm = p->adm;
+    p->adm.release = NULL;
+    pa->hand_off(pa, dupfd, info->local ? NULL : &info->src, &adm);
     proxy_close(p);
 }
 
@@ -127,7 +111,7 @@ static void proxy_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         log_info(NULL, "event=proxy_header_incomplete listener=%s peer=%s received=%zu "
-                 "reason=\"%s\"", p->l->cfg->name, p->peer, p->len, uv_strerror((int)nread));
+                 "reason=\"%s\"", p->pa->cfg->name, p->peer, p->len, uv_strerror((int)nread));
         proxy_close(p);
         return;
     }
@@ -141,7 +125,7 @@ static void proxy_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* fall through */
     case PROXY_PROTO_INVALID:
         log_warn(NULL, "event=proxy_header_invalid listener=%s peer=%s reason=\"%s\"",
-                 p->l->cfg->name, p->peer, info.why);
+                 p->pa->cfg->name, p->peer, info.why);
         proxy_close(p);
         return;
     case PROXY_PROTO_OK:
@@ -151,36 +135,39 @@ static void proxy_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
+void proxy_accept_start(struct proxy_accept *pa, uv_os_sock_t fd, struct admission *adm)
 {
     struct proxy_pending *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"out of memory\"", l->cfg->name);
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"out of memory\"",
+                 pa->cfg->name);
         close(fd);
+        admission_release(adm);
         return;
     }
-    p->l = l;
+    p->pa = pa;
     p->tcp.data = p->timer.data = p;
-    int r = uv_tcp_init(l->srv->loop, &p->tcp);
+    int r = uv_tcp_init(pa->loop, &p->tcp);
     if (r == 0) {
-        r = uv_timer_init(l->srv->loop, &p->timer);
+        r = uv_timer_init(pa->loop, &p->timer);
         if (r != 0) /* the tcp handle is in the loop: p goes with it */
             uv_close((uv_handle_t *)&p->tcp, proxy_unstarted_closed_cb);
     } else {
         free(p);
     }
     if (r != 0) {
-        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", l->cfg->name,
+        log_warn(NULL, "event=accept_failed listener=%s reason=\"%s\"", pa->cfg->name,
                  uv_strerror(r));
         close(fd);
+        admission_release(adm);
         return;
     }
     p->open_handles = 2;
-    LIST_INSERT_HEAD(&l->pending, p, link);
+    LIST_INSERT_HEAD(&pa->pending, p, link);
     /* Counted from the start, so that connections still sending their header are bounded by
      * max_connections too; the session it becomes takes this place over. */
-    listener_admit(l);
-    p->admitted = 1;
+    p->adm = *adm;
+    adm->release = NULL;
     snprintf(p->peer, sizeof p->peer, "?");
     if (uv_tcp_open(&p->tcp, fd) != 0) {
         close(fd);
@@ -190,30 +177,27 @@ void proxy_accept_start(struct listener *l, uv_os_sock_t fd)
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     memset(&ss, 0, sizeof ss);
-    if (uv_tcp_getpeername(&p->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, p->peer, sizeof p->peer);
-        else if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, p->peer, sizeof p->peer);
-    }
-    if (!proxy_trusted(l, &ss)) {
+    if (uv_tcp_getpeername(&p->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        conn_addr_name(&ss, p->peer, sizeof p->peer);
+    if (!proxy_trusted(pa, &ss)) {
         log_warn(NULL, "event=refused listener=%s peer=%s reason=\"not in proxy_trusted; this "
-                 "listener expects a PROXY protocol header\"", l->cfg->name, p->peer);
+                 "listener expects a PROXY protocol header\"", pa->cfg->name, p->peer);
         proxy_close(p);
         return;
     }
     uv_timer_start(&p->timer, proxy_timeout_cb, PROXY_ACCEPT_TIMEOUT_MS, 0);
     r = uv_read_start((uv_stream_t *)&p->tcp, proxy_alloc_cb, proxy_read_cb);
     if (r != 0) {
-        log_warn(NULL, "event=accept_failed listener=%s peer=%s reason=\"%s\"", l->cfg->name,
+        log_warn(NULL, "event=accept_failed listener=%s peer=%s reason=\"%s\"", pa->cfg->name,
                  p->peer, uv_strerror(r));
         proxy_close(p);
     }
 }
 
-void proxy_accept_close_all(struct listener *l)
+void proxy_accept_close_all(struct proxy_accept *pa)
 {
+    pa->closing = 1;
     struct proxy_pending *p;
-    LIST_FOREACH(p, &l->pending, link)
+    LIST_FOREACH(p, &pa->pending, link)
         proxy_close(p);
 }

@@ -35,7 +35,10 @@ static struct listener *reload_find_listener(struct server *srv, const struct co
 {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct listener *l = srv->listeners[i];
-        if (l != NULL && l->cfg->port == lc->port && strcmp(l->cfg->host, lc->host) == 0)
+        if (l == NULL)
+            continue;
+        const struct config_listen *cur = l->point.cfg;
+        if (cur->port == lc->port && strcmp(cur->host, lc->host) == 0)
             return l;
     }
     return NULL;
@@ -51,11 +54,11 @@ int reload_run(struct server *srv)
     size_t errlen = 0;
     size_t n = 0;
     sd_notify_send("RELOADING=1\nSTATUS=reloading the configuration");
-    log_info(NULL, "event=reload config=%s", srv->cfg->path);
+    log_info(NULL, "event=reload config=%s", srv->ctx.cfg->path);
     FILE *err = open_memstream(&errs, &errlen);
     if (err == NULL)
         goto refuse;
-    cfg = config_load(srv->cfg->path, err);
+    cfg = config_load(srv->ctx.cfg->path, err);
     if (cfg != NULL && (token_config_check(cfg, err) != 0 || config_perms_check(cfg, err) != 0)) {
         config_free(cfg);
         cfg = NULL;
@@ -66,10 +69,10 @@ int reload_run(struct server *srv)
     if (cfg == NULL)
         goto refuse;
     /* The user was switched once at start; it cannot be switched again. */
-    if ((cfg->user == NULL) != (srv->cfg->user == NULL) ||
-        (cfg->user != NULL && strcmp(cfg->user, srv->cfg->user) != 0) ||
-        (cfg->group == NULL) != (srv->cfg->group == NULL) ||
-        (cfg->group != NULL && strcmp(cfg->group, srv->cfg->group) != 0))
+    if ((cfg->user == NULL) != (srv->ctx.cfg->user == NULL) ||
+        (cfg->user != NULL && strcmp(cfg->user, srv->ctx.cfg->user) != 0) ||
+        (cfg->group == NULL) != (srv->ctx.cfg->group == NULL) ||
+        (cfg->group != NULL && strcmp(cfg->group, srv->ctx.cfg->group) != 0))
         log_warn(NULL, "event=reload_note message=\"user/group changed: takes effect at the "
                  "next restart\"");
 
@@ -119,10 +122,7 @@ int reload_run(struct server *srv)
             continue;
         }
         struct listener *l = reload_find_listener(srv, lc);
-        l->cfg = lc;
-        if (l->tls != NULL)
-            SSL_CTX_free(l->tls); /* live SSL objects hold their own reference */
-        l->tls = tls[i];
+        listener_reconfigure(l, lc, tls[i]);
         tls[i] = NULL;
         kept[i] = l;
     }
@@ -133,7 +133,7 @@ int reload_run(struct server *srv)
             still |= kept[j] == l;
         if (!still) {
             log_info(NULL, "event=listener_closed listener=%s reason=\"removed by reload\"",
-                     l->cfg->name);
+                     l->point.cfg->name);
             listener_close(l);
         }
     }
@@ -169,7 +169,7 @@ refuse:
     free(gen);
     config_free(cfg);
     log_error(NULL, "event=reload_refused config=%s note=\"the running configuration stays in "
-              "use\"", srv->cfg->path);
+              "use\"", srv->ctx.cfg->path);
     sd_notify_send("READY=1\nSTATUS=reload refused; running the previous configuration");
     return -1;
 }

@@ -14,19 +14,12 @@
 
 #include "config.h"
 #include "http.h"
+#include "proxy_context.h"
 #include "token.h"
 
 struct listener;
 struct control;
 struct metrics;
-
-/* Every session type embeds this so the server can shut them all down. */
-struct session_link {
-    LIST_ENTRY(session_link) entry; /* in the server's sessions */
-    void (*shutdown)(struct session_link *link); /* finish politely, then close */
-    void (*abort)(struct session_link *link);    /* close now */
-    struct session_log *slog;                    /* what status shows (session_log.h) */
-};
 
 /* A configuration superseded by a reload (reload.h), with its providers' TLS contexts: kept
  * while something still holds it (config_hold: sessions, token entries), freed with it. */
@@ -37,10 +30,7 @@ struct server_gen {
 };
 
 struct server {
-    uv_loop_t *loop;
-    struct config *cfg;
-    struct http *http;
-    struct token_manager *tokens;
+    struct proxy_context ctx; /* what sessions see of the server (proxy_context.h); first */
     SSL_CTX **provider_tls; /* parallel to cfg->providers; created on first use */
     struct listener **listeners;
     size_t n_listeners;
@@ -56,22 +46,26 @@ struct server {
     uv_timer_t grace_timer;
     struct control *control;      /* `xoauthd status` socket (control.h), NULL when off */
     struct metrics *metrics;      /* /metrics (metrics.h), NULL when off */
-    char hostname[256];
 };
 
-struct privileges;
-
-/* Sets up everything for cfg: binds the listeners, the control socket and the metrics port,
- * then drops privileges as priv says (privileges.h; NULL = keep them), then starts the rest.
- * Errors go to stderr. 0 or -1. */
-int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg,
-                const struct privileges *priv);
-/* Starts an orderly shutdown (also what SIGTERM/SIGINT do). */
-void server_shutdown(struct server *srv);
+/* The server whose context ctx is. */
+struct server *server_of_context(struct proxy_context *ctx);
 
 /* Frees what is left after the loop ran dry, including every configuration (the server owns
  * the one it was started with from server_init on). */
 void server_free(struct server *srv);
+
+/* The session list is empty during a shutdown: the token manager, the HTTP client and the
+ * provider TLS contexts go, and the loop can run dry. */
+void server_finish(struct server *srv);
+
+/* Closes a handle of struct server that was initialised (libuv set its loop: the struct
+ * starts zeroed) and is not closing yet: what a failed server_init left half done is skipped. */
+void server_close_handle(uv_handle_t *h);
+
+/* Sets up what is common to every start: the context and its callbacks, the session list,
+ * the host name. */
+void server_setup(struct server *srv, uv_loop_t *loop, struct config *cfg);
 
 SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *prov);
 
@@ -81,10 +75,5 @@ SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *p
 void server_switch_config(struct server *srv, struct config *cfg, SSL_CTX **ptls,
                           struct server_gen *gen);
 
-void server_session_add(struct server *srv, struct session_link *link);
-/* Called by a session when it is completely gone; may finish the shutdown. */
-void server_session_remove(struct server *srv, struct session_link *link);
-/* A short unique id for log lines ("a3f2-17"). */
-void server_session_id(struct server *srv, char *out, size_t outsz);
 
 #endif

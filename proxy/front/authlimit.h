@@ -37,10 +37,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#define AUTHLIMIT_MAX_FAILURES 10
-#define AUTHLIMIT_WINDOW_MS (10 * 60 * 1000ULL)
-#define AUTHLIMIT_LOCK_MS (15 * 60 * 1000ULL)
-#define AUTHLIMIT_HISTORY 32 /* failure times kept per key; the largest FAILURES allowed */
+#include "lockout_defaults.h"
+
 #define AUTHLIMIT_KNOWN_DAYS 30
 #define AUTHLIMIT_KNOWN_MAX 1024 /* remembered (address, name) pairs; the oldest goes first */
 

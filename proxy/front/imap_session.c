@@ -11,7 +11,6 @@
 #include "imap_parse.h"
 #include "imap_upstream.h"
 #include "line.h"
-#include "listener.h"
 #include "log.h"
 #include "sasl.h"
 #include "session.h"
@@ -64,7 +63,7 @@ static void imap_enter_state(struct imap_session *is, enum imap_state st)
 static void imap_capabilities(struct imap_session *is, char *out, size_t outsz)
 {
     int auth_ok = session_plaintext_auth_ok(&is->s);
-    int starttls = is->s.listener->cfg->tls == CONFIG_TLS_STARTTLS && is->s.conn.ssl == NULL;
+    int starttls = is->s.lp->cfg->tls == CONFIG_TLS_STARTTLS && is->s.conn.ssl == NULL;
     snprintf(out, outsz, "IMAP4rev1 LITERAL+ SASL-IR ID%s%s",
              starttls ? " STARTTLS" : "", auth_ok ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
 }
@@ -113,7 +112,7 @@ static void imap_auth_cb(struct session *s, int ok)
         return;
     }
     imap_enter_state(is, IMAP_S_UPSTREAM);
-    is->up = imap_upstream_new(s->srv, s->acct, s->sid, is);
+    is->up = imap_upstream_new(s->ctx, s->acct, s->sid, is);
     if (is->up == NULL) {
         imap_login_done_cb(is, UPSTREAM_FAIL_CONNECT, "out of memory");
         return;
@@ -260,7 +259,7 @@ static void imap_cmd_starttls(struct imap_session *is, const struct imap_parser 
         imap_bad(is, p->tag, "TLS is active already.");
         return;
     }
-    if (is->s.listener->tls == NULL || is->s.listener->cfg->tls != CONFIG_TLS_STARTTLS) {
+    if (is->s.lp->tls == NULL || is->s.lp->cfg->tls != CONFIG_TLS_STARTTLS) {
         imap_bad(is, p->tag, "STARTTLS is not offered here.");
         return;
     }
@@ -377,13 +376,14 @@ static const struct session_ops imap_session_ops = {
     .closing = imap_closing,
 };
 
-int imap_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
+int imap_session_accept(const struct listen_point *lp, uv_os_sock_t fd,
+                        const struct sockaddr_storage *peer, const struct admission *adm)
 {
     struct imap_session *is = calloc(1, sizeof *is);
     if (is == NULL)
-        return -1;
+        return session_accept_failed(fd, adm);
     /* Passwords may come as literals; SASL_MAX_FIELD bounds them like every other field. */
     imap_parser_init(&is->parser, SASL_MAX_FIELD);
-    is->state = l->cfg->tls == CONFIG_TLS_IMPLICIT ? IMAP_S_TLS : IMAP_S_COMMAND;
-    return session_accept(&is->s, srv, l, stream, &imap_session_ops, IMAP_IDLE_TIMEOUT_MS);
+    is->state = lp->cfg->tls == CONFIG_TLS_IMPLICIT ? IMAP_S_TLS : IMAP_S_COMMAND;
+    return session_accept(&is->s, lp, fd, peer, adm, &imap_session_ops, IMAP_IDLE_TIMEOUT_MS);
 }

@@ -17,10 +17,10 @@
 
 #include <uv.h>
 
-struct server;
-struct listener;
+#include "accept_table.h"
 
-/* Accepts a pending connection from the listener's stream. Returns 0 or -1. */
-int imap_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream);
+/* The session_accept_fn of this protocol (accept_table.h). */
+int imap_session_accept(const struct listen_point *lp, uv_os_sock_t fd,
+                        const struct sockaddr_storage *peer, const struct admission *adm);
 
 #endif

@@ -8,7 +8,6 @@
 #include <strings.h>
 
 #include "config.h"
-#include "listener.h"
 #include "log.h"
 #include "pop3_parse.h"
 #include "pop3_upstream.h"
@@ -86,7 +85,7 @@ static void pop3_auth_cb(struct session *s, int ok)
         return;
     }
     pop3_enter_state(ps, POP3_S_UPSTREAM);
-    ps->up = pop3_upstream_new(s->srv, s->acct, s->sid, ps);
+    ps->up = pop3_upstream_new(s->ctx, s->acct, s->sid, ps);
     if (ps->up == NULL) {
         pop3_login_done_cb(ps, UPSTREAM_FAIL_CONNECT, "out of memory");
         return;
@@ -198,7 +197,7 @@ static void pop3_cmd_capa(struct pop3_session *ps)
 {
     char buf[256];
     int auth_ok = session_plaintext_auth_ok(&ps->s);
-    int stls = ps->s.listener->cfg->tls == CONFIG_TLS_STARTTLS && ps->s.conn.ssl == NULL;
+    int stls = ps->s.lp->cfg->tls == CONFIG_TLS_STARTTLS && ps->s.conn.ssl == NULL;
     /* RFC 2449 section 5: CAPA may differ before and after login; this is the list for the
      * AUTHORIZATION state (after login the provider answers CAPA itself, through the relay).
      * USER and SASL PLAIN LOGIN only where a password may be sent; no STLS once TLS is up. */
@@ -214,7 +213,7 @@ static void pop3_cmd_stls(struct pop3_session *ps)
         pop3_err(ps, "TLS is active already.");
         return;
     }
-    if (ps->s.listener->tls == NULL || ps->s.listener->cfg->tls != CONFIG_TLS_STARTTLS) {
+    if (ps->s.lp->tls == NULL || ps->s.lp->cfg->tls != CONFIG_TLS_STARTTLS) {
         pop3_err(ps, "STLS is not offered here.");
         return;
     }
@@ -331,12 +330,13 @@ static const struct session_ops pop3_session_ops = {
     .closing = pop3_closing,
 };
 
-int pop3_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
+int pop3_session_accept(const struct listen_point *lp, uv_os_sock_t fd,
+                        const struct sockaddr_storage *peer, const struct admission *adm)
 {
     struct pop3_session *ps = calloc(1, sizeof *ps);
     if (ps == NULL)
-        return -1;
+        return session_accept_failed(fd, adm);
     pop3_parser_init(&ps->parser);
-    ps->state = l->cfg->tls == CONFIG_TLS_IMPLICIT ? POP3_S_TLS : POP3_S_COMMAND;
-    return session_accept(&ps->s, srv, l, stream, &pop3_session_ops, POP3_IDLE_TIMEOUT_MS);
+    ps->state = lp->cfg->tls == CONFIG_TLS_IMPLICIT ? POP3_S_TLS : POP3_S_COMMAND;
+    return session_accept(&ps->s, lp, fd, peer, adm, &pop3_session_ops, POP3_IDLE_TIMEOUT_MS);
 }

@@ -8,12 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "config.h"
-#include "listener.h"
 #include "authlimit.h"
+#include "config.h"
 #include "localauth.h"
 #include "log.h"
+#include "network_match.h"
 #include "token.h"
 
 #define SESSION_AUTH_FAIL_DELAY_MS 1000
@@ -43,14 +44,13 @@ static void session_handle_closed(struct session *s)
         s->slog.bytes_in = s->relay.bytes[RELAY_CLIENT];
         s->slog.bytes_out = s->relay.bytes[RELAY_SERVER];
     }
-    session_log_end(&s->slog, uv_now(s->srv->loop));
-    struct listener *l = s->listener;
+    session_log_end(&s->slog, uv_now(s->ctx->loop));
     struct config *cfg = s->cfg;
-    listener_peer_release(l, &s->conn);
-    server_session_remove(s->srv, &s->link);
+    struct admission adm = s->adm;
+    s->ctx->session_remove(s->ctx, &s->link);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
-    listener_connection_closed(l, 1);
+    admission_release(&adm); /* last: the listener may go with its last place */
     config_release(cfg); /* may free (and cleanse) a configuration a reload replaced */
 }
 
@@ -179,7 +179,7 @@ static void session_log_tls_failed(struct session *s)
     /* A client that goes away without an alert is an end of file, not a failed handshake:
      * without an alert from the peer, it was xoauthd's side that refused. */
     log_warn(s->sid, "event=tls_failed%s listener=%s peer=%s gave_up=%s%s reason=\"%s\"%s",
-             s->ops->log_proto, s->listener->cfg->name, c->peer,
+             s->ops->log_proto, s->lp->cfg->name, c->peer,
              c->tls_alert_from_peer ? "client" : "xoauthd", alert, c->error,
              c->tls_alert_from_peer && session_alert_refuses_cert(c->tls_alert)
                  ? " hint=\"the client rejected xoauthd's certificate: check that the name it "
@@ -191,7 +191,7 @@ static void session_log_tls_failed(struct session *s)
 void session_starttls(struct session *s)
 {
     conn_discard_input(&s->conn);
-    if (conn_tls_start(&s->conn, s->listener->tls, 0, NULL) != 0) {
+    if (conn_tls_start(&s->conn, s->lp->tls, 0, NULL) != 0) {
         session_log_tls_failed(s);
         session_close(s, 0);
     }
@@ -265,7 +265,7 @@ static void session_conn_event_cb(struct conn *c, enum conn_event ev)
         break;
     case CONN_EV_TLS_DONE:
         s->ops->tls_ready(s);
-        if (s->listener->cfg->tls == CONFIG_TLS_IMPLICIT)
+        if (s->lp->cfg->tls == CONFIG_TLS_IMPLICIT)
             s->ops->greeting(s);
         session_process(s);
         break;
@@ -294,43 +294,48 @@ static void session_conn_event_cb(struct conn *c, enum conn_event ev)
     }
 }
 
-int session_accept(struct session *s, struct server *srv, struct listener *l,
-                   uv_stream_t *stream, const struct session_ops *ops, uint64_t idle_ms)
+int session_accept(struct session *s, const struct listen_point *lp, uv_os_sock_t fd,
+                   const struct sockaddr_storage *peer, const struct admission *adm,
+                   const struct session_ops *ops, uint64_t idle_ms)
 {
-    s->srv = srv;
-    s->listener = l;
+    struct proxy_context *ctx = lp->ctx;
+    const struct config_listen *l = lp->cfg;
+    s->ctx = ctx;
+    s->lp = lp;
+    s->adm = *adm;
     s->ops = ops;
-    if (l->cfg->idle_timeout != 0) /* the listener's own idle_timeout replaces the default */
-        idle_ms = (uint64_t)l->cfg->idle_timeout * 1000;
+    if (l->idle_timeout != 0) /* the listener's own idle_timeout replaces the default */
+        idle_ms = (uint64_t)l->idle_timeout * 1000;
     s->link.shutdown = session_link_shutdown;
     s->link.abort = session_link_abort;
-    server_session_id(srv, s->sid, sizeof s->sid);
-    if (conn_init(&s->conn, srv->loop, session_conn_event_cb, s) != 0 ||
-        uv_timer_init(srv->loop, &s->delay_timer) != 0) {
+    ctx->session_id(ctx, s->sid, sizeof s->sid);
+    if (conn_init(&s->conn, ctx->loop, session_conn_event_cb, s) != 0 ||
+        uv_timer_init(ctx->loop, &s->delay_timer) != 0) {
         /* A handle conn_init made is in the loop already: s may go only from its close
-         * callback (libuv's rule), and it was never counted anywhere. */
+         * callback (libuv's rule), and it was never listed anywhere. */
+        close(fd);
+        admission_release(&s->adm);
         conn_close(&s->conn, session_unstarted_closed_cb);
         return -1;
     }
     s->delay_timer.data = s;
     s->open_handles = 2;
-    s->cfg = config_hold(srv->cfg);
-    listener_admit(l);
-    server_session_add(srv, &s->link);
-    if (listener_conn_accept(l, &s->conn, stream) != 0) {
+    s->cfg = config_hold(ctx->cfg);
+    ctx->session_add(ctx, &s->link);
+    if (conn_accept_fd(&s->conn, fd, peer) != 0) {
+        close(fd);
         session_close(s, 0);
         return -1;
     }
     session_log_begin(&s->slog, &s->link, ops->stats_proto, s->sid, s->conn.peer,
-                      uv_now(srv->loop));
+                      uv_now(ctx->loop));
     log_info(s->sid, "event=connect%s peer=%s listener=%s", ops->log_proto, s->conn.peer,
-             l->cfg->name);
-    if ((l->cfg->max_connections != 0 && l->active > l->cfg->max_connections) ||
-        listener_peer_admit(l, &s->conn) != 0) {
+             l->name);
+    if (s->adm.refused) {
         log_warn(s->sid, "event=refused peer=%s reason=\"listener %s: too many connections "
-                 "(max_connections or max_connections_per_ip)\"", s->conn.peer, l->cfg->name);
+                 "(max_connections or max_connections_per_ip)\"", s->conn.peer, l->name);
         session_log_result(&s->slog, "refused");
-        if (l->cfg->tls != CONFIG_TLS_IMPLICIT) {
+        if (l->tls != CONFIG_TLS_IMPLICIT) {
             if (ops->busy != NULL)
                 ops->busy(s);
             else
@@ -341,8 +346,8 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     }
     conn_set_timeout(&s->conn, idle_ms);
     conn_read_start(&s->conn);
-    if (l->cfg->tls == CONFIG_TLS_IMPLICIT) {
-        if (conn_tls_start(&s->conn, l->tls, 0, NULL) != 0)
+    if (l->tls == CONFIG_TLS_IMPLICIT) {
+        if (conn_tls_start(&s->conn, lp->tls, 0, NULL) != 0)
             session_close(s, 0);
         return 0;
     }
@@ -351,11 +356,19 @@ int session_accept(struct session *s, struct server *srv, struct listener *l,
     return 0;
 }
 
+int session_accept_failed(uv_os_sock_t fd, const struct admission *adm)
+{
+    struct admission place = *adm;
+    close(fd);
+    admission_release(&place);
+    return -1;
+}
+
 int session_plaintext_auth_ok(const struct session *s)
 {
     if (conn_is_tls(&s->conn))
         return 1;
-    switch (s->listener->cfg->allow_plaintext_auth) {
+    switch (s->lp->cfg->allow_plaintext_auth) {
     case CONFIG_PLAINTEXT_ALWAYS:
         return 1;
     case CONFIG_PLAINTEXT_NEVER:
@@ -371,7 +384,8 @@ int session_allowlisted_login(struct session *s)
     struct sockaddr_storage ss;
     if (conn_peer_sockaddr(&s->conn, &ss) != 0)
         return -1;
-    const struct config_account *acct = listener_allowed_account(s->listener, &ss);
+    const struct config_account *acct =
+        network_match_account(s->lp->cfg->allow_networks, s->lp->cfg->n_allow_networks, &ss);
     if (acct == NULL)
         return -1;
     if (s->acct != acct)
@@ -394,7 +408,7 @@ static void session_auth_fail_later(struct session *s)
 {
     OPENSSL_cleanse(s->password, sizeof s->password);
     OPENSSL_cleanse(s->login_user, sizeof s->login_user);
-    uint64_t spent = uv_now(s->srv->loop) - s->auth_start_ms;
+    uint64_t spent = uv_now(s->ctx->loop) - s->auth_start_ms;
     uint64_t wait = spent < SESSION_AUTH_FAIL_DELAY_MS ? SESSION_AUTH_FAIL_DELAY_MS - spent : 0;
     uv_timer_start(&s->delay_timer, session_auth_delay_cb, wait, 0);
 }
@@ -421,9 +435,9 @@ static void session_auth_verify_cb(void *arg, int result)
         if (!s->auth_exempt)
             authlimit_succeeded(s->conn.peer, s->login_user);
         OPENSSL_cleanse(s->login_user, sizeof s->login_user);
-        /* DESIGN.md section 6: the token store is encrypted under a key derived from this
-         * (now verified) password. */
-        token_unlock(s->srv->tokens, s->acct, s->password, strlen(s->password));
+        /* docs/protocol-notes.md, "Tokens at rest": the token store is encrypted under a key
+         * derived from this (now verified) password. */
+        token_unlock(s->ctx->tokens, s->acct, s->password, strlen(s->password));
         OPENSSL_cleanse(s->password, sizeof s->password);
         s->auth_cb(s, 1);
         return;
@@ -440,7 +454,7 @@ static void session_auth_verify_cb(void *arg, int result)
         return;
     }
     if (!s->auth_exempt)
-        authlimit_failed(s->conn.peer, s->login_user, uv_now(s->srv->loop));
+        authlimit_failed(s->conn.peer, s->login_user, uv_now(s->ctx->loop));
     session_auth_log_failure(s, result < 0 ? "malformed password hash in the configuration"
                              : s->auth_candidate == NULL ? "unknown user" : "wrong password", "");
     /* The delay slows guessing; the client cannot tell an unknown user from a wrong password. */
@@ -451,9 +465,9 @@ static void session_auth_verify_cb(void *arg, int result)
 static int session_auth_exempt(struct session *s)
 {
     struct sockaddr_storage ss;
-    const struct config *cfg = s->srv->cfg;
+    const struct config *cfg = s->ctx->cfg;
     return cfg->n_auth_lockout_exempt > 0 && conn_peer_sockaddr(&s->conn, &ss) == 0 &&
-           listener_addr_in_networks(cfg->auth_lockout_exempt, cfg->n_auth_lockout_exempt, &ss);
+           network_match_any(cfg->auth_lockout_exempt, cfg->n_auth_lockout_exempt, &ss);
 }
 
 /* A locked login: refused without a hash (nothing about the password is learnt or counted),
@@ -486,7 +500,7 @@ void session_check_password(struct session *s, const char *user, const char *pas
     snprintf(s->password, sizeof s->password, "%s", password);
     s->auth_cb = cb;
     s->auth_busy = 0;
-    s->auth_start_ms = uv_now(s->srv->loop);
+    s->auth_start_ms = uv_now(s->ctx->loop);
     s->auth_exempt = session_auth_exempt(s);
     uint64_t left = s->auth_exempt ? 0 : authlimit_lock_left(s->conn.peer, user, s->auth_start_ms);
     if (left != 0) {
@@ -494,7 +508,7 @@ void session_check_password(struct session *s, const char *user, const char *pas
         session_auth_locked(s, left);
         return;
     }
-    const struct config_account *acct = config_find_account_by_local_user(s->srv->cfg, user);
+    const struct config_account *acct = config_find_account_by_local_user(s->ctx->cfg, user);
     const char *hash = localauth_dummy_hash();
     if (acct != NULL && acct->local_password != NULL)
         hash = acct->local_password;
@@ -504,7 +518,7 @@ void session_check_password(struct session *s, const char *user, const char *pas
     /* A known client address goes ahead of guessers in the queue of checks (and a guesser at
      * that address is stopped by its address lock). */
     int urgent = !s->auth_exempt && authlimit_known(s->conn.peer, user);
-    struct localauth_req *req = localauth_verify_async_queue(s->srv->loop, hash, password,
+    struct localauth_req *req = localauth_verify_async_queue(s->ctx->loop, hash, password,
                                                              strlen(password), urgent,
                                                              session_auth_verify_cb, s);
     if (req != NULL)
@@ -525,8 +539,8 @@ static void session_relay_end_cb(void *arg, const char *why)
 
 void session_start_relay(struct session *s, struct conn *upstream, uint64_t client_idle_ms)
 {
-    if (s->listener->cfg->idle_timeout != 0)
-        client_idle_ms = (uint64_t)s->listener->cfg->idle_timeout * 1000;
+    if (s->lp->cfg->idle_timeout != 0)
+        client_idle_ms = (uint64_t)s->lp->cfg->idle_timeout * 1000;
     s->relaying = 1;
     s->open_handles++; /* the provider's conn closes through session_upstream_closed_cb */
     log_info(s->sid, "event=relay_start protocol=%s account=%s server=%s", s->ops->proto,

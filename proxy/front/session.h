@@ -23,14 +23,15 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "accept_table.h"
+#include "admission.h"
 #include "conn.h"
+#include "proxy_context.h"
 #include "relay.h"
 #include "sasl.h"
-#include "server.h"
 #include "session_log.h"
 #include "upstream.h"
 
-struct listener;
 struct config;
 struct config_account;
 struct localauth_req;
@@ -74,8 +75,9 @@ typedef void (*session_auth_cb)(struct session *s, int ok);
 
 struct session {
     struct session_link link; /* first: the server's list points here */
-    struct server *srv;
-    struct listener *listener;
+    struct proxy_context *ctx;
+    const struct listen_point *lp; /* the listener that accepted it */
+    struct admission adm;     /* its place there, given back when the session is gone */
     const struct session_ops *ops;
     struct conn conn;         /* the client */
     struct relay relay;       /* after login */
@@ -102,13 +104,19 @@ struct session {
     char password[SASL_MAX_FIELD + 1]; /* secret: only while the check runs (token_unlock) */
 };
 
-/* Accepts a pending connection into s (zeroed, allocated by the protocol with malloc: it is
- * freed with free()), then greets the client (after the handshake on implicit TLS) and reads
- * with idle_ms as the autologout timer. Returns 0 (also when the listener was full: the client
- * got busy_line and the session closes), or -1 on failure (s is freed or will be by its close
- * callbacks). The protocol's own fields must be ready before the call. */
-int session_accept(struct session *s, struct server *srv, struct listener *l,
-                   uv_stream_t *stream, const struct session_ops *ops, uint64_t idle_ms);
+/* Makes s (zeroed, allocated by the protocol with malloc: it is freed with free()) the session
+ * of fd, with the arguments of session_accept_fn (accept_table.h), then greets the client
+ * (after the handshake on implicit TLS) and reads with idle_ms as the autologout timer.
+ * Returns 0 (also when the listener refused the connection: the client got busy_line and the
+ * session closes), or -1 on failure (s is freed or will be by its close callbacks; fd is
+ * closed and the place given back either way). The protocol's own fields must be ready before
+ * the call. */
+int session_accept(struct session *s, const struct listen_point *lp, uv_os_sock_t fd,
+                   const struct sockaddr_storage *peer, const struct admission *adm,
+                   const struct session_ops *ops, uint64_t idle_ms);
+/* What a protocol's accept function returns when it could not even allocate its session:
+ * closes fd and gives the place back (session_accept_fn's rule). -1. */
+int session_accept_failed(uv_os_sock_t fd, const struct admission *adm);
 /* Writes one line (CRLF added) to the client. */
 void session_send(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Runs ops->input until it stops asking for more; answers that arrive synchronously (a cached

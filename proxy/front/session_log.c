@@ -6,7 +6,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "proxy_context.h"
 
 void session_log_begin(struct session_log *sl, struct session_link *link, enum stats_proto p,
                        const char *sid, const char *client, uint64_t now_ms)

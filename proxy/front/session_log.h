@@ -6,7 +6,7 @@
  *
  * Each session embeds a struct session_log, fills it as it goes (login, upstream, messages,
  * failures) and calls session_log_end() when its last handle closed. The struct is also what
- * `xoauthd status` shows for live sessions (server.h's session_link points at it), and it
+ * `xoauthd status` shows for live sessions (proxy_context.h's session_link points at it), and it
  * feeds the counters (stats.h). No secret is ever stored here: names, addresses, codes and the
  * upstream's last reply (quoted; replies carry queue ids, not credentials). */
 #ifndef XOAUTHD_SESSION_LOG_H

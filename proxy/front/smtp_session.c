@@ -10,11 +10,9 @@
 #include "config.h"
 #include "conn.h"
 #include "line.h"
-#include "listener.h"
 #include "log.h"
 #include "sasl.h"
 #include "sender_rules.h"
-#include "server.h"
 #include "session.h"
 #include "session_log.h"
 #include "smtp_parse.h"
@@ -123,7 +121,7 @@ static void smtp_process(struct smtp_session *s) { session_process(&s->base); }
 
 static int smtp_starttls_offered(struct smtp_session *s)
 {
-    return s->base.listener->cfg->tls == CONFIG_TLS_STARTTLS && s->base.conn.ssl == NULL;
+    return s->base.lp->cfg->tls == CONFIG_TLS_STARTTLS && s->base.conn.ssl == NULL;
 }
 
 static void smtp_reset_transaction(struct smtp_session *s)
@@ -170,11 +168,11 @@ static void smtp_shutdown(struct session *base)
     if (s->relay_count > 0) {
         /* Replies are due; smtp_command_done checks shutdown_requested after the last. */
     } else if (s->state == SMTP_S_COMMAND && !s->in_transaction) {
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.srv->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.ctx->hostname);
         smtp_close(s);
     } else if (s->state != SMTP_S_DATA && s->state != SMTP_S_DATA_REPLY &&
                s->state != SMTP_S_UPSTREAM_REPLY) {
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.srv->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.ctx->hostname);
         smtp_close(s);
     }
 }
@@ -192,7 +190,7 @@ static void smtp_command_done(struct smtp_session *s)
 {
     smtp_enter_state(s, SMTP_S_COMMAND);
     if (s->shutdown_requested && !s->in_transaction) {
-        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.srv->hostname);
+        smtp_reply(s, "421 4.3.2 %s Service shutting down", s->base.ctx->hostname);
         smtp_close(s);
         return;
     }
@@ -206,15 +204,15 @@ static void smtp_cmd_ehlo(struct smtp_session *s, int extended)
     smtp_reset_transaction(s);
     s->ehlo_seen = 1;
     if (!extended) {
-        smtp_reply(s, "250 %s", s->base.srv->hostname);
+        smtp_reply(s, "250 %s", s->base.ctx->hostname);
         return;
     }
     char buf[1024];
     size_t n = 0;
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-%s\r\n", s->base.srv->hostname);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "250-%s\r\n", s->base.ctx->hostname);
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250-PIPELINING\r\n");
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250-SIZE %zu\r\n",
-                          s->base.srv->cfg->max_message_size);
+                          s->base.ctx->cfg->max_message_size);
     n += (size_t)snprintf(buf + n, sizeof buf - n, "250-8BITMIME\r\n");
     if (smtp_starttls_offered(s))
         n += (size_t)snprintf(buf + n, sizeof buf - n, "250-STARTTLS\r\n");
@@ -236,7 +234,7 @@ static void smtp_cmd_starttls(struct smtp_session *s)
         smtp_reply(s, "503 5.5.1 TLS already active");
         return;
     }
-    if (s->base.listener->tls == NULL || s->base.listener->cfg->tls != CONFIG_TLS_STARTTLS) {
+    if (s->base.lp->tls == NULL || s->base.lp->cfg->tls != CONFIG_TLS_STARTTLS) {
         smtp_reply(s, "502 5.5.1 STARTTLS not available");
         return;
     }
@@ -258,14 +256,14 @@ static void smtp_local_drain_cb(void *arg);
 static int smtp_local_submit(struct smtp_session *s)
 {
     if (s->sub == NULL)
-        s->sub = submit_new(s->base.srv, s->base.acct, s->base.sid, smtp_local_drain_cb, s);
+        s->sub = submit_new(s->base.ctx, s->base.acct, s->base.sid, smtp_local_drain_cb, s);
     return s->sub != NULL ? 0 : -1;
 }
 
 /* A new upstream for s->base.acct and its login; smtp_login_done_cb follows. */
 static void smtp_upstream_start(struct smtp_session *s)
 {
-    s->up = smtp_upstream_new(s->base.srv, s->base.acct, s->base.sid, smtp_upstream_event, s);
+    s->up = smtp_upstream_new(s->base.ctx, s->base.acct, s->base.sid, smtp_upstream_event, s);
     if (s->up == NULL) {
         smtp_login_done_cb(s, UPSTREAM_FAIL_CONNECT, "out of memory");
         return;
@@ -645,7 +643,7 @@ static void smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd
     while (p < end) {
         if (end - p > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
             unsigned long long n = strtoull(p + 5, NULL, 10);
-            if (n > s->base.srv->cfg->max_message_size) {
+            if (n > s->base.ctx->cfg->max_message_size) {
                 smtp_refuse(s, "552 5.3.4 Message size exceeds fixed maximum message size");
                 return;
             }
@@ -743,7 +741,7 @@ static void smtp_bad_command(struct smtp_session *s, const char *reply)
 {
     smtp_reply(s, "%s", reply);
     if (++s->bad_commands >= SMTP_MAX_BAD_COMMANDS) {
-        smtp_reply(s, "421 4.7.0 %s Too many errors, closing connection", s->base.srv->hostname);
+        smtp_reply(s, "421 4.7.0 %s Too many errors, closing connection", s->base.ctx->hostname);
         log_warn(s->base.sid, "event=too_many_errors peer=%s", s->base.conn.peer);
         smtp_close(s);
     }
@@ -923,7 +921,7 @@ static size_t smtp_data_feed(struct smtp_session *s, const char *buf, size_t len
         }
         size_t used = end >= 0 ? (size_t)end : chunk;
         if (s->state == SMTP_S_DATA) {
-            if (s->scan.size > s->base.srv->cfg->max_message_size) {
+            if (s->scan.size > s->base.ctx->cfg->max_message_size) {
                 smtp_data_abort(s, "552 5.3.4 Message size exceeds fixed maximum message size",
                                 "message too big");
             } else if (s->scan.lone_dot) {
@@ -1101,7 +1099,7 @@ static void smtp_input(struct session *base)
 
 static void smtp_greeting(struct session *base)
 {
-    smtp_reply((struct smtp_session *)base, "220 %s ESMTP xoauthd", base->srv->hostname);
+    smtp_reply((struct smtp_session *)base, "220 %s ESMTP xoauthd", base->ctx->hostname);
 }
 
 static void smtp_tls_ready(struct session *base)
@@ -1112,7 +1110,7 @@ static void smtp_tls_ready(struct session *base)
 static void smtp_busy(struct session *base)
 {
     smtp_reply((struct smtp_session *)base, "421 4.7.0 %s Too many connections, try again later",
-               base->srv->hostname);
+               base->ctx->hostname);
 }
 
 /* Client events SMTP logs or answers its own way; session.c does the rest. */
@@ -1133,7 +1131,7 @@ static int smtp_client_event(struct session *base, enum conn_event ev)
     case CONN_EV_TIMEOUT:
         log_info(s->base.sid, "event=client_timeout state=%s", smtp_state_names[s->state]);
         session_log_result(&s->base.slog, "timeout");
-        smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", s->base.srv->hostname);
+        smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", s->base.ctx->hostname);
         smtp_close(s);
         return 1;
     default:
@@ -1156,11 +1154,13 @@ static const struct session_ops smtp_session_ops = {
     .aborting = smtp_aborting,
 };
 
-int smtp_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream)
+int smtp_session_accept(const struct listen_point *lp, uv_os_sock_t fd,
+                        const struct sockaddr_storage *peer, const struct admission *adm)
 {
     struct smtp_session *s = calloc(1, sizeof *s);
     if (s == NULL)
-        return -1;
-    s->state = l->cfg->tls == CONFIG_TLS_IMPLICIT ? SMTP_S_TLS : SMTP_S_COMMAND;
-    return session_accept(&s->base, srv, l, stream, &smtp_session_ops, SMTP_CLIENT_TIMEOUT_MS);
+        return session_accept_failed(fd, adm);
+    s->state = lp->cfg->tls == CONFIG_TLS_IMPLICIT ? SMTP_S_TLS : SMTP_S_COMMAND;
+    return session_accept(&s->base, lp, fd, peer, adm, &smtp_session_ops,
+                          SMTP_CLIENT_TIMEOUT_MS);
 }

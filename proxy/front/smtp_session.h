@@ -11,11 +11,12 @@
 
 #include <uv.h>
 
-struct server;
-struct config_listen;
-struct listener;
+#include "accept_table.h"
 
-/* Accepts a pending connection from the listener's stream. Returns 0 or -1. */
-int smtp_session_accept(struct server *srv, struct listener *l, uv_stream_t *stream);
+struct config_listen;
+
+/* The session_accept_fn of this protocol (accept_table.h). */
+int smtp_session_accept(const struct listen_point *lp, uv_os_sock_t fd,
+                        const struct sockaddr_storage *peer, const struct admission *adm);
 
 #endif

@@ -6,15 +6,15 @@
 #include <strings.h>
 
 enum {
-    HS_LINE_START, /* after LF (or at the start): an empty line ends the header */
-    HS_CR_AT_START,
-    HS_MID
+    HEADER_SCAN_LINE_START, /* after LF (or at the start): an empty line ends the header */
+    HEADER_SCAN_CR_AT_START,
+    HEADER_SCAN_MID_LINE
 };
 
 void message_header_scan_init(struct message_header_scan *h)
 {
     memset(h, 0, sizeof *h);
-    h->state = HS_LINE_START;
+    h->state = HEADER_SCAN_LINE_START;
 }
 
 void message_header_scan_free(struct message_header_scan *h)
@@ -23,7 +23,7 @@ void message_header_scan_free(struct message_header_scan *h)
     memset(h, 0, sizeof *h);
 }
 
-static void hs_keep(struct message_header_scan *h, const char *p, size_t n)
+static void header_scan_keep(struct message_header_scan *h, const char *p, size_t n)
 {
     if (h->failed || h->truncated)
         return;
@@ -54,34 +54,34 @@ void message_header_scan_feed(struct message_header_scan *h, const char *p, size
     while (i < n && !h->done) {
         char c = p[i];
         switch (h->state) {
-        case HS_LINE_START:
+        case HEADER_SCAN_LINE_START:
             if (c == '\n') {
                 h->done = 1;
             } else if (c == '\r') {
-                h->state = HS_CR_AT_START;
+                h->state = HEADER_SCAN_CR_AT_START;
             } else {
-                h->state = HS_MID;
+                h->state = HEADER_SCAN_MID_LINE;
                 continue; /* the byte is part of a line */
             }
             i++;
             continue;
-        case HS_CR_AT_START:
+        case HEADER_SCAN_CR_AT_START:
             if (c == '\n') {
                 h->done = 1;
                 i++;
                 continue;
             }
             /* A lone CR at a line start is text: keep it. */
-            hs_keep(h, "\r", 1);
-            h->state = HS_MID;
+            header_scan_keep(h, "\r", 1);
+            h->state = HEADER_SCAN_MID_LINE;
             continue;
         default: {
             const char *lf = memchr(p + i, '\n', n - i);
             size_t end = lf != NULL ? (size_t)(lf - p) + 1 : n;
-            hs_keep(h, p + i, end - i);
+            header_scan_keep(h, p + i, end - i);
             i = end;
             if (lf != NULL)
-                h->state = HS_LINE_START;
+                h->state = HEADER_SCAN_LINE_START;
             continue;
         }
         }
@@ -89,22 +89,23 @@ void message_header_scan_feed(struct message_header_scan *h, const char *p, size
 }
 
 /* Characters that can be part of an addr-spec (RFC 5322 3.2.3 atext, '.', '@'). */
-static int mh_addr_char(unsigned char c)
+static int message_header_addr_char(unsigned char c)
 {
     return isalnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~.@", (int)c) != NULL) || c >= 0x80;
 }
 
 /* Is addr a token of text (case-insensitive, with non-address characters around it)? */
-static int mh_contains_addr(const char *text, size_t tlen, const char *addr, size_t alen)
+static int message_header_contains_addr(const char *text, size_t tlen, const char *addr,
+                                        size_t alen)
 {
     if (alen == 0 || alen > tlen)
         return 0;
     for (size_t i = 0; i + alen <= tlen; i++) {
         if (strncasecmp(text + i, addr, alen) != 0)
             continue;
-        if (i > 0 && mh_addr_char((unsigned char)text[i - 1]))
+        if (i > 0 && message_header_addr_char((unsigned char)text[i - 1]))
             continue;
-        if (i + alen < tlen && mh_addr_char((unsigned char)text[i + alen]))
+        if (i + alen < tlen && message_header_addr_char((unsigned char)text[i + alen]))
             continue;
         return 1;
     }
@@ -113,7 +114,7 @@ static int mh_contains_addr(const char *text, size_t tlen, const char *addr, siz
 
 /* Appends the values of every To:, Cc: and Bcc: field (unfolded enough for matching: a folded
  * continuation just stays as text) to out. */
-static char *mh_recipient_text(const struct message_header_scan *h, size_t *out_len)
+static char *message_header_recipient_text(const struct message_header_scan *h, size_t *out_len)
 {
     char *out = malloc(h->len + 1);
     size_t o = 0;
@@ -158,7 +159,7 @@ char *message_header_bcc(const struct message_header_scan *h, const char *const 
                          size_t n_rcpts, size_t *n_missing)
 {
     size_t tlen = 0, missing = 0, need = 8;
-    char *text = mh_recipient_text(h, &tlen);
+    char *text = message_header_recipient_text(h, &tlen);
     if (text == NULL)
         return NULL;
     for (size_t i = 0; i < n_rcpts; i++)
@@ -171,7 +172,7 @@ char *message_header_bcc(const struct message_header_scan *h, const char *const 
     size_t o = 0;
     for (size_t i = 0; i < n_rcpts; i++) {
         size_t alen = strlen(rcpts[i]);
-        if (mh_contains_addr(text, tlen, rcpts[i], alen))
+        if (message_header_contains_addr(text, tlen, rcpts[i], alen))
             continue;
         /* The same address twice in the envelope is added once. */
         int dup = 0;

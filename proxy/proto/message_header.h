@@ -1,12 +1,12 @@
 /* message_header: what EWS and Graph need from a message's header before submission.
  *
  * Both read the recipients from the MIME header (To, Cc, Bcc), not from the SMTP envelope
- * (DESIGN.md section 5). An envelope recipient that the header does not name — a Bcc written by
- * a client that strips the Bcc: line before DATA, as RFC 5322 3.6.3 allows, or a smarthost's
- * alias expansion — would silently get nothing. So the header block is collected as the message
- * streams by (bounded; no I/O), and a "Bcc:" line naming the missing recipients is built to be
- * put in front of the message. Matching is deliberately generous (the address as a token
- * anywhere in To/Cc/Bcc, case-insensitive): a false "present" only happens when the header
+ * (docs/protocol-notes.md, "Never lose a message"). An envelope recipient that the header does not
+ * name — a Bcc written by a client that strips the Bcc: line before DATA, as RFC 5322 3.6.3 allows,
+ * or a smarthost's alias expansion — would silently get nothing. So the header block is collected
+ * as the message streams by (bounded; no I/O), and a "Bcc:" line naming the missing recipients is
+ * built to be put in front of the message. Matching is deliberately generous (the address as a
+ * token anywhere in To/Cc/Bcc, case-insensitive): a false "present" only happens when the header
  * already names that exact address. */
 #ifndef XOAUTHD_MESSAGE_HEADER_H
 #define XOAUTHD_MESSAGE_HEADER_H

@@ -17,7 +17,6 @@
 
 #define EWS_DEFAULT_TIMEOUT_MS 30000u
 #define EWS_MAX_RESPONSE ((size_t)1 << 20)
-#define EWS_MAX_MIME_RESPONSE ((size_t)200 << 20) /* GetItem of a large message, in base64 */
 
 #define EWS_NS_SOAP "http://schemas.xmlsoap.org/soap/envelope/"
 #define EWS_NS_T "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -25,7 +24,6 @@
 
 struct ews_call {
     struct http_request *req;
-    enum ews_op op;
     char *head, *tail;
     struct body_stream body;
     char sid[32];
@@ -35,13 +33,7 @@ struct ews_call {
 
 /* ---- building ----------------------------------------------------------------------------- */
 
-struct ews_buf {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void eb_add(struct ews_buf *b, const char *s, size_t n)
+static void ews_buf_add(struct ews_buf *b, const char *s, size_t n)
 {
     if (b->err)
         return;
@@ -62,17 +54,17 @@ static void eb_add(struct ews_buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void eb_str(struct ews_buf *b, const char *s) { eb_add(b, s, strlen(s)); }
+void ews_buf_str(struct ews_buf *b, const char *s) { ews_buf_add(b, s, strlen(s)); }
 
 /* Appends an escaped value; a value XML cannot carry fails the whole request. */
-static void eb_esc(struct ews_buf *b, const char *s)
+void ews_buf_esc(struct ews_buf *b, const char *s)
 {
     char *e = ews_xml_escape(s != NULL ? s : "");
     if (e == NULL) {
         b->err = 1;
         return;
     }
-    eb_str(b, e);
+    ews_buf_str(b, e);
     free(e);
 }
 
@@ -112,131 +104,56 @@ char *ews_xml_escape(const char *s)
     return out;
 }
 
-static void eb_folder(struct ews_buf *b, const struct ews_folder *f)
+/* The SOAP envelope up to and with <soap:Body>: RequestServerVersion, and for app-only tokens
+ * ExchangeImpersonation (the account's mailbox). */
+void ews_envelope_open(struct ews_buf *b, const struct ews_target *t)
 {
-    if (f->distinguished) {
-        eb_str(b, "<t:DistinguishedFolderId Id=\"");
-        eb_esc(b, f->id);
-        eb_str(b, "\"/>");
-    } else {
-        eb_str(b, "<t:FolderId Id=\"");
-        eb_esc(b, f->id);
-        if (f->change_key != NULL) {
-            eb_str(b, "\" ChangeKey=\"");
-            eb_esc(b, f->change_key);
-        }
-        eb_str(b, "\"/>");
+    ews_buf_str(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+                   "<soap:Envelope xmlns:soap=\"" EWS_NS_SOAP "\" xmlns:t=\"" EWS_NS_T
+                   "\" xmlns:m=\"" EWS_NS_M "\">\n<soap:Header>\n"
+                   "<t:RequestServerVersion Version=\"");
+    ews_buf_esc(b, t->version != NULL ? t->version : EWS_DEFAULT_VERSION);
+    ews_buf_str(b, "\"/>\n");
+    if (t->impersonate != NULL) {
+        ews_buf_str(b, "<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>");
+        ews_buf_esc(b, t->impersonate);
+        ews_buf_str(b, "</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>\n");
     }
+    ews_buf_str(b, "</soap:Header>\n<soap:Body>\n");
 }
 
-static void eb_item_id(struct ews_buf *b, const struct ews_params *p)
+void ews_envelope_close(struct ews_buf *b)
 {
-    eb_str(b, "<t:ItemId Id=\"");
-    eb_esc(b, p->item_id);
-    if (p->change_key != NULL) {
-        eb_str(b, "\" ChangeKey=\"");
-        eb_esc(b, p->change_key);
-    }
-    eb_str(b, "\"/>");
+    ews_buf_str(b, "</soap:Body>\n</soap:Envelope>\n");
 }
 
-int ews_build_request(enum ews_op op, const struct ews_target *t, const struct ews_params *p,
-                      char **head, char **tail)
+int ews_request_finish(struct ews_buf *head, struct ews_buf *tail, char **head_out,
+                       char **tail_out)
+{
+    if (tail->p == NULL)
+        ews_buf_str(tail, "");
+    if (head->err || tail->err) {
+        free(head->p);
+        free(tail->p);
+        *head_out = *tail_out = NULL;
+        return -1;
+    }
+    *head_out = head->p;
+    *tail_out = tail->p;
+    return 0;
+}
+
+int ews_build_send(const struct ews_target *t, char **head, char **tail)
 {
     struct ews_buf b = {0}, tb = {0};
-    static const struct ews_params none;
-    if (p == NULL)
-        p = &none;
-    *head = *tail = NULL;
-    eb_str(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
-               "<soap:Envelope xmlns:soap=\"" EWS_NS_SOAP "\" xmlns:t=\"" EWS_NS_T
-               "\" xmlns:m=\"" EWS_NS_M "\">\n<soap:Header>\n<t:RequestServerVersion Version=\"");
-    eb_esc(&b, t->version != NULL ? t->version : EWS_DEFAULT_VERSION);
-    eb_str(&b, "\"/>\n");
-    if (t->impersonate != NULL) {
-        eb_str(&b, "<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>");
-        eb_esc(&b, t->impersonate);
-        eb_str(&b, "</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>\n");
-    }
-    eb_str(&b, "</soap:Header>\n<soap:Body>\n");
-    int needs_item = op != EWS_OP_SEND && op != EWS_OP_SAVE && op != EWS_OP_DELETE_FOLDER;
-    if (needs_item && (p->item_id == NULL || p->item_id[0] == '\0'))
-        goto fail;
-    switch (op) {
-    case EWS_OP_SEND:
-    case EWS_OP_SAVE:
-        if (op == EWS_OP_SEND) {
-            eb_str(&b, "<m:CreateItem MessageDisposition=\"SendAndSaveCopy\">"
-                       "<m:SavedItemFolderId><t:DistinguishedFolderId Id=\"sentitems\"/>"
-                       "</m:SavedItemFolderId>");
-        } else {
-            if (p->folder.id == NULL)
-                goto fail;
-            eb_str(&b, "<m:CreateItem MessageDisposition=\"SaveOnly\"><m:SavedItemFolderId>");
-            eb_folder(&b, &p->folder);
-            eb_str(&b, "</m:SavedItemFolderId>");
-        }
-        eb_str(&b, "<m:Items><t:Message><t:MimeContent CharacterSet=\"UTF-8\">");
-        eb_str(&tb, "</t:MimeContent>");
-        if (op == EWS_OP_SAVE) {
-            /* PR_MESSAGE_FLAGS (0x0E07) = MSGFLAG_READ: without it Exchange files a MIME upload
-             * as an unsent draft; an append is a received message. */
-            eb_str(&tb, "<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag=\"3591\" "
-                        "PropertyType=\"Integer\"/><t:Value>1</t:Value></t:ExtendedProperty>");
-        }
-        eb_str(&tb, "</t:Message></m:Items></m:CreateItem>\n");
-        break;
-    case EWS_OP_GET_MIME:
-        eb_str(&b, "<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape>"
-                   "<t:IncludeMimeContent>true</t:IncludeMimeContent></m:ItemShape><m:ItemIds>");
-        eb_item_id(&b, p);
-        eb_str(&b, "</m:ItemIds></m:GetItem>\n");
-        break;
-    case EWS_OP_COPY:
-        if (p->folder.id == NULL)
-            goto fail;
-        eb_str(&b, "<m:CopyItem><m:ToFolderId>");
-        eb_folder(&b, &p->folder);
-        eb_str(&b, "</m:ToFolderId><m:ItemIds>");
-        eb_item_id(&b, p);
-        eb_str(&b, "</m:ItemIds></m:CopyItem>\n");
-        break;
-    case EWS_OP_DELETE_ITEM:
-        eb_str(&b, "<m:DeleteItem DeleteType=\"HardDelete\"><m:ItemIds>");
-        eb_item_id(&b, p);
-        eb_str(&b, "</m:ItemIds></m:DeleteItem>\n");
-        break;
-    case EWS_OP_DELETE_FOLDER:
-        if (p->folder.id == NULL)
-            goto fail;
-        eb_str(&b, "<m:DeleteFolder DeleteType=\"HardDelete\"><m:FolderIds>");
-        eb_folder(&b, &p->folder);
-        eb_str(&b, "</m:FolderIds></m:DeleteFolder>\n");
-        break;
-    case EWS_OP_SET_READ:
-        eb_str(&b, "<m:UpdateItem ConflictResolution=\"AlwaysOverwrite\" "
-                   "MessageDisposition=\"SaveOnly\"><m:ItemChanges><t:ItemChange>");
-        eb_item_id(&b, p);
-        eb_str(&b, "<t:Updates><t:SetItemField><t:FieldURI FieldURI=\"message:IsRead\"/>"
-                   "<t:Message><t:IsRead>");
-        eb_str(&b, p->is_read ? "true" : "false");
-        eb_str(&b, "</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange>"
-                   "</m:ItemChanges></m:UpdateItem>\n");
-        break;
-    }
-    eb_str(op == EWS_OP_SEND || op == EWS_OP_SAVE ? &tb : &b,
-           "</soap:Body>\n</soap:Envelope>\n");
-    if (tb.p == NULL)
-        eb_str(&tb, "");
-    if (b.err || tb.err)
-        goto fail;
-    *head = b.p;
-    *tail = tb.p;
-    return 0;
-fail:
-    free(b.p);
-    free(tb.p);
-    return -1;
+    ews_envelope_open(&b, t);
+    ews_buf_str(&b, "<m:CreateItem MessageDisposition=\"SendAndSaveCopy\">"
+                    "<m:SavedItemFolderId><t:DistinguishedFolderId Id=\"sentitems\"/>"
+                    "</m:SavedItemFolderId>"
+                    "<m:Items><t:Message><t:MimeContent CharacterSet=\"UTF-8\">");
+    ews_buf_str(&tb, "</t:MimeContent></t:Message></m:Items></m:CreateItem>\n");
+    ews_envelope_close(&tb);
+    return ews_request_finish(&b, &tb, head, tail);
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -503,94 +420,6 @@ done:
 
 /* ---- classification ----------------------------------------------------------------------- */
 
-#define R_BUSY "451 4.4.5 The mail provider is busy, try again later"
-#define R_TEMP "451 4.3.0 Temporary failure at the mail provider, try again later"
-#define R_UNREACH "451 4.4.1 Cannot reach the mail provider, try again later"
-#define R_AUTH "451 4.7.0 The mail provider refused xoauthd's credentials, try again later"
-#define R_SENDAS "550 5.7.60 The mailbox is not allowed to send as this sender"
-#define R_SIZE "552 5.3.4 Message too big for the mail provider"
-#define R_RCPT "550 5.1.1 Recipient address rejected by the mail provider"
-#define R_SCHEMA "554 5.6.0 The mail provider could not process the message"
-
-static const struct {
-    const char *code;
-    const char *reply;
-} submit_code_table[] = {
-    {"ErrorSendAsDenied", R_SENDAS},
-    {"ErrorMessageSizeExceeded", R_SIZE},
-    {"ErrorInvalidRecipients", R_RCPT},
-    {"ErrorMailRecipientNotFound", R_RCPT},
-    {"ErrorServerBusy", R_BUSY},
-    {"ErrorTooManyObjectsOpened", R_BUSY},
-    {"ErrorExceededConnectionCount", R_BUSY},
-    {"ErrorInsufficientResources", R_BUSY},
-    {"ErrorTimeoutExpired", R_TEMP},
-    {"ErrorInternalServerTransientError", R_TEMP},
-    {"ErrorMailboxStoreUnavailable", R_TEMP},
-    {"ErrorMailboxMoveInProgress", R_TEMP},
-    {"ErrorConnectionFailed", R_TEMP},
-    {"ErrorBatchProcessingStopped", R_TEMP},
-    {"ErrorQuotaExceeded", "452 4.2.2 The sending mailbox is over its quota"},
-    {"ErrorAccessDenied", R_AUTH},
-    {"ErrorImpersonateUserDenied", R_AUTH},
-    {"ErrorImpersonationDenied", R_AUTH},
-    {"ErrorNonExistentMailbox", R_AUTH},
-    {"ErrorInvalidUser", R_AUTH},
-    {"MailboxNotEnabledForRESTAPI", R_AUTH},
-    {"ErrorSchemaValidation", R_SCHEMA},
-    {"ErrorInvalidRequest", R_SCHEMA},
-    {"ErrorInvalidServerVersion", R_SCHEMA},
-    {"ErrorMimeContentConversionFailed", R_SCHEMA},
-    {"ErrorMimeContentInvalid", R_SCHEMA},
-    {"ErrorMimeContentInvalidBase64String", R_SCHEMA},
-    /* Graph's own names for the same things */
-    {"ErrorMessageSubmissionBlocked", R_AUTH},
-    {"RequestBodyTooLarge", R_SIZE},
-    {"ErrorRecipientNotFound", R_RCPT},
-};
-
-static const struct {
-    const char *code;
-    const char *hint;
-} submit_hint_table[] = {
-    {"ErrorSendAsDenied", "the From address is not the mailbox: grant Send As, or set "
-                          "header_from = account"},
-    {"ErrorImpersonateUserDenied", "the app may not impersonate this mailbox: grant the "
-                                   "ApplicationImpersonation role (on-premises) or "
-                                   "full_access_as_app"},
-    {"ErrorAccessDenied", "missing permission: EWS.AccessAsUser.All / full_access_as_app, or "
-                          "Graph Mail.Send"},
-    {"ErrorNonExistentMailbox", "the username is not a mailbox on this server"},
-    {"ErrorInvalidServerVersion", "set ews_version to a RequestServerVersion the server knows"},
-    {"ErrorSchemaValidation", "xoauthd sent a request the server refused: report a bug"},
-    {"ErrorQuotaExceeded", "the sending mailbox is full (the copy in Sent Items)"},
-};
-
-const char *submit_code_reply(const char *code)
-{
-    for (size_t i = 0; i < sizeof submit_code_table / sizeof submit_code_table[0]; i++)
-        if (strcmp(code, submit_code_table[i].code) == 0)
-            return submit_code_table[i].reply;
-    return NULL;
-}
-
-static const char *submit_code_hint(const char *code)
-{
-    for (size_t i = 0; i < sizeof submit_hint_table / sizeof submit_hint_table[0]; i++)
-        if (strcmp(code, submit_hint_table[i].code) == 0)
-            return submit_hint_table[i].hint;
-    return NULL;
-}
-
-long submit_retry_after_ms(long retry_after)
-{
-    /* Retry-After comes from the server: seconds * 1000 overflowed a long (undefined
-     * behaviour) for values above LONG_MAX / 1000; found by tests/fuzz/fuzz_ews_graph. */
-    if (retry_after < 0)
-        return -1;
-    return retry_after > LONG_MAX / 1000 ? LONG_MAX : retry_after * 1000;
-}
-
 void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
 {
     memset(v, 0, sizeof *v);
@@ -599,36 +428,36 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
     switch (r->outcome) {
     case EWS_OUT_OK:
         v->kind = SUBMIT_V_OK;
-        v->reply = "250 2.0.0 Ok: the mail provider accepted the message";
+        v->reply = SUBMIT_REPLY_OK;
         return;
     case EWS_OUT_TRANSPORT:
         /* The message may or may not have arrived; 451 risks a duplicate, never a loss. */
-        v->reply = R_UNREACH;
+        v->reply = SUBMIT_REPLY_UNREACH;
         v->hint = r->timed_out ? "the request timed out" : "check ews_url and the network";
         return;
     case EWS_OUT_REFUSED:
         /* Not a reply Exchange gives: something between xoauthd and the server (or the server
          * itself) is hostile or broken. Temporary, so that nothing is lost. */
-        v->reply = R_TEMP;
+        v->reply = SUBMIT_REPLY_TEMP;
         v->hint = "the EWS response was refused unread (see reason=): check what answers at "
                   "ews_url";
         return;
     case EWS_OUT_FAULT:
-        v->reply = R_SCHEMA;
+        v->reply = SUBMIT_REPLY_SCHEMA;
         v->hint = "SOAP fault: see fault=; check ews_version";
         return;
     case EWS_OUT_ERROR:
         if (strcmp(r->response_code, "ErrorServerBusy") == 0) {
             v->kind = SUBMIT_V_BUSY;
             v->wait_ms = r->backoff_ms;
-            v->reply = R_BUSY;
+            v->reply = SUBMIT_REPLY_BUSY;
             return;
         }
         v->reply = submit_code_reply(r->response_code);
         v->hint = submit_code_hint(r->response_code);
         if (v->reply == NULL) {
             /* Unknown: temporary, so that nothing is lost; the log names the code. */
-            v->reply = R_TEMP;
+            v->reply = SUBMIT_REPLY_TEMP;
             v->hint = "unknown EWS response code";
         }
         return;
@@ -638,34 +467,34 @@ void ews_verdict(const struct ews_result *r, struct submit_verdict *v)
     switch (r->http_status) {
     case 401:
         v->kind = SUBMIT_V_REAUTH;
-        v->reply = R_AUTH;
+        v->reply = SUBMIT_REPLY_AUTH;
         v->hint = "the token was refused: check ews_scope (or scope, when ews is the first "
                   "path): EWS.AccessAsUser.All delegated, https://outlook.office365.com/.default "
                   "app-only; and the account's flow";
         return;
     case 403:
-        v->reply = R_AUTH;
+        v->reply = SUBMIT_REPLY_AUTH;
         v->hint = "forbidden: the app lacks EWS access (Exchange Online allow-list, "
                   "full_access_as_app)";
         return;
     case 413:
-        v->reply = R_SIZE;
+        v->reply = SUBMIT_REPLY_SIZE;
         return;
     case 429:
     case 503:
     case 504:
         v->kind = SUBMIT_V_BUSY;
         v->wait_ms = submit_retry_after_ms(r->retry_after);
-        v->reply = R_BUSY;
+        v->reply = SUBMIT_REPLY_BUSY;
         return;
     case 400:
-        v->reply = R_SCHEMA; /* the server could not read our request */
+        v->reply = SUBMIT_REPLY_SCHEMA; /* the server could not read our request */
         v->hint = "HTTP 400: check ews_url and ews_version";
         return;
     default:
         /* 2xx without a readable answer (the message may have gone: a duplicate beats a
          * loss), redirects (a login page), 404, 5xx: temporary, with what to check. */
-        v->reply = R_TEMP;
+        v->reply = SUBMIT_REPLY_TEMP;
         v->hint = r->http_status >= 500 ? NULL : "unexpected HTTP status: check ews_url";
         return;
     }
@@ -722,22 +551,23 @@ static void ews_done_cb(void *arg, const struct http_response *resp)
     ews_call_free(c);
 }
 
-struct ews_call *ews_start(struct http *http, const struct ews_target *t, enum ews_op op,
-                           const struct ews_params *p, const struct capture_source *msg,
-                           const char *sid, ews_cb cb, void *arg)
+struct ews_call *ews_call_start(struct http *http, const struct ews_target *t, int built,
+                                char *head, char *tail, const struct capture_source *msg,
+                                size_t max_response, const char *sid, ews_cb cb, void *arg)
 {
-    int with_mime = op == EWS_OP_SEND || op == EWS_OP_SAVE;
-    if (with_mime && msg == NULL)
-        return NULL;
     struct ews_call *c = calloc(1, sizeof *c);
     char *auth = NULL;
-    if (c == NULL)
+    if (c == NULL) {
+        free(head);
+        free(tail);
         return NULL;
-    c->op = op;
+    }
+    c->head = head;
+    c->tail = tail;
     c->cb = cb;
     c->arg = arg;
     snprintf(c->sid, sizeof c->sid, "%s", sid != NULL ? sid : "-");
-    if (ews_build_request(op, t, p, &c->head, &c->tail) != 0) {
+    if (built != 0) {
         log_error(c->sid, "event=ews_request_invalid note=\"a value cannot be written as XML\"");
         goto fail;
     }
@@ -761,8 +591,8 @@ struct ews_call *ews_start(struct http *http, const struct ews_target *t, enum e
     o.ca_file = t->ca_file;
     o.tls_no_verify = t->tls_no_verify;
     o.timeout_ms = t->timeout_ms != 0 ? t->timeout_ms : EWS_DEFAULT_TIMEOUT_MS;
-    o.max_response = op == EWS_OP_GET_MIME ? EWS_MAX_MIME_RESPONSE : EWS_MAX_RESPONSE;
-    if (with_mime) {
+    o.max_response = max_response != 0 ? max_response : EWS_MAX_RESPONSE;
+    if (msg != NULL) {
         body_stream_init(&c->body, c->head, strlen(c->head), *msg, c->tail, strlen(c->tail));
         o.body_read = body_stream_read;
         o.body_arg = &c->body;
@@ -783,6 +613,16 @@ fail:
     free(auth);
     ews_call_free(c);
     return NULL;
+}
+
+struct ews_call *ews_send(struct http *http, const struct ews_target *t,
+                          const struct capture_source *msg, const char *sid, ews_cb cb, void *arg)
+{
+    char *head, *tail;
+    if (msg == NULL)
+        return NULL;
+    int built = ews_build_send(t, &head, &tail);
+    return ews_call_start(http, t, built, head, tail, msg, 0, sid, cb, arg);
 }
 
 void ews_cancel(struct ews_call *c)

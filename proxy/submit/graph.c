@@ -69,17 +69,17 @@ void graph_verdict(const struct graph_result *r, struct submit_verdict *v)
     v->kind = SUBMIT_V_FAIL;
     if (r->http_status == 202) {
         v->kind = SUBMIT_V_OK;
-        v->reply = "250 2.0.0 Ok: the mail provider accepted the message";
+        v->reply = SUBMIT_REPLY_OK;
         return;
     }
     if (r->http_status == 0) {
-        v->reply = "451 4.4.1 Cannot reach the mail provider, try again later";
+        v->reply = SUBMIT_REPLY_UNREACH;
         v->hint = r->timed_out ? "the request timed out" : "check graph_url and the network";
         return;
     }
     if (r->http_status == 401) {
         v->kind = SUBMIT_V_REAUTH;
-        v->reply = "451 4.7.0 The mail provider refused xoauthd's credentials, try again later";
+        v->reply = SUBMIT_REPLY_AUTH;
         v->hint = "the token was refused: graph_scope (or scope, when graph is the first path) "
                   "must be https://graph.microsoft.com/.default (app-only, Mail.Send) or "
                   "https://graph.microsoft.com/Mail.Send delegated";
@@ -88,34 +88,34 @@ void graph_verdict(const struct graph_result *r, struct submit_verdict *v)
     if (r->http_status == 429 || r->http_status == 503 || r->http_status == 504) {
         v->kind = SUBMIT_V_BUSY;
         v->wait_ms = submit_retry_after_ms(r->retry_after);
-        v->reply = "451 4.4.5 The mail provider is busy, try again later";
+        v->reply = SUBMIT_REPLY_BUSY;
         return;
     }
     if (r->http_status == 413) {
-        v->reply = "552 5.3.4 Message too big for the mail provider";
+        v->reply = SUBMIT_REPLY_SIZE;
         return;
     }
     v->reply = r->code[0] != '\0' ? submit_code_reply(r->code) : NULL;
     if (v->reply != NULL)
         return;
     if (r->http_status == 403 || r->http_status == 404) {
-        v->reply = "451 4.7.0 The mail provider refused xoauthd's credentials, try again later";
+        v->reply = SUBMIT_REPLY_AUTH;
         v->hint = r->http_status == 403 ? "forbidden: grant the app Mail.Send (application) "
                                           "or the user Mail.Send (delegated)"
                                         : "no such user or mailbox: check username";
         return;
     }
     if (r->http_status >= 500) {
-        v->reply = "451 4.3.0 Temporary failure at the mail provider, try again later";
+        v->reply = SUBMIT_REPLY_TEMP;
         return;
     }
     if (r->http_status == 400) {
-        v->reply = "554 5.6.0 The mail provider could not process the message";
+        v->reply = SUBMIT_REPLY_SCHEMA;
         v->hint = "Graph refused the request: see code= and text=";
         return;
     }
     /* 2xx other than 202, redirects, other 4xx: nothing certain; the sender retries. */
-    v->reply = "451 4.3.0 Temporary failure at the mail provider, try again later";
+    v->reply = SUBMIT_REPLY_TEMP;
     v->hint = "unexpected HTTP status: check graph_url";
 }
 

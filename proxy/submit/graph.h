@@ -5,13 +5,13 @@
  * requests over about 4 MB, so graph_fits() is asked before anything is sent; the caller then
  * answers 552 or uses the account's next submit path. Errors come as JSON
  * {"error":{"code":...,"message":...}} and map through the same table as EWS's codes
- * (submit_code_reply in ews.h). */
+ * (submit_code_reply in submit_verdict.h). */
 #ifndef XOAUTHD_GRAPH_H
 #define XOAUTHD_GRAPH_H
 
 #include <stddef.h>
 
-#include "ews.h"
+#include "submit_verdict.h"
 #include "http.h"
 #include "message_capture.h"
 

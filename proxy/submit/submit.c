@@ -10,8 +10,8 @@
 #include "log.h"
 #include "message_capture.h"
 #include "message_header.h"
-#include "server.h"
-#include "smtp_upstream.h"
+#include "proxy_context.h"
+#include "submit_smtp.h"
 #include "token.h"
 
 #define SUBMIT_MAX_RCPTS 1000
@@ -20,24 +20,23 @@
 #define SUBMIT_DEFAULT_WAIT_MS 2000       /* throttled without saying for how long */
 #define SUBMIT_MAX_ATTEMPTS 4
 #define SUBMIT_MEM_LIMIT ((size_t)1 << 20)
-#define SUBMIT_SMTP_CHUNK (32 * 1024)
 
 enum submit_state {
-    SB_IDLE,      /* no message yet */
-    SB_COLLECT,   /* DATA bytes arrive */
-    SB_FLUSH,     /* the spool file catches up */
-    SB_TOKEN,     /* waiting for an access token */
-    SB_REQUEST,   /* the HTTP request runs */
-    SB_BACKOFF,   /* throttled: the timer runs */
-    SB_SMTP,      /* fallback over SMTP runs */
-    SB_DONE
+    SUBMIT_STATE_IDLE,    /* no message yet */
+    SUBMIT_STATE_COLLECT, /* DATA bytes arrive */
+    SUBMIT_STATE_FLUSH,   /* the spool file catches up */
+    SUBMIT_STATE_TOKEN,   /* waiting for an access token */
+    SUBMIT_STATE_REQUEST, /* the HTTP request runs */
+    SUBMIT_STATE_BACKOFF, /* throttled: the timer runs */
+    SUBMIT_STATE_SMTP,    /* fallback over SMTP runs */
+    SUBMIT_STATE_DONE
 };
 
 static const char *const submit_state_names[] = {"idle",    "collect", "flush", "token",
                                                  "request", "backoff", "smtp",  "done"};
 
 struct submit {
-    struct server *srv;
+    struct proxy_context *ctx;
     const struct config_account *acct;
     char sid[32];
     enum submit_state state;
@@ -65,12 +64,7 @@ struct submit {
     submit_reply_cb reply_cb;
     upstream_login_cb login_cb;
 
-    /* SMTP fallback */
-    struct smtp_upstream *up;
-    size_t smtp_rcpt_next;
-    size_t smtp_off;
-    int smtp_line_start;       /* dot-stuffing state: the next byte starts a line */
-    unsigned smtp_rcpt_ok;
+    struct submit_smtp *smtp;  /* the fallback over SMTP */
     int in_callback;
     int freed;
 };
@@ -117,13 +111,13 @@ static void submit_drain_cb_(void *arg)
         s->drain_cb(s->arg);
 }
 
-struct submit *submit_new(struct server *srv, const struct config_account *acct, const char *sid,
-                          submit_drain_cb drain_cb, void *arg)
+struct submit *submit_new(struct proxy_context *ctx, const struct config_account *acct,
+                          const char *sid, submit_drain_cb drain_cb, void *arg)
 {
     struct submit *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->srv = srv;
+    s->ctx = ctx;
     s->acct = acct;
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     s->drain_cb = drain_cb;
@@ -168,10 +162,10 @@ static void submit_cancel_work(struct submit *s)
         uv_close((uv_handle_t *)s->timer, submit_timer_closed_cb);
         s->timer = NULL;
     }
-    if (s->up != NULL) {
+    if (s->smtp != NULL) {
         /* Mid-DATA this closes without the final dot: the server drops the partial message. */
-        smtp_upstream_free(s->up, 0);
-        s->up = NULL;
+        submit_smtp_free(s->smtp);
+        s->smtp = NULL;
     }
     submit_drop_token(s);
 }
@@ -197,7 +191,7 @@ void submit_reset(struct submit *s)
     s->token_forced = 0;
     s->waited_ms = 0;
     s->reply_cb = NULL;
-    s->state = SB_IDLE;
+    s->state = SUBMIT_STATE_IDLE;
 }
 
 const struct config_account *submit_account(const struct submit *s) { return s->acct; }
@@ -240,7 +234,7 @@ void submit_check_login(struct submit *s, upstream_login_cb cb)
     /* The first path's token: what the first message will need. */
     const char *scope = config_account_scope(s->acct, s->acct->submit[0]);
     struct token_wait *w =
-        token_get_scope(s->srv->tokens, s->acct, scope, 0, s->sid, submit_login_token_cb, s);
+        token_get_scope(s->ctx->tokens, s->acct, scope, 0, s->sid, submit_login_token_cb, s);
     if (!s->freed && s->login_cb != NULL)
         s->token_wait = w;
     submit_release(s);
@@ -291,11 +285,11 @@ unsigned submit_rcpt_count(const struct submit *s) { return (unsigned)s->n_rcpts
 int submit_data_begin(struct submit *s)
 {
     capture_free(s->cap);
-    s->cap = capture_new(s->srv->loop, s->srv->cfg->state_dir, SUBMIT_MEM_LIMIT, s->sid,
+    s->cap = capture_new(s->ctx->loop, s->ctx->cfg->state_dir, SUBMIT_MEM_LIMIT, s->sid,
                          submit_drain_cb_, s);
     if (s->cap == NULL)
         return -1;
-    submit_enter_state(s, SB_COLLECT);
+    submit_enter_state(s, SUBMIT_STATE_COLLECT);
     return 0;
 }
 
@@ -339,7 +333,7 @@ static void submit_stored_cb(void *arg, int status)
 void submit_data_end(struct submit *s, submit_reply_cb cb)
 {
     s->reply_cb = cb;
-    submit_enter_state(s, SB_FLUSH);
+    submit_enter_state(s, SUBMIT_STATE_FLUSH);
     submit_hold(s);
     capture_finish(s->cap, submit_stored_cb, s);
     submit_release(s);
@@ -357,7 +351,7 @@ static void submit_finish(struct submit *s, const char *reply)
              s->cap != NULL ? capture_size(s->cap) : 0, log_quote(r, sizeof r, reply,
                                                                 strlen(reply)));
     submit_cancel_work(s);
-    submit_enter_state(s, SB_DONE);
+    submit_enter_state(s, SUBMIT_STATE_DONE);
     s->reply_cb = NULL;
     if (cb != NULL)
         cb(s->arg, reply);
@@ -394,7 +388,7 @@ static void submit_judge(struct submit *s, const char *what, const struct submit
         /* One more token: a refresh unless another session's rejection already replaced it
          * (token_rejected). */
         s->token_forced = 1;
-        token_rejected(s->srv->tokens, s->acct, submit_scope(s), s->token, s->sid);
+        token_rejected(s->ctx->tokens, s->acct, submit_scope(s), s->token, s->sid);
         submit_drop_token(s);
         submit_attempt(s);
         return;
@@ -405,9 +399,9 @@ static void submit_judge(struct submit *s, const char *what, const struct submit
             log_info(s->sid, "event=submit_backoff path=%s wait_ms=%ld", what, wait);
             s->waited_ms += (uint64_t)wait;
             s->timer = malloc(sizeof *s->timer);
-            if (s->timer != NULL && uv_timer_init(s->srv->loop, s->timer) == 0) {
+            if (s->timer != NULL && uv_timer_init(s->ctx->loop, s->timer) == 0) {
                 s->timer->data = s;
-                submit_enter_state(s, SB_BACKOFF);
+                submit_enter_state(s, SUBMIT_STATE_BACKOFF);
                 uv_timer_start(s->timer, submit_backoff_cb, (uint64_t)wait, 0);
                 return;
             }
@@ -448,7 +442,7 @@ static void submit_request(struct submit *s)
     enum config_submit path = a->submit[s->path];
     size_t size = capture_size(s->cap);
     struct capture_source src = capture_source(s->cap);
-    submit_enter_state(s, SB_REQUEST);
+    submit_enter_state(s, SUBMIT_STATE_REQUEST);
     s->attempts++;
     if (path == CONFIG_SUBMIT_EWS) {
         struct ews_target t = {0};
@@ -464,7 +458,7 @@ static void submit_request(struct submit *s)
         t.token = s->token;
         /* Large scans over slow uplinks: a minute plus 50 KB/s. */
         t.timeout_ms = 60000u + (unsigned)(size / 50u);
-        s->ews = ews_start(s->srv->http, &t, EWS_OP_SEND, NULL, &src, s->sid, submit_ews_cb, s);
+        s->ews = ews_send(s->ctx->http, &t, &src, s->sid, submit_ews_cb, s);
         if (s->ews == NULL)
             submit_finish(s, "451 4.3.0 Could not start the EWS request, try again later");
         return;
@@ -476,7 +470,7 @@ static void submit_request(struct submit *s)
     g.tls_no_verify = !p->tls_verify;
     g.token = s->token;
     g.timeout_ms = 60000u + (unsigned)(size / 50u);
-    s->graph = graph_send_mail(s->srv->http, &g, &src, s->sid, submit_graph_cb, s);
+    s->graph = graph_send_mail(s->ctx->http, &g, &src, s->sid, submit_graph_cb, s);
     if (s->graph == NULL)
         submit_finish(s, "451 4.3.0 Could not start the Graph request, try again later");
 }
@@ -537,177 +531,32 @@ static void submit_attempt(struct submit *s)
         submit_request(s);
         return;
     }
-    submit_enter_state(s, SB_TOKEN);
+    submit_enter_state(s, SUBMIT_STATE_TOKEN);
     submit_hold(s);
     struct token_wait *w =
-        token_get_scope(s->srv->tokens, a, submit_scope(s), 0, s->sid, submit_token_cb, s);
-    if (!s->freed && s->state == SB_TOKEN && s->token == NULL)
+        token_get_scope(s->ctx->tokens, a, submit_scope(s), 0, s->sid, submit_token_cb, s);
+    if (!s->freed && s->state == SUBMIT_STATE_TOKEN && s->token == NULL)
         s->token_wait = w;
     submit_release(s);
 }
 
 /* ---- fallback over SMTP ------------------------------------------------------------------- */
 
-static void submit_smtp_fail(struct submit *s, const char *why)
+static void submit_smtp_finished_cb(void *arg, const char *reply)
 {
-    log_warn(s->sid, "event=submit_failed account=%s path=smtp reason=\"%s\"", s->acct->name,
-             why);
-    submit_finish(s, "451 4.4.2 Connection to the mail provider lost, try again later");
-}
-
-static void submit_smtp_reply_cb(void *arg, int code, const char *reply, size_t len);
-
-/* The first line of an upstream reply as one final reply line ("550-x" becomes "550 x"). */
-static void submit_smtp_first_line(const char *reply, size_t len, char *out, size_t outsz)
-{
-    size_t n = strcspn(reply, "\r\n");
-    if (n > len)
-        n = len;
-    snprintf(out, outsz, "%.*s", (int)n, reply);
-    if (strlen(out) > 3 && out[3] == '-')
-        out[3] = ' ';
-}
-
-static void submit_smtp_next(struct submit *s)
-{
-    char line[SUBMIT_PATH_MAX + 16];
-    int n;
-    if (s->smtp_rcpt_next < s->n_rcpts) {
-        n = snprintf(line, sizeof line, "RCPT TO:<%s>", s->rcpts[s->smtp_rcpt_next++]);
-    } else {
-        n = snprintf(line, sizeof line, "DATA");
-        s->smtp_rcpt_next = s->n_rcpts + 1;
-    }
-    smtp_upstream_command(s->up, line, (size_t)n, submit_smtp_reply_cb);
-}
-
-/* Streams the stored message, dot-stuffed again (RFC 5321 4.5.2), until the upstream's write
- * backlog is high; SMTP_UPSTREAM_DRAINED resumes. */
-static void submit_smtp_pump(struct submit *s)
-{
-    char in[SUBMIT_SMTP_CHUNK], out[2 * SUBMIT_SMTP_CHUNK + 8];
-    size_t total = capture_size(s->cap);
-    while (s->smtp_off < total && !smtp_upstream_congested(s->up)) {
-        size_t n = capture_read(s->cap, s->smtp_off, in, sizeof in);
-        if (n == CAPTURE_READ_ERROR || n == 0) {
-            submit_smtp_fail(s, "cannot read the stored message");
-            return;
-        }
-        size_t o = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (s->smtp_line_start && in[i] == '.')
-                out[o++] = '.';
-            out[o++] = in[i];
-            s->smtp_line_start = in[i] == '\n';
-        }
-        s->smtp_off += n;
-        if (smtp_upstream_write(s->up, out, o) != 0) {
-            submit_smtp_fail(s, "upstream write failed");
-            return;
-        }
-    }
-    if (s->smtp_off < total)
-        return;
-    /* The stored message ends with CRLF unless the client's last line had none. */
-    const char *end = s->smtp_line_start ? ".\r\n" : "\r\n.\r\n";
-    if (smtp_upstream_write(s->up, end, strlen(end)) != 0) {
-        submit_smtp_fail(s, "upstream write failed");
-        return;
-    }
-    s->smtp_off = total + 1; /* marks: end written */
-    smtp_upstream_expect_reply(s->up, submit_smtp_reply_cb);
-}
-
-static void submit_smtp_reply_cb(void *arg, int code, const char *reply, size_t len)
-{
-    struct submit *s = arg;
-    char r[200];
-    if (code == 0) {
-        submit_smtp_fail(s, "connection lost");
-        return;
-    }
-    if (s->smtp_off > capture_size(s->cap)) {
-        /* The verdict on the message: passed through, like the relay path (first line). */
-        submit_smtp_first_line(reply, len, r, sizeof r);
-        if (code / 100 != 2 && code / 100 != 5)
-            snprintf(r, sizeof r, "451 4.4.2 The mail provider did not take the message, "
-                     "try again later");
-        submit_finish(s, r);
-        return;
-    }
-    if (s->smtp_rcpt_next == 0) {
-        /* MAIL */
-        if (code / 100 != 2) {
-            submit_smtp_first_line(reply, len, r, sizeof r);
-            submit_finish(s, code / 100 == 5 ? r : "451 4.4.2 The mail provider refused MAIL, "
-                                                   "try again later");
-            return;
-        }
-        submit_smtp_next(s);
-        return;
-    }
-    if (s->smtp_rcpt_next <= s->n_rcpts) {
-        if (code / 100 == 2) {
-            s->smtp_rcpt_ok++;
-        } else {
-            /* The client was told 250 for this RCPT already: the message cannot go to a
-             * subset silently. A 4xx makes the sender retry the whole transaction. */
-            log_warn(s->sid, "event=submit_rcpt_refused path=smtp rcpt=<%s> code=%d",
-                     s->rcpts[s->smtp_rcpt_next - 1], code);
-            submit_finish(s, code / 100 == 5 ? "550 5.1.1 Recipient address rejected by the "
-                                               "mail provider"
-                                             : "451 4.4.2 The mail provider refused a "
-                                               "recipient for now, try again later");
-            return;
-        }
-        submit_smtp_next(s);
-        return;
-    }
-    /* DATA */
-    if (code != 354) {
-        submit_finish(s, "451 4.4.2 The mail provider refused DATA, try again later");
-        return;
-    }
-    s->smtp_line_start = 1;
-    s->smtp_off = 0;
-    submit_smtp_pump(s);
-}
-
-static void submit_smtp_event_cb(void *arg, enum smtp_upstream_event ev)
-{
-    struct submit *s = arg;
-    if (ev == SMTP_UPSTREAM_DRAINED && s->state == SB_SMTP && s->smtp_off <= capture_size(s->cap))
-        submit_smtp_pump(s);
-    else if (ev == SMTP_UPSTREAM_LOST && s->state == SB_SMTP)
-        submit_smtp_fail(s, "connection lost");
-}
-
-static void submit_smtp_login_cb(void *arg, enum upstream_failure f, const char *reason)
-{
-    struct submit *s = arg;
-    char line[SUBMIT_PATH_MAX + 16];
-    if (f != UPSTREAM_OK) {
-        log_error(s->sid, "event=upstream_login_failed account=%s path=smtp class=%s "
-                  "reason=\"%s\"", s->acct->name, upstream_failure_name(f), reason);
-        submit_finish(s, "451 4.4.1 Cannot reach the mail provider, try again later");
-        return;
-    }
-    int n = snprintf(line, sizeof line, "MAIL FROM:<%s>", s->mail_from);
-    s->smtp_rcpt_next = 0;
-    smtp_upstream_command(s->up, line, (size_t)n, submit_smtp_reply_cb);
+    submit_finish(arg, reply);
 }
 
 static void submit_smtp_start(struct submit *s)
 {
     /* SMTP reads the envelope: no Bcc: line is added. */
     capture_set_prefix(s->cap, "", 0);
-    submit_enter_state(s, SB_SMTP);
-    s->smtp_off = 0;
-    s->smtp_rcpt_ok = 0;
-    s->up = smtp_upstream_new(s->srv, s->acct, s->sid, submit_smtp_event_cb, s);
-    if (s->up == NULL) {
+    submit_enter_state(s, SUBMIT_STATE_SMTP);
+    s->smtp = submit_smtp_new(s->ctx, s->acct, s->sid, s->mail_from, s->rcpts, s->n_rcpts,
+                              s->cap, submit_smtp_finished_cb, s);
+    if (s->smtp == NULL) {
         submit_finish(s, "451 4.3.1 Out of memory, try again later");
         return;
     }
-    smtp_upstream_login(s->up, submit_smtp_login_cb);
+    submit_smtp_run(s->smtp);
 }

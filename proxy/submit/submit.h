@@ -22,7 +22,7 @@
 #include "config.h"
 #include "upstream.h"
 
-struct server;
+struct proxy_context;
 struct submit;
 
 /* reply: one SMTP reply line without CRLF ("250 2.0.0 ..."). */
@@ -34,8 +34,8 @@ typedef void (*submit_drain_cb)(void *arg);
 int submit_is_local(const struct config_account *acct);
 
 /* drain_cb: the message store caught up after submit_data_congested() said 1. */
-struct submit *submit_new(struct server *srv, const struct config_account *acct, const char *sid,
-                          submit_drain_cb drain_cb, void *arg);
+struct submit *submit_new(struct proxy_context *ctx, const struct config_account *acct,
+                          const char *sid, submit_drain_cb drain_cb, void *arg);
 /* Cancels whatever runs (no callback afterwards); the stored message is discarded. */
 void submit_free(struct submit *s);
 /* The account the submission was made for. */

@@ -42,6 +42,7 @@
 
 #include "log.h"
 #include "stats.h"
+#include "token_cert_cache.h"
 #include "token_grant.h"
 #include "token_response.h"
 #include "token_store.h"
@@ -153,19 +154,12 @@ struct token_entry {
     int locked_logged;                 /* "store locked" already logged */
 };
 
-struct token_cert_slot {
-    struct token_cert_slot *next;
-    char *account;
-    struct token_client_cert *cert; /* NULL when loading failed */
-    char err[300];
-};
-
 struct token_manager {
     uv_loop_t *loop;
     struct http *http;
     const struct config *cfg;
     struct token_entry *entries;
-    struct token_cert_slot *certs;
+    struct token_cert_cache certs;
     int busy;         /* > 0 while callbacks run */
     int free_pending; /* token_manager_free was called from a callback */
     token_clock_fn now_ms;
@@ -263,50 +257,6 @@ static void token_list_free_all(struct token_wait_list *l)
     }
 }
 
-/* --- client certificates --- */
-
-static struct token_cert_slot *token_cert_load(struct token_manager *tm,
-                                               const struct config_account *acct)
-{
-    struct token_cert_slot *slot = calloc(1, sizeof *slot);
-    if (slot == NULL)
-        return NULL;
-    slot->account = strdup(acct->name != NULL ? acct->name : "");
-    if (slot->account == NULL) {
-        free(slot);
-        return NULL;
-    }
-    slot->cert = token_client_cert_load(acct->client_certificate, acct->client_key, slot->err,
-                                        sizeof slot->err);
-    if (slot->cert == NULL)
-        log_error(NULL, "event=token_error account=%s status=misconfigured reason=\"%s\" "
-                        "action=\"fix client_certificate / client_key and restart\"",
-                  slot->account, slot->err);
-    slot->next = tm->certs;
-    tm->certs = slot;
-    return slot;
-}
-
-/* The loaded certificate of acct. Loaded at start-up for the configured accounts; others (unit
- * tests) load on first use. NULL with *err when unusable. */
-static const struct token_client_cert *token_cert_for(struct token_manager *tm,
-                                                      const struct config_account *acct,
-                                                      const char **err)
-{
-    struct token_cert_slot *slot;
-    for (slot = tm->certs; slot != NULL; slot = slot->next)
-        if (acct->name != NULL && strcmp(slot->account, acct->name) == 0)
-            break;
-    if (slot == NULL)
-        slot = token_cert_load(tm, acct);
-    if (slot == NULL) {
-        *err = "out of memory";
-        return NULL;
-    }
-    *err = slot->err;
-    return slot->cert;
-}
-
 int token_config_check(const struct config *cfg, FILE *err)
 {
     int problems = 0;
@@ -351,13 +301,7 @@ static void token_manager_destroy(struct token_manager *tm)
         free(e->name);
         free(e);
     }
-    while (tm->certs != NULL) {
-        struct token_cert_slot *s = tm->certs;
-        tm->certs = s->next;
-        token_client_cert_free(s->cert);
-        free(s->account);
-        free(s);
-    }
+    token_cert_cache_clear(&tm->certs);
     free(tm);
 }
 
@@ -374,14 +318,7 @@ struct token_manager *token_manager_new(uv_loop_t *loop, struct http *http,
     tm->http = http;
     tm->cfg = cfg;
     tm->now_ms = token_clock_default;
-    /* Certificates are read now, before the loop serves anyone: file reads never happen on a
-     * busy loop, and a broken certificate shows up in the start-up log. */
-    for (size_t i = 0; i < cfg->n_accounts; i++) {
-        const struct config_account *a = &cfg->accounts[i];
-        if (a->flow == CONFIG_FLOW_CLIENT_CREDENTIALS && a->client_certificate != NULL &&
-            a->client_key != NULL)
-            token_cert_load(tm, a);
-    }
+    token_cert_cache_load(&tm->certs, cfg);
     return tm;
 }
 
@@ -390,19 +327,7 @@ void token_manager_set_config(struct token_manager *tm, const struct config *cfg
     if (tm == NULL || cfg == NULL)
         return;
     tm->cfg = cfg;
-    while (tm->certs != NULL) {
-        struct token_cert_slot *slot = tm->certs;
-        tm->certs = slot->next;
-        token_client_cert_free(slot->cert);
-        free(slot->account);
-        free(slot);
-    }
-    for (size_t i = 0; i < cfg->n_accounts; i++) {
-        const struct config_account *a = &cfg->accounts[i];
-        if (a->flow == CONFIG_FLOW_CLIENT_CREDENTIALS && a->client_certificate != NULL &&
-            a->client_key != NULL)
-            token_cert_load(tm, a);
-    }
+    token_cert_cache_load(&tm->certs, cfg);
     for (struct token_entry *e = tm->entries; e != NULL; e = e->next) {
         const struct config_account *a = config_find_account(cfg, e->name);
         unsigned char d[32];
@@ -967,7 +892,7 @@ static int token_entry_request(struct token_entry *e, enum token_status *fail)
     ctx.token_url = url;
     if (acct->flow == CONFIG_FLOW_CLIENT_CREDENTIALS && acct->client_certificate != NULL) {
         const char *err = NULL;
-        ctx.cert = token_cert_for(tm, acct, &err);
+        ctx.cert = token_cert_cache_get(&tm->certs, acct, &err);
         if (ctx.cert == NULL) {
             *fail = TOKEN_MISCONFIGURED;
             token_entry_fail_local(e, *fail, err != NULL && err[0] != '\0' ? err

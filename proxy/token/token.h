@@ -26,13 +26,7 @@
 
 #include "config.h"
 #include "http.h"
-
-enum token_status {
-    TOKEN_OK,
-    TOKEN_TEMPFAIL,     /* endpoint down, timeout, 5xx, 429: retry later */
-    TOKEN_NEEDS_SIGNIN, /* invalid_grant, no refresh token: run `xoauthd auth ACCOUNT` */
-    TOKEN_MISCONFIGURED /* invalid_client, bad scope, unsupported flow: fix the config */
-};
+#include "token_status.h"
 
 #define TOKEN_FORCE_REFRESH 0x1 /* ignore the cache: the upstream rejected the cached token */
 
@@ -86,9 +80,9 @@ void token_manager_set_config(struct token_manager *tm, const struct config *cfg
  * from a token_cb. */
 void token_manager_free(struct token_manager *tm);
 
-/* The session's half of the token store's encryption (DESIGN.md section 6). Call it right
- * after a local password was verified (localauth said 1), before token_get, from every
- * protocol's session (SMTP: smtp_auth_verify_cb; IMAP LOGIN/AUTHENTICATE and POP3 PASS the
+/* The session's half of the token store's encryption (docs/protocol-notes.md, "Tokens at rest").
+ * Call it right after a local password was verified (localauth said 1), before token_get, from
+ * every protocol's session (SMTP: smtp_auth_verify_cb; IMAP LOGIN/AUTHENTICATE and POP3 PASS the
  * same way). Never call it with a password that was not verified.
  *
  * The token store of an account with a local password is encrypted under a key derived from

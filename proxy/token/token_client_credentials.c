@@ -25,11 +25,12 @@
 #include <openssl/x509.h>
 
 #include "base64.h"
+#include "token_cert_cache.h"
 
 #define TOKEN_ASSERTION_LIFETIME 300
 #define TOKEN_ASSERTION_JTI_BYTES 18
 
-/* Microsoft's scope for app-only IMAP, POP and SMTP (DESIGN.md section 4). */
+/* Microsoft's scope for app-only IMAP, POP and SMTP (docs/protocol-notes.md, "Scopes"). */
 #define TOKEN_MS_APP_SCOPE "https://outlook.office365.com/.default"
 
 struct token_client_cert {

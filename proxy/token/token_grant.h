@@ -108,12 +108,7 @@ void token_response_from_http(const struct http_response *resp, struct token_res
 
 /* ---- client credentials with a certificate (token_client_credentials.c) ---- */
 
-/* Loads a PEM certificate and its PEM private key (RSA: Microsoft signs client assertions with
- * RS256) and checks that they belong together. Returns NULL with err filled on failure.
- * Blocking file reads: call at start-up or from the CLI, not on a busy loop. */
-struct token_client_cert *token_client_cert_load(const char *cert_path, const char *key_path,
-                                                 char *err, size_t errsz);
-void token_client_cert_free(struct token_client_cert *c);
+/* token_client_cert_load and _free: token_cert_cache.h. */
 /* A JWT client assertion: header {"alg":"RS256","typ":"JWT","x5t":...,"x5t#S256":...}, claims
  * aud = audience (the token URL), iss = sub = client_id, jti random, nbf = iat = now,
  * exp = now + 5 minutes; signed RS256. malloc'ed, NULL on failure. */

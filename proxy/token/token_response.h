@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "token.h"
+#include "token_status.h"
 
 #define TOKEN_RESPONSE_DEFAULT_EXPIRES_IN 3600L
 /* Larger lifetimes are clamped: a bogus "expires_in": 1e300 must not pin a token forever. */

@@ -5,7 +5,7 @@
  * fsync + rename + fsync of the directory, mode 0600, directory 0700; the daemon runs them on
  * libuv's thread pool so the loop never waits on the disk.
  *
- * File format (DESIGN.md section 6), three lines:
+ * File format (docs/protocol-notes.md, "Tokens at rest"), three lines:
  *     xoauthd-token v2 aes-256-gcm\n
  *     kdf=scrypt ln=15 r=8 p=1 salt=<base64>\n      or      kdf=keyfile\n
  *     <base64 of nonce(12) | ciphertext | tag(16)>\n

@@ -9,80 +9,87 @@
 #include "imap_parse.h"
 #include "line.h"
 #include "log.h"
-#include "server.h"
 
-#define IU_LINE_MAX (32 * 1024) /* a response line; capability lists are a few hundred bytes */
+/* a response line; capability lists are a few hundred bytes */
+#define IMAP_UPSTREAM_LINE_MAX (32 * 1024)
 /* A capability list is usually a few hundred bytes; a provider with many extensions may pass
  * 4 KiB, and the client must get the whole list in the OK of its login (session_send). */
-#define IU_CAPS_MAX (16 * 1024)
-#define IU_CONNECT_TIMEOUT_MS (30 * 1000)
-#define IU_REPLY_TIMEOUT_MS (2 * 60 * 1000)
+#define IMAP_UPSTREAM_CAPS_MAX (16 * 1024)
+#define IMAP_UPSTREAM_CONNECT_TIMEOUT_MS (30 * 1000)
+#define IMAP_UPSTREAM_REPLY_TIMEOUT_MS (2 * 60 * 1000)
 
-enum iu_state {
-    IU_S_NEW,
-    IU_S_TOKEN,        /* waiting for a refreshed token */
-    IU_S_CONNECT,      /* token, resolve, connect, implicit TLS */
-    IU_S_GREETING,
-    IU_S_CAPABILITY,   /* CAPABILITY sent before login */
-    IU_S_STARTTLS,
-    IU_S_STARTTLS_TLS,
-    IU_S_AUTH,         /* AUTHENTICATE without initial response, "+" expected */
-    IU_S_AUTH_RESP,    /* response sent, tagged result (or an error challenge) expected */
-    IU_S_AUTH_ERRCHAL, /* error challenge answered, the tagged NO expected */
-    IU_S_POSTCAP,      /* logged in, CAPABILITY sent because the OK carried none */
-    IU_S_READY,
-    IU_S_DEAD
+enum imap_upstream_state {
+    IMAP_UPSTREAM_STATE_NEW,
+    IMAP_UPSTREAM_STATE_TOKEN,   /* waiting for a refreshed token */
+    IMAP_UPSTREAM_STATE_CONNECT, /* token, resolve, connect, implicit TLS */
+    IMAP_UPSTREAM_STATE_GREETING,
+    IMAP_UPSTREAM_STATE_CAPABILITY, /* CAPABILITY sent before login */
+    IMAP_UPSTREAM_STATE_STARTTLS,
+    IMAP_UPSTREAM_STATE_STARTTLS_TLS,
+    IMAP_UPSTREAM_STATE_AUTH,      /* AUTHENTICATE without initial response, "+" expected */
+    IMAP_UPSTREAM_STATE_AUTH_RESP, /* response sent: the tagged result or an error challenge */
+    IMAP_UPSTREAM_STATE_AUTH_ERRCHAL, /* error challenge answered, the tagged NO expected */
+    IMAP_UPSTREAM_STATE_POSTCAP,      /* logged in, CAPABILITY sent because the OK carried none */
+    IMAP_UPSTREAM_STATE_READY,
+    IMAP_UPSTREAM_STATE_DEAD
 };
 
-static const char *const iu_state_names[] = {
-    "new", "token", "connect", "greeting", "capability", "starttls", "starttls-tls", "auth",
-    "auth-resp", "auth-errchal", "postcap", "ready", "dead"};
+static const char *const imap_upstream_state_names[] = {
+    "new",  "token",     "connect",      "greeting", "capability", "starttls", "starttls-tls",
+    "auth", "auth-resp", "auth-errchal", "postcap",  "ready",      "dead"};
 
 struct imap_upstream {
     struct upstream_base base; /* first: upstream_release() frees through it */
-    enum iu_state state;
+    enum imap_upstream_state state;
     unsigned tag_seq;
     char tag[16];              /* of the command in flight */
-    char caps[IU_CAPS_MAX];    /* the server's latest capability list */
+    char caps[IMAP_UPSTREAM_CAPS_MAX]; /* the server's latest capability list */
     int have_caps;
-    char client_caps[IU_CAPS_MAX];
+    char client_caps[IMAP_UPSTREAM_CAPS_MAX];
     char ok_text[512];
 };
 
-static void iu_token_ready(struct upstream_base *b);
-static void iu_finished(struct upstream_base *b, enum upstream_failure f);
-static void iu_connected(struct upstream_base *b);
-static void iu_starttls_done(struct upstream_base *b);
-static void iu_readable(struct upstream_base *b);
-static void iu_lost(struct upstream_base *b, const char *why);
-static void iu_send_auth(struct imap_upstream *up);
+static void imap_upstream_token_ready(struct upstream_base *b);
+static void imap_upstream_finished(struct upstream_base *b, enum upstream_failure f);
+static void imap_upstream_connected(struct upstream_base *b);
+static void imap_upstream_starttls_done(struct upstream_base *b);
+static void imap_upstream_readable(struct upstream_base *b);
+static void imap_upstream_lost(struct upstream_base *b, const char *why);
+static void imap_upstream_send_auth(struct imap_upstream *up);
 
-static const struct upstream_ops iu_ops = {iu_token_ready, iu_finished, iu_connected,
-                                           iu_starttls_done, iu_readable, iu_lost, NULL};
+static const struct upstream_ops imap_upstream_ops = {imap_upstream_token_ready,
+                                                      imap_upstream_finished,
+                                                      imap_upstream_connected,
+                                                      imap_upstream_starttls_done,
+                                                      imap_upstream_readable,
+                                                      imap_upstream_lost,
+                                                      NULL};
 
-static void iu_enter_state(struct imap_upstream *up, enum iu_state st)
+static void imap_upstream_enter_state(struct imap_upstream *up, enum imap_upstream_state st)
 {
     if (up->state == st)
         return;
-    upstream_log_state(&up->base, iu_state_names[up->state], iu_state_names[st]);
+    upstream_log_state(&up->base, imap_upstream_state_names[up->state],
+                       imap_upstream_state_names[st]);
     up->state = st;
 }
 
-struct imap_upstream *imap_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg)
+struct imap_upstream *imap_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg)
 {
     struct imap_upstream *up = calloc(1, sizeof *up);
     if (up == NULL)
         return NULL;
-    upstream_base_init(&up->base, srv, acct, &acct->provider->imap, "imap", sid, &iu_ops, arg,
-                       IU_CONNECT_TIMEOUT_MS, IU_REPLY_TIMEOUT_MS);
-    up->state = IU_S_NEW;
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->imap, "imap", sid, &imap_upstream_ops,
+                       arg, IMAP_UPSTREAM_CONNECT_TIMEOUT_MS, IMAP_UPSTREAM_REPLY_TIMEOUT_MS);
+    up->state = IMAP_UPSTREAM_STATE_NEW;
     return up;
 }
 
 void imap_upstream_login(struct imap_upstream *up, upstream_login_cb cb)
 {
-    iu_enter_state(up, IU_S_CONNECT);
+    imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_CONNECT);
     upstream_begin_login(&up->base, cb);
 }
 
@@ -105,7 +112,7 @@ void imap_upstream_free(struct imap_upstream *up)
 }
 
 /* Sends "TAG command" with a fresh tag. */
-static void iu_command(struct imap_upstream *up, const char *command)
+static void imap_upstream_command(struct imap_upstream *up, const char *command)
 {
     snprintf(up->tag, sizeof up->tag, "x%u", ++up->tag_seq);
     char line[128];
@@ -113,38 +120,40 @@ static void iu_command(struct imap_upstream *up, const char *command)
     conn_write(up->base.conn, line, (size_t)n);
 }
 
-static void iu_token_ready(struct upstream_base *b)
+static void imap_upstream_token_ready(struct upstream_base *b)
 {
-    iu_send_auth((struct imap_upstream *)b);
+    imap_upstream_send_auth((struct imap_upstream *)b);
 }
 
-static void iu_finished(struct upstream_base *b, enum upstream_failure f)
+static void imap_upstream_finished(struct upstream_base *b, enum upstream_failure f)
 {
-    iu_enter_state((struct imap_upstream *)b, f == UPSTREAM_OK ? IU_S_READY : IU_S_DEAD);
+    imap_upstream_enter_state((struct imap_upstream *)b, f == UPSTREAM_OK
+                                                             ? IMAP_UPSTREAM_STATE_READY
+                                                             : IMAP_UPSTREAM_STATE_DEAD);
 }
 
-static void iu_connected(struct upstream_base *b)
+static void imap_upstream_connected(struct upstream_base *b)
 {
-    iu_enter_state((struct imap_upstream *)b, IU_S_GREETING);
+    imap_upstream_enter_state((struct imap_upstream *)b, IMAP_UPSTREAM_STATE_GREETING);
 }
 
-static void iu_starttls_done(struct upstream_base *b)
+static void imap_upstream_starttls_done(struct upstream_base *b)
 {
     struct imap_upstream *up = (struct imap_upstream *)b;
     /* RFC 9051 section 6.2.1: "the client MUST discard cached information about server
      * capabilities" once TLS is up; ask again. */
     up->have_caps = 0;
-    iu_enter_state(up, IU_S_CAPABILITY);
-    iu_command(up, "CAPABILITY");
+    imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_CAPABILITY);
+    imap_upstream_command(up, "CAPABILITY");
 }
 
-static void iu_lost(struct upstream_base *b, const char *why)
+static void imap_upstream_lost(struct upstream_base *b, const char *why)
 {
     struct imap_upstream *up = (struct imap_upstream *)b;
-    upstream_lost_during_login(b, why, iu_state_names[up->state]);
+    upstream_lost_during_login(b, why, imap_upstream_state_names[up->state]);
 }
 
-static void iu_remember_caps(struct imap_upstream *up, const char *caps, size_t len)
+static void imap_upstream_remember_caps(struct imap_upstream *up, const char *caps, size_t len)
 {
     if (len >= sizeof up->caps)
         len = sizeof up->caps - 1;
@@ -153,13 +162,13 @@ static void iu_remember_caps(struct imap_upstream *up, const char *caps, size_t 
     up->have_caps = 1;
 }
 
-static const char *iu_quote(const char *line, size_t len, char *out, size_t outsz)
+static const char *imap_upstream_quote(const char *line, size_t len, char *out, size_t outsz)
 {
     return log_quote(out, outsz, line, len);
 }
 
 /* What to do once the pre-login capabilities are known. */
-static void iu_after_caps(struct imap_upstream *up)
+static void imap_upstream_after_caps(struct imap_upstream *up)
 {
     const char *caps = up->caps;
     size_t clen = strlen(caps);
@@ -169,8 +178,8 @@ static void iu_after_caps(struct imap_upstream *up)
                                 "(refusing to send a token in clear)");
             return;
         }
-        iu_enter_state(up, IU_S_STARTTLS);
-        iu_command(up, "STARTTLS");
+        imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_STARTTLS);
+        imap_upstream_command(up, "STARTTLS");
         return;
     }
     int x = imap_capability_has(caps, clen, "AUTH=XOAUTH2");
@@ -183,10 +192,10 @@ static void iu_after_caps(struct imap_upstream *up)
     if (up->base.acct->mechanism == CONFIG_MECH_OAUTHBEARER && !ob)
         log_warn(up->base.sid, "event=upstream_mechanism protocol=imap account=%s note=\"server "
                  "does not advertise OAUTHBEARER; trying it anyway\"", up->base.acct->name);
-    iu_send_auth(up);
+    imap_upstream_send_auth(up);
 }
 
-static void iu_send_auth(struct imap_upstream *up)
+static void imap_upstream_send_auth(struct imap_upstream *up)
 {
     char prefix[80];
     snprintf(up->tag, sizeof up->tag, "x%u", ++up->tag_seq);
@@ -198,17 +207,17 @@ static void iu_send_auth(struct imap_upstream *up)
         /* RFC 4959: the initial response rides on the command line, one round trip less. */
         snprintf(prefix, sizeof prefix, "%s AUTHENTICATE %s ", up->tag,
                  upstream_mechanism(&up->base));
-        iu_enter_state(up, IU_S_AUTH_RESP);
+        imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_AUTH_RESP);
         upstream_send_sasl(&up->base, prefix);
         return;
     }
     snprintf(prefix, sizeof prefix, "%s AUTHENTICATE %s\r\n", up->tag,
              upstream_mechanism(&up->base));
-    iu_enter_state(up, IU_S_AUTH);
+    imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_AUTH);
     conn_write(up->base.conn, prefix, strlen(prefix));
 }
 
-static void iu_logged_in(struct imap_upstream *up)
+static void imap_upstream_logged_in(struct imap_upstream *up)
 {
     imap_capability_filter(up->caps, strlen(up->caps), up->client_caps, sizeof up->client_caps);
     log_info(up->base.sid, "event=upstream_login protocol=imap account=%s server=%s:%u "
@@ -219,15 +228,15 @@ static void iu_logged_in(struct imap_upstream *up)
 }
 
 /* The tagged result of AUTHENTICATE. text starts after "OK " / "NO " / "BAD ". */
-static void iu_auth_result(struct imap_upstream *up, const char *status, const char *text,
-                           size_t tlen, const char *line, size_t len)
+static void imap_upstream_auth_result(struct imap_upstream *up, const char *status,
+                                      const char *text, size_t tlen, const char *line, size_t len)
 {
     char why[300];
     if (strcasecmp(status, "OK") == 0) {
         const char *arg;
         size_t alen;
         if (imap_response_code(text, tlen, "CAPABILITY", &arg, &alen)) {
-            iu_remember_caps(up, arg, alen);
+            imap_upstream_remember_caps(up, arg, alen);
             const char *close = memchr(text, ']', tlen);
             size_t skip = (size_t)(close - text) + 1;
             while (skip < tlen && text[skip] == ' ')
@@ -237,14 +246,14 @@ static void iu_auth_result(struct imap_upstream *up, const char *status, const c
         }
         snprintf(up->ok_text, sizeof up->ok_text, "%.*s", (int)(tlen < 400 ? tlen : 400), text);
         if (!up->have_caps) {
-            iu_enter_state(up, IU_S_POSTCAP);
-            iu_command(up, "CAPABILITY");
+            imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_POSTCAP);
+            imap_upstream_command(up, "CAPABILITY");
             return;
         }
-        iu_logged_in(up);
+        imap_upstream_logged_in(up);
         return;
     }
-    iu_quote(line, len, why, sizeof why);
+    imap_upstream_quote(line, len, why, sizeof why);
     if (strcasecmp(status, "BAD") == 0) {
         upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "AUTHENTICATE %s refused: %s",
                             upstream_mechanism(&up->base), why);
@@ -259,12 +268,12 @@ static void iu_auth_result(struct imap_upstream *up, const char *status, const c
                             why);
         return;
     }
-    iu_enter_state(up, IU_S_TOKEN);
+    imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_TOKEN);
     upstream_token_rejected(&up->base, why);
 }
 
 /* One response line from the server (CRLF stripped). */
-static void iu_handle_line(struct imap_upstream *up, const char *line, size_t len)
+static void imap_upstream_handle_line(struct imap_upstream *up, const char *line, size_t len)
 {
     char why[300];
     const char *arg;
@@ -272,50 +281,50 @@ static void iu_handle_line(struct imap_upstream *up, const char *line, size_t le
     if (len >= 1 && line[0] == '+') {
         const char *b64 = len > 2 ? line + 2 : line + len;
         size_t blen = len > 2 ? len - 2 : 0;
-        if (up->state == IU_S_AUTH) {
-            iu_enter_state(up, IU_S_AUTH_RESP);
+        if (up->state == IMAP_UPSTREAM_STATE_AUTH) {
+            imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_AUTH_RESP);
             upstream_send_sasl(&up->base, "");
-        } else if (up->state == IU_S_AUTH_RESP) {
+        } else if (up->state == IMAP_UPSTREAM_STATE_AUTH_RESP) {
             /* Gmail's error challenge: a base64 JSON status; the client must answer before the
              * server sends its tagged NO. */
             const char *answer = upstream_error_challenge(&up->base, b64, blen);
             char ans[16];
             int n = snprintf(ans, sizeof ans, "%s\r\n", answer);
-            iu_enter_state(up, IU_S_AUTH_ERRCHAL);
+            imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_AUTH_ERRCHAL);
             conn_write(up->base.conn, ans, (size_t)n);
         } else {
             upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected continuation: %s",
-                                iu_quote(line, len, why, sizeof why));
+                                imap_upstream_quote(line, len, why, sizeof why));
         }
         return;
     }
     if (len >= 2 && line[0] == '*' && line[1] == ' ') {
         const char *t = line + 2;
         size_t tl = len - 2;
-        if (up->state == IU_S_GREETING) {
+        if (up->state == IMAP_UPSTREAM_STATE_GREETING) {
             if (tl >= 3 && strncasecmp(t, "OK ", 3) == 0) {
                 if (imap_response_code(t + 3, tl - 3, "CAPABILITY", &arg, &alen)) {
-                    iu_remember_caps(up, arg, alen);
-                    iu_after_caps(up);
+                    imap_upstream_remember_caps(up, arg, alen);
+                    imap_upstream_after_caps(up);
                 } else {
-                    iu_enter_state(up, IU_S_CAPABILITY);
-                    iu_command(up, "CAPABILITY");
+                    imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_CAPABILITY);
+                    imap_upstream_command(up, "CAPABILITY");
                 }
                 return;
             }
             /* PREAUTH would skip our login, BYE refuses us: neither gives a mailbox the token
              * opened. */
             upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "greeting: %s",
-                                iu_quote(line, len, why, sizeof why));
+                                imap_upstream_quote(line, len, why, sizeof why));
             return;
         }
         if (tl >= 11 && strncasecmp(t, "CAPABILITY ", 11) == 0) {
-            iu_remember_caps(up, t + 11, tl - 11);
+            imap_upstream_remember_caps(up, t + 11, tl - 11);
             return;
         }
         if (tl >= 4 && strncasecmp(t, "BYE ", 4) == 0) {
             upstream_login_done(&up->base, UPSTREAM_FAIL_CONNECT, "server said: %s",
-                                iu_quote(line, len, why, sizeof why));
+                                imap_upstream_quote(line, len, why, sizeof why));
             return;
         }
         return; /* other untagged data during login (ALERTs, ENABLED...) is not ours */
@@ -324,7 +333,7 @@ static void iu_handle_line(struct imap_upstream *up, const char *line, size_t le
     if (taglen == 0 || len <= taglen + 1 || memcmp(line, up->tag, taglen) != 0 ||
         line[taglen] != ' ') {
         upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected response: %s",
-                            iu_quote(line, len, why, sizeof why));
+                            imap_upstream_quote(line, len, why, sizeof why));
         return;
     }
     const char *st = line + taglen + 1;
@@ -344,63 +353,65 @@ static void iu_handle_line(struct imap_upstream *up, const char *line, size_t le
     }
     int ok = strcasecmp(status, "OK") == 0;
     switch (up->state) {
-    case IU_S_CAPABILITY:
+    case IMAP_UPSTREAM_STATE_CAPABILITY:
         if (!ok || !up->have_caps) {
             upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "CAPABILITY failed: %s",
-                                iu_quote(line, len, why, sizeof why));
+                                imap_upstream_quote(line, len, why, sizeof why));
             return;
         }
-        iu_after_caps(up);
+        imap_upstream_after_caps(up);
         return;
-    case IU_S_STARTTLS:
+    case IMAP_UPSTREAM_STATE_STARTTLS:
         if (!ok) {
             upstream_login_done(&up->base, UPSTREAM_FAIL_TLS, "STARTTLS refused: %s",
-                                iu_quote(line, len, why, sizeof why));
+                                imap_upstream_quote(line, len, why, sizeof why));
             return;
         }
-        iu_enter_state(up, IU_S_STARTTLS_TLS);
+        imap_upstream_enter_state(up, IMAP_UPSTREAM_STATE_STARTTLS_TLS);
         upstream_starttls(&up->base);
         return;
-    case IU_S_AUTH:
-    case IU_S_AUTH_RESP:
-    case IU_S_AUTH_ERRCHAL:
-        iu_auth_result(up, status, text, tlen, line, len);
+    case IMAP_UPSTREAM_STATE_AUTH:
+    case IMAP_UPSTREAM_STATE_AUTH_RESP:
+    case IMAP_UPSTREAM_STATE_AUTH_ERRCHAL:
+        imap_upstream_auth_result(up, status, text, tlen, line, len);
         return;
-    case IU_S_POSTCAP:
+    case IMAP_UPSTREAM_STATE_POSTCAP:
         if (!ok || !up->have_caps) {
             upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL,
                                 "CAPABILITY after login failed: %s",
-                                iu_quote(line, len, why, sizeof why));
+                                imap_upstream_quote(line, len, why, sizeof why));
             return;
         }
-        iu_logged_in(up);
+        imap_upstream_logged_in(up);
         return;
     default:
-        upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected response in state "
-                            "%s: %s", iu_state_names[up->state],
-                            iu_quote(line, len, why, sizeof why));
+        upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL,
+                            "unexpected response in state "
+                            "%s: %s",
+                            imap_upstream_state_names[up->state],
+                            imap_upstream_quote(line, len, why, sizeof why));
         return;
     }
 }
 
-static void iu_readable(struct upstream_base *b)
+static void imap_upstream_readable(struct upstream_base *b)
 {
     struct imap_upstream *up = (struct imap_upstream *)b;
     struct conn *c;
     /* Once logged in the rest of the input belongs to the relay. */
-    while ((c = b->conn) != NULL && c->in_len > 0 && up->state != IU_S_READY &&
-           up->state != IU_S_DEAD && !b->detached && !b->handshaking) {
+    while ((c = b->conn) != NULL && c->in_len > 0 && up->state != IMAP_UPSTREAM_STATE_READY &&
+           up->state != IMAP_UPSTREAM_STATE_DEAD && !b->detached && !b->handshaking) {
         size_t len, used;
-        enum line_result r = line_next(c->in, c->in_len, IU_LINE_MAX, &len, &used);
+        enum line_result r = line_next(c->in, c->in_len, IMAP_UPSTREAM_LINE_MAX, &len, &used);
         if (r == LINE_AGAIN)
             return;
         if (r == LINE_TOO_LONG) {
             upstream_login_done(b, UPSTREAM_FAIL_PROTOCOL, "response line too long");
             return;
         }
-        char line[IU_LINE_MAX];
+        char line[IMAP_UPSTREAM_LINE_MAX];
         memcpy(line, c->in, len);
         conn_consume(c, used);
-        iu_handle_line(up, line, len);
+        imap_upstream_handle_line(up, line, len);
     }
 }

@@ -21,11 +21,12 @@
 #include "conn.h"
 #include "upstream.h"
 
-struct server;
+struct proxy_context;
 struct imap_upstream;
 
-struct imap_upstream *imap_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg);
+struct imap_upstream *imap_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg);
 void imap_upstream_login(struct imap_upstream *up, upstream_login_cb cb);
 /* After UPSTREAM_OK: the client's capability list (space separated, rewritten) and the text
  * of the server's tagged OK (without tag, "OK" and response code). */

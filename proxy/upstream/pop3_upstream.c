@@ -8,75 +8,82 @@
 
 #include "line.h"
 #include "log.h"
-#include "server.h"
 
-#define PU_LINE_MAX 4096 /* RFC 2449: responses up to 512 octets; a challenge is longer */
-#define PU_CONNECT_TIMEOUT_MS (30 * 1000)
+/* RFC 2449: responses up to 512 octets; a challenge is longer */
+#define POP3_UPSTREAM_LINE_MAX 4096
+#define POP3_UPSTREAM_CONNECT_TIMEOUT_MS (30 * 1000)
 /* RFC 1939 has no client timer; the server's autologout timer is at least 10 minutes. */
-#define PU_REPLY_TIMEOUT_MS (2 * 60 * 1000)
+#define POP3_UPSTREAM_REPLY_TIMEOUT_MS (2 * 60 * 1000)
 
-enum pu_state {
-    PU_S_NEW,
-    PU_S_TOKEN,        /* waiting for a refreshed token */
-    PU_S_CONNECT,      /* token, resolve, connect, implicit TLS */
-    PU_S_GREETING,
-    PU_S_CAPA,         /* CAPA sent, "+OK" or "-ERR" expected */
-    PU_S_CAPA_LIST,    /* inside the multi-line CAPA answer */
-    PU_S_STLS,
-    PU_S_STLS_TLS,
-    PU_S_AUTH,         /* "AUTH XOAUTH2" sent, "+" expected */
-    PU_S_AUTH_RESP,    /* response sent, "+OK" (or an error challenge) expected */
-    PU_S_AUTH_ERRCHAL, /* error challenge answered, "-ERR" expected */
-    PU_S_READY,
-    PU_S_DEAD
+enum pop3_upstream_state {
+    POP3_UPSTREAM_STATE_NEW,
+    POP3_UPSTREAM_STATE_TOKEN,   /* waiting for a refreshed token */
+    POP3_UPSTREAM_STATE_CONNECT, /* token, resolve, connect, implicit TLS */
+    POP3_UPSTREAM_STATE_GREETING,
+    POP3_UPSTREAM_STATE_CAPA,      /* CAPA sent, "+OK" or "-ERR" expected */
+    POP3_UPSTREAM_STATE_CAPA_LIST, /* inside the multi-line CAPA answer */
+    POP3_UPSTREAM_STATE_STLS,
+    POP3_UPSTREAM_STATE_STLS_TLS,
+    POP3_UPSTREAM_STATE_AUTH,         /* "AUTH XOAUTH2" sent, "+" expected */
+    POP3_UPSTREAM_STATE_AUTH_RESP,    /* response sent, "+OK" (or an error challenge) expected */
+    POP3_UPSTREAM_STATE_AUTH_ERRCHAL, /* error challenge answered, "-ERR" expected */
+    POP3_UPSTREAM_STATE_READY,
+    POP3_UPSTREAM_STATE_DEAD
 };
 
-static const char *const pu_state_names[] = {
-    "new", "token", "connect", "greeting", "capa", "capa-list", "stls", "stls-tls", "auth",
-    "auth-resp", "auth-errchal", "ready", "dead"};
+static const char *const pop3_upstream_state_names[] = {
+    "new",      "token", "connect",   "greeting",     "capa",  "capa-list", "stls",
+    "stls-tls", "auth",  "auth-resp", "auth-errchal", "ready", "dead"};
 
 struct pop3_upstream {
     struct upstream_base base; /* first: upstream_release() frees through it */
-    enum pu_state state;
+    enum pop3_upstream_state state;
     int capa_known; /* CAPA answered +OK */
     int has_stls, has_xoauth2, has_oauthbearer;
     char ok_text[512];
 };
 
-static void pu_token_ready(struct upstream_base *b);
-static void pu_finished(struct upstream_base *b, enum upstream_failure f);
-static void pu_connected(struct upstream_base *b);
-static void pu_starttls_done(struct upstream_base *b);
-static void pu_readable(struct upstream_base *b);
-static void pu_lost(struct upstream_base *b, const char *why);
-static void pu_send_auth(struct pop3_upstream *up);
+static void pop3_upstream_token_ready(struct upstream_base *b);
+static void pop3_upstream_finished(struct upstream_base *b, enum upstream_failure f);
+static void pop3_upstream_connected(struct upstream_base *b);
+static void pop3_upstream_starttls_done(struct upstream_base *b);
+static void pop3_upstream_readable(struct upstream_base *b);
+static void pop3_upstream_lost(struct upstream_base *b, const char *why);
+static void pop3_upstream_send_auth(struct pop3_upstream *up);
 
-static const struct upstream_ops pu_ops = {pu_token_ready, pu_finished, pu_connected,
-                                           pu_starttls_done, pu_readable, pu_lost, NULL};
+static const struct upstream_ops pop3_upstream_ops = {pop3_upstream_token_ready,
+                                                      pop3_upstream_finished,
+                                                      pop3_upstream_connected,
+                                                      pop3_upstream_starttls_done,
+                                                      pop3_upstream_readable,
+                                                      pop3_upstream_lost,
+                                                      NULL};
 
-static void pu_enter_state(struct pop3_upstream *up, enum pu_state st)
+static void pop3_upstream_enter_state(struct pop3_upstream *up, enum pop3_upstream_state st)
 {
     if (up->state == st)
         return;
-    upstream_log_state(&up->base, pu_state_names[up->state], pu_state_names[st]);
+    upstream_log_state(&up->base, pop3_upstream_state_names[up->state],
+                       pop3_upstream_state_names[st]);
     up->state = st;
 }
 
-struct pop3_upstream *pop3_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg)
+struct pop3_upstream *pop3_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg)
 {
     struct pop3_upstream *up = calloc(1, sizeof *up);
     if (up == NULL)
         return NULL;
-    upstream_base_init(&up->base, srv, acct, &acct->provider->pop3, "pop3", sid, &pu_ops, arg,
-                       PU_CONNECT_TIMEOUT_MS, PU_REPLY_TIMEOUT_MS);
-    up->state = PU_S_NEW;
+    upstream_base_init(&up->base, ctx, acct, &acct->provider->pop3, "pop3", sid, &pop3_upstream_ops,
+                       arg, POP3_UPSTREAM_CONNECT_TIMEOUT_MS, POP3_UPSTREAM_REPLY_TIMEOUT_MS);
+    up->state = POP3_UPSTREAM_STATE_NEW;
     return up;
 }
 
 void pop3_upstream_login(struct pop3_upstream *up, upstream_login_cb cb)
 {
-    pu_enter_state(up, PU_S_CONNECT);
+    pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_CONNECT);
     upstream_begin_login(&up->base, cb);
 }
 
@@ -96,57 +103,59 @@ void pop3_upstream_free(struct pop3_upstream *up)
     upstream_destroy(&up->base);
 }
 
-static void pu_send(struct pop3_upstream *up, const char *line)
+static void pop3_upstream_send(struct pop3_upstream *up, const char *line)
 {
     char buf[64];
     int n = snprintf(buf, sizeof buf, "%s\r\n", line);
     conn_write(up->base.conn, buf, (size_t)n);
 }
 
-static void pu_token_ready(struct upstream_base *b)
+static void pop3_upstream_token_ready(struct upstream_base *b)
 {
-    pu_send_auth((struct pop3_upstream *)b);
+    pop3_upstream_send_auth((struct pop3_upstream *)b);
 }
 
-static void pu_finished(struct upstream_base *b, enum upstream_failure f)
+static void pop3_upstream_finished(struct upstream_base *b, enum upstream_failure f)
 {
-    pu_enter_state((struct pop3_upstream *)b, f == UPSTREAM_OK ? PU_S_READY : PU_S_DEAD);
+    pop3_upstream_enter_state((struct pop3_upstream *)b, f == UPSTREAM_OK
+                                                             ? POP3_UPSTREAM_STATE_READY
+                                                             : POP3_UPSTREAM_STATE_DEAD);
 }
 
-static void pu_connected(struct upstream_base *b)
+static void pop3_upstream_connected(struct upstream_base *b)
 {
-    pu_enter_state((struct pop3_upstream *)b, PU_S_GREETING);
+    pop3_upstream_enter_state((struct pop3_upstream *)b, POP3_UPSTREAM_STATE_GREETING);
 }
 
-static void pu_capa(struct pop3_upstream *up)
+static void pop3_upstream_capa(struct pop3_upstream *up)
 {
     up->capa_known = up->has_stls = up->has_xoauth2 = up->has_oauthbearer = 0;
-    pu_enter_state(up, PU_S_CAPA);
-    pu_send(up, "CAPA");
+    pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_CAPA);
+    pop3_upstream_send(up, "CAPA");
 }
 
-static void pu_starttls_done(struct upstream_base *b)
+static void pop3_upstream_starttls_done(struct upstream_base *b)
 {
     /* RFC 2595 section 4: what CAPA said before TLS is void; ask again. */
-    pu_capa((struct pop3_upstream *)b);
+    pop3_upstream_capa((struct pop3_upstream *)b);
 }
 
-static void pu_lost(struct upstream_base *b, const char *why)
+static void pop3_upstream_lost(struct upstream_base *b, const char *why)
 {
     struct pop3_upstream *up = (struct pop3_upstream *)b;
-    upstream_lost_during_login(b, why, pu_state_names[up->state]);
+    upstream_lost_during_login(b, why, pop3_upstream_state_names[up->state]);
 }
 
-static void pu_send_auth(struct pop3_upstream *up)
+static void pop3_upstream_send_auth(struct pop3_upstream *up)
 {
     char line[32];
     snprintf(line, sizeof line, "AUTH %s", upstream_mechanism(&up->base));
-    pu_enter_state(up, PU_S_AUTH);
-    pu_send(up, line);
+    pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_AUTH);
+    pop3_upstream_send(up, line);
 }
 
 /* One line of the CAPA list: "STLS", "SASL PLAIN XOAUTH2 ...". */
-static void pu_capa_line(struct pop3_upstream *up, const char *line, size_t len)
+static void pop3_upstream_capa_line(struct pop3_upstream *up, const char *line, size_t len)
 {
     if (len == 4 && strncasecmp(line, "STLS", 4) == 0) {
         up->has_stls = 1;
@@ -168,7 +177,7 @@ static void pu_capa_line(struct pop3_upstream *up, const char *line, size_t len)
     }
 }
 
-static void pu_after_capa(struct pop3_upstream *up)
+static void pop3_upstream_after_capa(struct pop3_upstream *up)
 {
     if (up->base.ep->tls == CONFIG_TLS_STARTTLS && !conn_is_tls(up->base.conn)) {
         if (up->capa_known && !up->has_stls) {
@@ -176,8 +185,8 @@ static void pu_after_capa(struct pop3_upstream *up)
                                 "(refusing to send a token in clear)");
             return;
         }
-        pu_enter_state(up, PU_S_STLS);
-        pu_send(up, "STLS");
+        pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_STLS);
+        pop3_upstream_send(up, "STLS");
         return;
     }
     if (up->capa_known && !up->has_xoauth2 && !up->has_oauthbearer) {
@@ -189,10 +198,10 @@ static void pu_after_capa(struct pop3_upstream *up)
         !up->has_oauthbearer)
         log_warn(up->base.sid, "event=upstream_mechanism protocol=pop3 account=%s note=\"server "
                  "does not advertise OAUTHBEARER; trying it anyway\"", up->base.acct->name);
-    pu_send_auth(up);
+    pop3_upstream_send_auth(up);
 }
 
-static void pu_auth_failed(struct pop3_upstream *up, const char *line, size_t len)
+static void pop3_upstream_auth_failed(struct pop3_upstream *up, const char *line, size_t len)
 {
     char why[300];
     log_quote(why, sizeof why, line, len);
@@ -202,57 +211,57 @@ static void pu_auth_failed(struct pop3_upstream *up, const char *line, size_t le
         upstream_login_done(&up->base, UPSTREAM_FAIL_AUTH, "temporary failure: %s", why);
         return;
     }
-    pu_enter_state(up, PU_S_TOKEN);
+    pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_TOKEN);
     upstream_token_rejected(&up->base, why);
 }
 
-static void pu_handle_line(struct pop3_upstream *up, const char *line, size_t len)
+static void pop3_upstream_handle_line(struct pop3_upstream *up, const char *line, size_t len)
 {
     char why[300];
     int ok = len >= 3 && strncasecmp(line, "+OK", 3) == 0 && (len == 3 || line[3] == ' ');
     int cont = len >= 1 && line[0] == '+' && !ok;
     switch (up->state) {
-    case PU_S_GREETING:
+    case POP3_UPSTREAM_STATE_GREETING:
         if (!ok) {
             upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "greeting: %s",
                                 log_quote(why, sizeof why, line, len));
             return;
         }
-        pu_capa(up);
+        pop3_upstream_capa(up);
         return;
-    case PU_S_CAPA:
+    case POP3_UPSTREAM_STATE_CAPA:
         if (ok) {
             up->capa_known = 1;
-            pu_enter_state(up, PU_S_CAPA_LIST);
+            pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_CAPA_LIST);
         } else {
-            pu_after_capa(up); /* no CAPA (RFC 1939 servers): try anyway */
+            pop3_upstream_after_capa(up); /* no CAPA (RFC 1939 servers): try anyway */
         }
         return;
-    case PU_S_CAPA_LIST:
+    case POP3_UPSTREAM_STATE_CAPA_LIST:
         if (len == 1 && line[0] == '.')
-            pu_after_capa(up);
+            pop3_upstream_after_capa(up);
         else
-            pu_capa_line(up, line, len);
+            pop3_upstream_capa_line(up, line, len);
         return;
-    case PU_S_STLS:
+    case POP3_UPSTREAM_STATE_STLS:
         if (!ok) {
             upstream_login_done(&up->base, UPSTREAM_FAIL_TLS, "STLS refused: %s",
                                 log_quote(why, sizeof why, line, len));
             return;
         }
-        pu_enter_state(up, PU_S_STLS_TLS);
+        pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_STLS_TLS);
         upstream_starttls(&up->base);
         return;
-    case PU_S_AUTH:
+    case POP3_UPSTREAM_STATE_AUTH:
         if (cont) {
-            pu_enter_state(up, PU_S_AUTH_RESP);
+            pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_AUTH_RESP);
             upstream_send_sasl(&up->base, "");
             return;
         }
         upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "AUTH %s refused: %s",
                             upstream_mechanism(&up->base), log_quote(why, sizeof why, line, len));
         return;
-    case PU_S_AUTH_RESP:
+    case POP3_UPSTREAM_STATE_AUTH_RESP:
         if (ok) {
             snprintf(up->ok_text, sizeof up->ok_text, "%.*s",
                      (int)(len > 4 ? (len - 4 < 400 ? len - 4 : 400) : 0), line + 4);
@@ -267,40 +276,41 @@ static void pu_handle_line(struct pop3_upstream *up, const char *line, size_t le
             /* Gmail's error challenge: answer it, then the server sends its -ERR. */
             const char *answer = upstream_error_challenge(&up->base, len > 2 ? line + 2 : "",
                                                           len > 2 ? len - 2 : 0);
-            pu_enter_state(up, PU_S_AUTH_ERRCHAL);
-            pu_send(up, answer);
+            pop3_upstream_enter_state(up, POP3_UPSTREAM_STATE_AUTH_ERRCHAL);
+            pop3_upstream_send(up, answer);
             return;
         }
-        pu_auth_failed(up, line, len);
+        pop3_upstream_auth_failed(up, line, len);
         return;
-    case PU_S_AUTH_ERRCHAL:
-        pu_auth_failed(up, line, len);
+    case POP3_UPSTREAM_STATE_AUTH_ERRCHAL:
+        pop3_upstream_auth_failed(up, line, len);
         return;
     default:
         upstream_login_done(&up->base, UPSTREAM_FAIL_PROTOCOL, "unexpected reply in state %s: %s",
-                            pu_state_names[up->state], log_quote(why, sizeof why, line, len));
+                            pop3_upstream_state_names[up->state],
+                            log_quote(why, sizeof why, line, len));
         return;
     }
 }
 
-static void pu_readable(struct upstream_base *b)
+static void pop3_upstream_readable(struct upstream_base *b)
 {
     struct pop3_upstream *up = (struct pop3_upstream *)b;
     struct conn *c;
     /* Once logged in the rest of the input belongs to the relay. */
-    while ((c = b->conn) != NULL && c->in_len > 0 && up->state != PU_S_READY &&
-           up->state != PU_S_DEAD && !b->detached && !b->handshaking) {
+    while ((c = b->conn) != NULL && c->in_len > 0 && up->state != POP3_UPSTREAM_STATE_READY &&
+           up->state != POP3_UPSTREAM_STATE_DEAD && !b->detached && !b->handshaking) {
         size_t len, used;
-        enum line_result r = line_next(c->in, c->in_len, PU_LINE_MAX, &len, &used);
+        enum line_result r = line_next(c->in, c->in_len, POP3_UPSTREAM_LINE_MAX, &len, &used);
         if (r == LINE_AGAIN)
             return;
         if (r == LINE_TOO_LONG) {
             upstream_login_done(b, UPSTREAM_FAIL_PROTOCOL, "reply line too long");
             return;
         }
-        char line[PU_LINE_MAX];
+        char line[POP3_UPSTREAM_LINE_MAX];
         memcpy(line, c->in, len);
         conn_consume(c, used);
-        pu_handle_line(up, line, len);
+        pop3_upstream_handle_line(up, line, len);
     }
 }

@@ -15,11 +15,12 @@
 #include "conn.h"
 #include "upstream.h"
 
-struct server;
+struct proxy_context;
 struct pop3_upstream;
 
-struct pop3_upstream *pop3_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, void *arg);
+struct pop3_upstream *pop3_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        void *arg);
 void pop3_upstream_login(struct pop3_upstream *up, upstream_login_cb cb);
 /* After UPSTREAM_OK: the text after the server's final "+OK " (may be empty). */
 const char *pop3_upstream_ok_text(const struct pop3_upstream *up);

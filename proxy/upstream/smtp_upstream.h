@@ -16,7 +16,7 @@
 #include "config.h"
 #include "upstream.h"
 
-struct server;
+struct proxy_context;
 struct smtp_upstream;
 
 enum smtp_upstream_event {
@@ -31,9 +31,9 @@ typedef upstream_login_cb smtp_upstream_login_cb;
 typedef void (*smtp_upstream_reply_cb)(void *arg, int code, const char *reply, size_t len);
 typedef void (*smtp_upstream_event_cb)(void *arg, enum smtp_upstream_event ev);
 
-struct smtp_upstream *smtp_upstream_new(struct server *srv, const struct config_account *acct,
-                                        const char *sid, smtp_upstream_event_cb event_cb,
-                                        void *arg);
+struct smtp_upstream *smtp_upstream_new(struct proxy_context *ctx,
+                                        const struct config_account *acct, const char *sid,
+                                        smtp_upstream_event_cb event_cb, void *arg);
 void smtp_upstream_login(struct smtp_upstream *up, smtp_upstream_login_cb cb);
 int smtp_upstream_ready(const struct smtp_upstream *up);
 /* True when the server advertised PIPELINING (RFC 2920) and the connection takes commands:

@@ -8,8 +8,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "proxy_context.h"
 #include "sasl.h"
-#include "server.h"
 #include "token.h"
 
 struct upstream_resolve {
@@ -89,14 +89,14 @@ static void upstream_connect(struct upstream_base *b);
 static void upstream_try_next(struct upstream_base *b, const char *why);
 static void upstream_fetch_token(struct upstream_base *b);
 
-void upstream_base_init(struct upstream_base *b, struct server *srv,
+void upstream_base_init(struct upstream_base *b, struct proxy_context *ctx,
                         const struct config_account *acct, const struct config_endpoint *ep,
                         const char *proto, const char *sid, const struct upstream_ops *ops,
                         void *arg, uint64_t connect_ms, uint64_t reply_ms)
 {
     b->connect_timeout_ms = connect_ms;
     b->reply_timeout_ms = reply_ms;
-    b->srv = srv;
+    b->ctx = ctx;
     b->acct = acct;
     b->ep = ep;
     b->proto = proto;
@@ -218,7 +218,7 @@ static const char *upstream_scope(const struct upstream_base *b)
 static void upstream_fetch_token(struct upstream_base *b)
 {
     upstream_hold(b);
-    struct token_wait *w = token_get_scope(b->srv->tokens, b->acct, upstream_scope(b), 0, b->sid,
+    struct token_wait *w = token_get_scope(b->ctx->tokens, b->acct, upstream_scope(b), 0, b->sid,
                                            upstream_token_cb, b);
     if (w != NULL && !b->detached)
         b->token_wait = w;
@@ -261,7 +261,7 @@ void upstream_token_rejected(struct upstream_base *b, const char *why)
     log_info(b->sid, "event=upstream_token_rejected protocol=%s account=%s reply=%s "
              "action=refresh", b->proto, b->acct->name, why);
     b->token_forced = 1;
-    token_rejected(b->srv->tokens, b->acct, upstream_scope(b), b->token, b->sid);
+    token_rejected(b->ctx->tokens, b->acct, upstream_scope(b), b->token, b->sid);
     upstream_clear_token(b);
     upstream_fetch_token(b);
 }
@@ -273,7 +273,7 @@ static void upstream_connect(struct upstream_base *b)
 {
     /* The connect timeout starts once the addresses are known; until then the resolver's own
      * limits apply. */
-    b->resolve = upstream_resolve_start(b->srv->loop, b->ep->host, b->ep->port,
+    b->resolve = upstream_resolve_start(b->ctx->loop, b->ep->host, b->ep->port,
                                         upstream_resolved_cb, b);
     if (b->resolve == NULL)
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "cannot resolve %s", b->ep->host);
@@ -329,7 +329,7 @@ static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const cha
                             b->ep->host);
     } else {
         b->next_addr = 0;
-        b->connect_deadline = uv_now(b->srv->loop) + b->connect_timeout_ms;
+        b->connect_deadline = uv_now(b->ctx->loop) + b->connect_timeout_ms;
         upstream_try_next(b, NULL);
     }
     upstream_release(b);
@@ -340,7 +340,7 @@ static void upstream_resolved_cb(void *arg, const struct addrinfo *ai, const cha
 static int upstream_attempt(struct upstream_base *b, char *err, size_t errsz)
 {
     const union upstream_addr *a = &b->addrs[b->next_addr++];
-    uint64_t now = uv_now(b->srv->loop);
+    uint64_t now = uv_now(b->ctx->loop);
     uint64_t left = b->connect_deadline > now ? b->connect_deadline - now : 0;
     if (left == 0) { /* the connect timeout is used up: no address left gets a turn */
         snprintf(err, errsz, "connect to %s: timed out", b->ep->host);
@@ -352,7 +352,7 @@ static int upstream_attempt(struct upstream_base *b, char *err, size_t errsz)
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "out of memory");
         return -1;
     }
-    if (conn_init(b->conn, b->srv->loop, upstream_conn_event_cb, b) != 0) {
+    if (conn_init(b->conn, b->ctx->loop, upstream_conn_event_cb, b) != 0) {
         upstream_login_done(b, UPSTREAM_FAIL_CONNECT, "cannot create socket");
         return -1;
     }
@@ -402,7 +402,7 @@ static void upstream_attempt_failed(struct upstream_base *b, const char *why)
 
 static int upstream_tls_start(struct upstream_base *b)
 {
-    SSL_CTX *ctx = server_provider_tls(b->srv, b->acct->provider);
+    SSL_CTX *ctx = b->ctx->provider_tls(b->ctx, b->acct->provider);
     b->handshaking = 1;
     if (ctx == NULL || conn_tls_start(b->conn, ctx, 1, b->ep->host) != 0) {
         upstream_login_done(b, UPSTREAM_FAIL_TLS, "cannot set up TLS to %s", b->ep->host);

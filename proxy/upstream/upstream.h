@@ -57,7 +57,7 @@ const char *upstream_failure_name(enum upstream_failure f);
 /* reason: one line for the log (never contains a secret). */
 typedef void (*upstream_login_cb)(void *arg, enum upstream_failure f, const char *reason);
 
-struct server;
+struct proxy_context;
 struct config_account;
 struct config_endpoint;
 struct token_wait;
@@ -86,7 +86,7 @@ struct upstream_ops {
 /* Embedded as the FIRST member of each protocol's upstream struct: upstream_release() frees
  * the whole object through it. */
 struct upstream_base {
-    struct server *srv;
+    struct proxy_context *ctx;
     const struct config_account *acct;
     const struct config_endpoint *ep;
     const struct upstream_ops *ops;
@@ -112,7 +112,7 @@ struct upstream_base {
 
 /* connect_ms bounds the connection attempts (all addresses together); reply_ms is the timeout
  * once connected. */
-void upstream_base_init(struct upstream_base *b, struct server *srv,
+void upstream_base_init(struct upstream_base *b, struct proxy_context *ctx,
                         const struct config_account *acct, const struct config_endpoint *ep,
                         const char *proto, const char *sid, const struct upstream_ops *ops,
                         void *arg, uint64_t connect_ms, uint64_t reply_ms);

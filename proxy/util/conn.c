@@ -122,24 +122,21 @@ static void conn_tcp_options(struct conn *c)
     }
 }
 
+void conn_addr_name(const struct sockaddr_storage *ss, char *out, size_t outsz)
+{
+    if (ss->ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)ss, out, outsz);
+    else if (ss->ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)ss, out, outsz);
+    else
+        snprintf(out, outsz, "?");
+}
+
 static void conn_describe_peer(struct conn *c)
 {
     struct sockaddr_storage ss;
-    if (conn_peer_sockaddr(c, &ss) != 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
-    else if (ss.ss_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
-}
-
-int conn_accept(struct conn *c, uv_stream_t *server)
-{
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0)
-        return -1;
-    conn_tcp_options(c);
-    conn_describe_peer(c);
-    return 0;
+    if (conn_peer_sockaddr(c, &ss) == 0)
+        conn_addr_name(&ss, c->peer, sizeof c->peer);
 }
 
 int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storage *proxied_peer)

@@ -70,7 +70,6 @@ struct conn {
      * conn_peer_sockaddr() reports instead of the balancer's address. */
     struct sockaddr_storage proxied_peer;
     int has_proxied_peer;
-    int peer_counted; /* counted in its listener's per-address table (listener_peer_admit) */
 
     /* Optional: plaintext that arrives while c->in is empty is offered here first, straight
      * from the shared read (or decrypt) buffer; it returns how many bytes it took, the rest
@@ -83,12 +82,13 @@ struct conn {
 };
 
 int conn_init(struct conn *c, uv_loop_t *loop, conn_event_cb event_cb, void *data);
-/* Accepts a pending connection of server into c (after conn_init). */
-int conn_accept(struct conn *c, uv_stream_t *server);
 int conn_connect(struct conn *c, const struct sockaddr *addr);
 /* Takes over a socket that was accepted elsewhere (after conn_init); proxied_peer, when not
  * NULL, is the client's real address (PROXY protocol). On failure the caller still owns fd. */
 int conn_accept_fd(struct conn *c, uv_os_sock_t fd, const struct sockaddr_storage *proxied_peer);
+/* The address part of ss as the logs show it ("192.0.2.1", "2001:db8::1"), "?" for another
+ * family. */
+void conn_addr_name(const struct sockaddr_storage *ss, char *out, size_t outsz);
 
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);

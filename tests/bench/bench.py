@@ -563,7 +563,7 @@ def bench_idle(args, procs, run):
           "(RLIMIT_NOFILE %d; xoauthd holds 2 fds per connection)" % hard)
     print("%-10s %8s %8s %12s %12s %10s" % ("tls", "conns", "held", "rss_before", "rss_after",
                                            "KiB/conn"))
-    # TLS on the client side, the upstream side, or both (the target is none / both).
+    # TLS on the client side, the upstream side, or both; --quick measures the two ends only.
     modes = ("none", "both") if args.quick else ("none", "client", "upstream", "both")
     for mode in modes:
         ctls, utls = mode in ("client", "both"), mode in ("upstream", "both")

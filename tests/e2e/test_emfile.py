@@ -1,4 +1,4 @@
-"""Descriptors run out (issue 6, "EMFILE back-off"): with a hard RLIMIT_NOFILE of 64, more
+"""Descriptors run out ("EMFILE back-off"): with a hard RLIMIT_NOFILE of 64, more
 clients connect than xoauthd can hold. It must stop accepting for a back-off period instead of
 spinning (CPU time over 2 s while saturated), leave the waiting connections in the kernel's
 backlog instead of dropping them (they get their greeting later, none sees a close), keep

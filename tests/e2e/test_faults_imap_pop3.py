@@ -1,4 +1,4 @@
-"""Faults on the IMAP and POP3 fronts (issue 6): the provider refuses the connection or hangs
+"""Faults on the IMAP and POP3 fronts: the provider refuses the connection or hangs
 up right after its greeting (temporary failure to the client: IMAP NO [UNAVAILABLE], POP3
 -ERR [SYS/TEMP]); a client that pipelines commands and never reads the replies (xoauthd's
 memory stays bounded). The token endpoint cases are in test_imap_pop3.py."""

@@ -1,4 +1,4 @@
-"""Limits and defences (issue 6): connections per client address, the invalid-command limits
+"""Limits and defences: connections per client address, the invalid-command limits
 of SMTP and POP3 (IMAP's is in test_imap_pop3.py), the lockout after repeated failed logins
 with replies that stay generic, the fail2ban filter against the daemon's real log lines, and
 the listener's TLS floor (TLS 1.1 refused by default, accepted with tls_min_version = 1.0) and

@@ -1,4 +1,4 @@
-"""Faults after an IMAP or POP3 login, inside the relay (issue 6). xoauthd logs in to a fake
+"""Faults after an IMAP or POP3 login, inside the relay. xoauthd logs in to a fake
 upstream (tests/rig/fake_imap_pop3.py) that accepts any token and then misbehaves:
 
   * the provider closes in the middle of a FETCH literal / a RETR: the client's connection is

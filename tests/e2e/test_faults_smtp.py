@@ -1,4 +1,4 @@
-"""The SMTP fault matrix (issue 6): every way the upstream, the token endpoint or the client can
+"""The SMTP fault matrix: every way the upstream, the token endpoint or the client can
 fail, each checked on both sides: what the client heard and what the fake upstream received.
 The rule under test: the client hears 250 to the final dot only when the upstream accepted the
 message; every other outcome is a 4xx (retry) or the upstream's own 5xx, and the upstream never

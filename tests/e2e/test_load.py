@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load (issue 6): many concurrent SMTP sessions and idle IMAP sessions through one xoauthd
+"""Load: many concurrent SMTP sessions and idle IMAP sessions through one xoauthd
 against the rig's real Postfix and Dovecot (Rig(load=True) raises their limits), all held
 open at the same time:
 
@@ -18,7 +18,7 @@ xoauthd's RSS before / at the peak / after and the durations are printed, not as
 Sizes (SMTP sessions x IMAP sessions):
   default (ctest, CI)                                    200 x 1,000
   xoauthd built with ASan (tests/run.sh --sanitize)      100 x   500
-  --full, or XOAUTHD_LOAD_SCALE=full                   1,000 x 5,000  (the issue's; SECURITY.md)
+  --full, or XOAUTHD_LOAD_SCALE=full                   1,000 x 5,000  (SECURITY.md)
   XOAUTHD_LOAD_SCALE=S,I                               any other size
 
 By hand: `python3 tests/e2e/test_load.py --full` (XOAUTHD_BIN defaults to build/xoauthd, as in

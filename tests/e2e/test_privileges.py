@@ -1,4 +1,4 @@
-"""Privileges (issue 6): `user =` / `group =`, the state_dir check, and refusing configuration
+"""Privileges: `user =` / `group =`, the state_dir check, and refusing configuration
 and key files that every user can read while they hold secrets.
 
 Run as root (CI does), xoauthd binds its listeners and control socket, then becomes nobody:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Postfix as a client of xoauthd (DESIGN.md section 1, "MTA smarthost"):
+"""Postfix as a client of xoauthd (docs/protocol-notes.md, "Who is on the other end"):
 
     sendmail -C DIR -> smarthost Postfix (relayhost = [127.0.0.1]:PORT, SASL with xoauthd's
     local password from a hash: sasl_passwd map) -> xoauthd -> rig Postfix (XOAUTH2) -> Dovecot

@@ -375,7 +375,7 @@ class SmtpSubmit(RigTestCase):
             self.assertEqual(os.stat(p).st_mode & 0o077, 0, "%s is readable by others" % p)
 
     def test_refresh_token_encrypted_at_rest(self):
-        """DESIGN.md section 6: a copied state_dir reveals no refresh token."""
+        """docs/protocol-notes.md, "Tokens at rest": a copied state_dir reveals no refresh token."""
         x = self.start_xoauthd()
         mid, msg, body = self.message("at-rest")
         self.smtplib_send(x, "PLAIN", msg)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeing what happens (issue 8 part 6/7): the session summary line, `xoauthd status` over
+"""Seeing what happens: the session summary line, `xoauthd status` over
 the control socket and the Prometheus /metrics page, against the rig's Dovecot (IMAP) and
 Dovecot submission (SMTP):
 

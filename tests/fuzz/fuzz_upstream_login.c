@@ -19,9 +19,9 @@
 
 #include "sasl.h"
 
-static int fz_tls;      /* the stub connection is TLS (implicit, or after STARTTLS) */
-static int fz_finished; /* login_done ran */
-static int fz_result;
+static int fuzz_tls;      /* the stub connection is TLS (implicit, or after STARTTLS) */
+static int fuzz_finished; /* login_done ran */
+static int fuzz_result;
 
 /* ---- stubs for conn.c ---- */
 int conn_write(struct conn *c, const void *buf, size_t len)
@@ -34,7 +34,7 @@ int conn_write(struct conn *c, const void *buf, size_t len)
 int conn_is_tls(const struct conn *c)
 {
     (void)c;
-    return fz_tls;
+    return fuzz_tls;
 }
 void conn_consume(struct conn *c, size_t n)
 {
@@ -48,13 +48,13 @@ void conn_set_timeout(struct conn *c, uint64_t ms)
 }
 
 /* ---- stubs for upstream.c ---- */
-void upstream_base_init(struct upstream_base *b, struct server *srv,
+void upstream_base_init(struct upstream_base *b, struct proxy_context *ctx,
                         const struct config_account *acct, const struct config_endpoint *ep,
                         const char *proto, const char *sid, const struct upstream_ops *ops,
                         void *arg, uint64_t connect_ms, uint64_t reply_ms)
 {
     memset(b, 0, sizeof *b);
-    b->srv = srv;
+    b->ctx = ctx;
     b->acct = acct;
     b->ep = ep;
     b->proto = proto;
@@ -83,10 +83,10 @@ void upstream_login_done(struct upstream_base *b, enum upstream_failure f, const
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    if (fz_finished)
+    if (fuzz_finished)
         abort(); /* the login ends once */
-    fz_finished = 1;
-    fz_result = (int)f;
+    fuzz_finished = 1;
+    fuzz_result = (int)f;
     b->ops->finished(b, f);
 }
 void upstream_lost_during_login(struct upstream_base *b, const char *why, const char *state)
@@ -132,7 +132,7 @@ void upstream_token_rejected(struct upstream_base *b, const char *why)
 }
 void upstream_starttls(struct upstream_base *b)
 {
-    fz_tls = 1;
+    fuzz_tls = 1;
     b->ops->starttls_done(b);
 }
 struct conn *upstream_take_conn(struct upstream_base *b)
@@ -154,11 +154,11 @@ void upstream_destroy(struct upstream_base *b)
     free(b);
 }
 
-/* Feeds the server's bytes line by line, as iu_readable / pu_readable do. */
-static void fz_feed(const char *in, size_t size, size_t max, int imap, void *up)
+/* Feeds the server's bytes line by line, as imap_upstream_readable / pop3_upstream_readable do. */
+static void fuzz_feed(const char *in, size_t size, size_t max, int imap, void *up)
 {
     size_t off = 0;
-    while (off < size && !fz_finished) {
+    while (off < size && !fuzz_finished) {
         size_t len, used;
         enum line_result r = line_next(in + off, size - off, max, &len, &used);
         if (r == LINE_AGAIN)
@@ -172,9 +172,9 @@ static void fz_feed(const char *in, size_t size, size_t max, int imap, void *up)
         line[len] = '\0';
         off += used;
         if (imap)
-            iu_handle_line(up, line, len);
+            imap_upstream_handle_line(up, line, len);
         else
-            pu_handle_line(up, line, len);
+            pop3_upstream_handle_line(up, line, len);
         free(line);
     }
 }
@@ -199,18 +199,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     acct.name = "fuzz";
     acct.username = "user@example.com";
     acct.mechanism = (sel & 8) ? CONFIG_MECH_OAUTHBEARER : CONFIG_MECH_XOAUTH2;
-    fz_tls = ep.tls == CONFIG_TLS_IMPLICIT;
-    fz_finished = 0;
-    fz_result = -1;
+    fuzz_tls = ep.tls == CONFIG_TLS_IMPLICIT;
+    fuzz_finished = 0;
+    fuzz_result = -1;
     if (imap) {
         struct imap_upstream *up = calloc(1, sizeof *up);
         if (up == NULL)
             return 0;
-        upstream_base_init(&up->base, NULL, &acct, &ep, "imap", "fz", &iu_ops, NULL, 0, 0);
-        up->state = IU_S_CONNECT;
+        upstream_base_init(&up->base, NULL, &acct, &ep, "imap", "fuzz", &imap_upstream_ops, NULL,
+                           0, 0);
+        up->state = IMAP_UPSTREAM_STATE_CONNECT;
         upstream_begin_login(&up->base, NULL);
-        fz_feed((const char *)data, size, IU_LINE_MAX, 1, up);
-        if (fz_finished && fz_result == UPSTREAM_OK) {
+        fuzz_feed((const char *)data, size, IMAP_UPSTREAM_LINE_MAX, 1, up);
+        if (fuzz_finished && fuzz_result == UPSTREAM_OK) {
             const char *caps = imap_upstream_capability(up);
             const char *ok = imap_upstream_ok_text(up);
             if (strlen(caps) >= sizeof up->client_caps || strlen(ok) >= sizeof up->ok_text)
@@ -221,11 +222,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct pop3_upstream *up = calloc(1, sizeof *up);
         if (up == NULL)
             return 0;
-        upstream_base_init(&up->base, NULL, &acct, &ep, "pop3", "fz", &pu_ops, NULL, 0, 0);
-        up->state = PU_S_CONNECT;
+        upstream_base_init(&up->base, NULL, &acct, &ep, "pop3", "fuzz", &pop3_upstream_ops, NULL,
+                           0, 0);
+        up->state = POP3_UPSTREAM_STATE_CONNECT;
         upstream_begin_login(&up->base, NULL);
-        fz_feed((const char *)data, size, PU_LINE_MAX, 0, up);
-        if (fz_finished && fz_result == UPSTREAM_OK &&
+        fuzz_feed((const char *)data, size, POP3_UPSTREAM_LINE_MAX, 0, up);
+        if (fuzz_finished && fuzz_result == UPSTREAM_OK &&
             strlen(pop3_upstream_ok_text(up)) >= sizeof up->ok_text)
             abort();
         pop3_upstream_free(up);

@@ -1,5 +1,6 @@
-/* ews_probe: runs one operation of xoauthd's EWS client (proxy/submit/ews.c) against an endpoint and
- * prints the result as key=value lines, for tests/e2e/test_ews_ops.py.
+/* ews_probe: runs one mailbox operation of xoauthd's EWS client (proxy/mailbox/ews_mailbox.c on
+ * proxy/submit/ews.c) against an endpoint and prints the result as key=value lines, for
+ * tests/e2e/test_ews_ops.py.
  *
  *   ews_probe URL CA_FILE TOKEN MAILBOX OP ARGS...
  *     save FOLDER MIMEFILE | get ITEM_ID OUTFILE | copy ITEM_ID FOLDER | delete ITEM_ID
@@ -12,6 +13,7 @@
 #include <uv.h>
 
 #include "ews.h"
+#include "ews_mailbox.h"
 #include "http.h"
 #include "message_capture.h"
 
@@ -77,10 +79,10 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     struct http *http = http_new(&loop);
     struct ews_target t = {0};
-    struct ews_params p = {0};
+    struct ews_mailbox_params p = {0};
     struct capture_mem mem = {NULL, 0};
     struct capture_source src = {0};
-    enum ews_op op;
+    enum ews_mailbox_op op;
     const char *cmd = argv[5];
     int cancel = 0;
     t.url = argv[1];
@@ -89,42 +91,42 @@ int main(int argc, char **argv)
     t.mailbox = argv[4];
     char *mime = NULL;
     if (strcmp(cmd, "save") == 0 && argc == 8) {
-        op = EWS_OP_SAVE;
+        op = EWS_MAILBOX_SAVE;
         if (parse_folder(argv[6], &p.folder) != 0 || (mime = read_file(argv[7], &mem.len)) == NULL)
             return 2;
         mem.data = mime;
         src = capture_source_mem(&mem);
     } else if (strcmp(cmd, "get") == 0 && argc == 8) {
-        op = EWS_OP_GET_MIME;
+        op = EWS_MAILBOX_GET_MIME;
         p.item_id = argv[6];
         out_file = argv[7];
     } else if (strcmp(cmd, "copy") == 0 && argc == 8) {
-        op = EWS_OP_COPY;
+        op = EWS_MAILBOX_COPY;
         p.item_id = argv[6];
         if (parse_folder(argv[7], &p.folder) != 0)
             return 2;
     } else if (strcmp(cmd, "delete") == 0) {
-        op = EWS_OP_DELETE_ITEM;
+        op = EWS_MAILBOX_DELETE_ITEM;
         p.item_id = argv[6];
     } else if (strcmp(cmd, "delete-folder") == 0) {
-        op = EWS_OP_DELETE_FOLDER;
+        op = EWS_MAILBOX_DELETE_FOLDER;
         if (parse_folder(argv[6], &p.folder) != 0)
             return 2;
     } else if (strcmp(cmd, "set-read") == 0 && argc == 9) {
-        op = EWS_OP_SET_READ;
+        op = EWS_MAILBOX_SET_READ;
         p.item_id = argv[6];
         p.change_key = argv[7][0] != '\0' ? argv[7] : NULL;
         p.is_read = atoi(argv[8]);
     } else if (strcmp(cmd, "cancel") == 0) {
-        op = EWS_OP_GET_MIME;
+        op = EWS_MAILBOX_GET_MIME;
         p.item_id = argv[6];
         cancel = 1;
     } else {
         fprintf(stderr, "ews_probe: bad operation\n");
         return 2;
     }
-    struct ews_call *c = ews_start(http, &t, op, &p, mime != NULL ? &src : NULL, "probe",
-                                   probe_cb, NULL);
+    struct ews_call *c = ews_mailbox_start(http, &t, op, &p, mime != NULL ? &src : NULL,
+                                           "probe", probe_cb, NULL);
     if (c == NULL) {
         printf("outcome=not-started\n");
     } else if (cancel) {

@@ -1,4 +1,4 @@
-"""A misbehaving-on-purpose IMAP or POP3 upstream for the relay fault tests (issue 6), beside
+"""A misbehaving-on-purpose IMAP or POP3 upstream for the relay fault tests, beside
 the real Dovecot: it accepts AUTHENTICATE XOAUTH2/OAUTHBEARER (IMAP, SASL-IR or continuation)
 or AUTH XOAUTH2/OAUTHBEARER (POP3) with any token, then serves one big message and misbehaves
 as its knobs say:

@@ -1,4 +1,4 @@
-"""Collection side of the whole-suite secret scan (issue 6; the scan is tests/rig/secret_scan.py).
+"""Collection side of the whole-suite secret scan (the scan is tests/rig/secret_scan.py).
 
 When $XOAUTHD_SECRET_SCAN_DIR is set (ctest sets it for every e2e test, see
 tests/CMakeLists.txt), every process of a test run records here

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Whole-suite secret scan (issue 6): every secret the tests used, searched in every piece of
+"""Whole-suite secret scan: every secret the tests used, searched in every piece of
 xoauthd's output the tests produced.
 
     python3 -m rig.secret_scan --reset DIR   empty the collection dir (ctest's fixture setup)

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "config.h"
 #include "ews.h"
+#include "ews_mailbox.h"
 #include "graph.h"
 #include "http.h"
 
@@ -103,7 +104,7 @@ static void test_build(void)
     t.mailbox = "scanner@contoso.com";
     t.impersonate = "scanner@contoso.com";
     t.version = NULL;
-    CHECK(ews_build_request(EWS_OP_SEND, &t, NULL, &head, &tail) == 0);
+    CHECK(ews_build_send(&t, &head, &tail) == 0);
     CHECK(strstr(head, "MessageDisposition=\"SendAndSaveCopy\"") != NULL);
     CHECK(strstr(head, "<t:DistinguishedFolderId Id=\"sentitems\"/>") != NULL);
     CHECK(strstr(head, "Version=\"Exchange2013_SP1\"") != NULL);
@@ -123,21 +124,21 @@ static void test_build(void)
     /* values are escaped; a version cannot break out of its attribute */
     t.impersonate = "a&b@x<y>";
     t.version = "Exchange2016";
-    CHECK(ews_build_request(EWS_OP_SEND, &t, NULL, &head, &tail) == 0);
+    CHECK(ews_build_send(&t, &head, &tail) == 0);
     CHECK(strstr(head, "a&amp;b@x&lt;y&gt;") != NULL);
     CHECK(strstr(head, "Version=\"Exchange2016\"") != NULL);
     free(head);
     free(tail);
     t.impersonate = NULL;
-    CHECK(ews_build_request(EWS_OP_SEND, &t, NULL, &head, &tail) == 0);
+    CHECK(ews_build_send(&t, &head, &tail) == 0);
     CHECK(strstr(head, "ExchangeImpersonation") == NULL);
     free(head);
     free(tail);
 
-    struct ews_params p = {0};
+    struct ews_mailbox_params p = {0};
     p.folder.id = "inbox";
     p.folder.distinguished = 1;
-    CHECK(ews_build_request(EWS_OP_SAVE, &t, &p, &head, &tail) == 0);
+    CHECK(ews_mailbox_build_request(EWS_MAILBOX_SAVE, &t, &p, &head, &tail) == 0);
     CHECK(strstr(head, "MessageDisposition=\"SaveOnly\"") != NULL);
     CHECK(strstr(tail, "PropertyTag=\"3591\"") != NULL);
     full = join3(head, "U3ViamVjdDogaGkNCg0KaGkNCg==", tail);
@@ -150,17 +151,18 @@ static void test_build(void)
     p.change_key = "CQAAAB";
     p.folder.id = "AAMkFolder";
     p.folder.distinguished = 0;
-    const enum ews_op ops[] = {EWS_OP_GET_MIME, EWS_OP_COPY, EWS_OP_DELETE_ITEM,
-                               EWS_OP_DELETE_FOLDER, EWS_OP_SET_READ};
+    const enum ews_mailbox_op ops[] = {EWS_MAILBOX_GET_MIME, EWS_MAILBOX_COPY,
+                                       EWS_MAILBOX_DELETE_ITEM, EWS_MAILBOX_DELETE_FOLDER,
+                                       EWS_MAILBOX_SET_READ};
     const char *names[] = {"<m:GetItem>", "<m:CopyItem>", "DeleteType=\"HardDelete\"><m:ItemIds>",
                            "<m:DeleteFolder DeleteType=\"HardDelete\">",
                            "FieldURI=\"message:IsRead\""};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         char n[16];
-        CHECK(ews_build_request(ops[i], &t, &p, &head, &tail) == 0);
+        CHECK(ews_mailbox_build_request(ops[i], &t, &p, &head, &tail) == 0);
         CHECK(strstr(head, names[i]) != NULL);
         CHECK(tail != NULL && tail[0] == '\0');
-        if (ops[i] != EWS_OP_DELETE_FOLDER)
+        if (ops[i] != EWS_MAILBOX_DELETE_FOLDER)
             CHECK(strstr(head, "Id=\"AAMkAD&quot;x&lt;\"") != NULL);
         snprintf(n, sizeof n, "op%zu", i);
         validate_request(head, n);
@@ -168,13 +170,13 @@ static void test_build(void)
         free(tail);
     }
     p.is_read = 1;
-    CHECK(ews_build_request(EWS_OP_SET_READ, &t, &p, &head, &tail) == 0);
+    CHECK(ews_mailbox_build_request(EWS_MAILBOX_SET_READ, &t, &p, &head, &tail) == 0);
     CHECK(strstr(head, "<t:IsRead>true</t:IsRead>") != NULL);
     free(head);
     free(tail);
     /* an operation on an item needs its id */
     p.item_id = NULL;
-    CHECK(ews_build_request(EWS_OP_COPY, &t, &p, &head, &tail) == -1);
+    CHECK(ews_mailbox_build_request(EWS_MAILBOX_COPY, &t, &p, &head, &tail) == -1);
 }
 
 static const char resp_head[] =

@@ -16,6 +16,7 @@
 #include "testcert.h"
 #include "tmpdir.h"
 #include "log.h"
+#include "token_cert_cache.h"
 #include "token_grant.h"
 
 static char base[256];
