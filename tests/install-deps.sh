@@ -10,6 +10,7 @@ SUDO=""
 
 pkgs=(build-essential cmake pkg-config clang gcc
       libuv1-dev libssl-dev libcurl4-openssl-dev libcjson-dev libinih-dev libxml2-dev libxml2-utils
+      libgmime-3.0-dev
       dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
       postfix swaks libnet-ssleay-perl curl isync openssl python3 ca-certificates
       libsasl2-modules systemd groff-base fail2ban

@@ -24,6 +24,11 @@ int graph_fits(size_t msg_size) { return base64_encoded_len(msg_size) <= GRAPH_M
 
 char *graph_send_url(const char *base_url, const char *username)
 {
+    return graph_user_url(base_url, username, "/sendMail");
+}
+
+char *graph_user_url(const char *base_url, const char *username, const char *tail)
+{
     /* The user is a path segment: escape everything but unreserved characters and '@'. */
     char *user = curl_easy_escape(NULL, username, 0);
     if (user == NULL)
@@ -31,7 +36,7 @@ char *graph_send_url(const char *base_url, const char *username)
     size_t blen = strlen(base_url);
     while (blen > 0 && base_url[blen - 1] == '/')
         blen--;
-    size_t n = blen + strlen(user) + 32;
+    size_t n = blen + strlen(user) + strlen(tail) + 16;
     char *url = malloc(n);
     if (url != NULL) {
         /* curl escapes '@' as %40; Graph accepts both, the plain form reads better in logs. */
@@ -40,7 +45,7 @@ char *graph_send_url(const char *base_url, const char *username)
             *at = '@';
             memmove(at + 1, at + 3, strlen(at + 3) + 1);
         }
-        snprintf(url, n, "%.*s/users/%s/sendMail", (int)blen, base_url, user);
+        snprintf(url, n, "%.*s/users/%s%s", (int)blen, base_url, user, tail);
     }
     curl_free(user);
     return url;
@@ -136,56 +141,59 @@ static void graph_done_cb(void *arg, const struct http_response *resp)
     free(c);
 }
 
+struct http_request *graph_http_start(struct http *http, const struct graph_target *t,
+                                      struct http_opts *o, const char *sid, http_done_cb cb,
+                                      void *arg)
+{
+    size_t alen = strlen(t->token) + 8;
+    char *auth = malloc(alen);
+    if (auth == NULL)
+        return NULL;
+    snprintf(auth, alen, "Bearer %s", t->token);
+    struct http_header hdrs[] = {{"Authorization", auth}};
+    o->headers = hdrs;
+    o->n_headers = 1;
+    o->ca_file = t->ca_file;
+    o->tls_no_verify = t->tls_no_verify;
+    o->timeout_ms = t->timeout_ms != 0 ? t->timeout_ms : GRAPH_DEFAULT_TIMEOUT_MS;
+    struct http_request *req = http_request_start(http, o, cb, arg);
+    if (req == NULL)
+        log_error(sid, "event=graph_request_failed note=\"could not start the request\"");
+    o->headers = NULL;
+    o->n_headers = 0;
+    OPENSSL_cleanse(auth, alen);
+    free(auth);
+    return req;
+}
+
 struct graph_call *graph_send_mail(struct http *http, const struct graph_target *t,
                                    const struct capture_source *msg, const char *sid,
                                    graph_cb cb, void *arg)
 {
     struct graph_call *c = calloc(1, sizeof *c);
-    char *url = NULL, *auth = NULL;
-    size_t alen = 0;
-    if (c == NULL)
+    char *url = graph_send_url(t->base_url, t->username);
+    if (c == NULL || url == NULL) {
+        free(c);
+        free(url);
         return NULL;
+    }
     c->cb = cb;
     c->arg = arg;
-    url = graph_send_url(t->base_url, t->username);
-    if (url == NULL)
-        goto fail;
-    alen = strlen(t->token) + 8;
-    auth = malloc(alen);
-    if (auth == NULL)
-        goto fail;
-    snprintf(auth, alen, "Bearer %s", t->token);
-    struct http_header hdrs[] = {{"Authorization", auth}};
     body_stream_init(&c->body, "", 0, *msg, "", 0);
     struct http_opts o = {0};
     o.method = "POST";
     o.url = url;
-    o.headers = hdrs;
-    o.n_headers = 1;
     o.content_type = "text/plain";
-    o.ca_file = t->ca_file;
-    o.tls_no_verify = t->tls_no_verify;
-    o.timeout_ms = t->timeout_ms != 0 ? t->timeout_ms : GRAPH_DEFAULT_TIMEOUT_MS;
     o.body_read = body_stream_read;
     o.body_arg = &c->body;
     o.body_size = body_stream_size(&c->body);
-    c->req = http_request_start(http, &o, graph_done_cb, c);
+    c->req = graph_http_start(http, t, &o, sid, graph_done_cb, c);
+    free(url);
     if (c->req == NULL) {
-        log_error(sid, "event=graph_request_failed note=\"could not start the request\"");
-        goto fail;
+        free(c);
+        return NULL;
     }
-    OPENSSL_cleanse(auth, alen);
-    free(auth);
-    free(url);
     return c;
-fail:
-    if (auth != NULL) {
-        OPENSSL_cleanse(auth, alen);
-        free(auth);
-    }
-    free(url);
-    free(c);
-    return NULL;
 }
 
 void graph_cancel(struct graph_call *c)

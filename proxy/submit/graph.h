@@ -45,8 +45,16 @@ struct graph_call *graph_send_mail(struct http *http, const struct graph_target 
                                    graph_cb cb, void *arg);
 void graph_cancel(struct graph_call *c);
 
+/* Starts a Graph request with the target's bearer token, CA, TLS setting and timeout filled
+ * into o (its headers are replaced); NULL (logged) when it cannot start. */
+struct http_request *graph_http_start(struct http *http, const struct graph_target *t,
+                                      struct http_opts *o, const char *sid, http_done_cb cb,
+                                      void *arg);
+
 /* Exposed for tests. */
 char *graph_send_url(const char *base_url, const char *username);
+/* {base_url}/users/{username}{tail}; tail ("/messages/...") must be escaped already. */
+char *graph_user_url(const char *base_url, const char *username, const char *tail);
 void graph_parse_error(const char *body, size_t len, struct graph_result *r);
 void graph_verdict(const struct graph_result *r, struct submit_verdict *v);
 

@@ -1,7 +1,6 @@
 #include "message_capture.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "spool_file.h"
 
 #define CAPTURE_DEFAULT_MEM ((size_t)1 << 20)
 #define CAPTURE_WRITE_MIN (64 * 1024)       /* submit a file write once this much waits */
@@ -119,23 +119,11 @@ static void capture_fail(struct capture *c, const char *what, int err)
  * synchronously, the data writes are not. */
 static int capture_open_spool(struct capture *c)
 {
-#ifdef O_TMPFILE
-    c->fd = open(c->state_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (c->fd >= 0)
-        return 0;
-#endif
-    char path[4096];
-    snprintf(path, sizeof path, "%s/spool-%s-XXXXXX", c->state_dir, c->sid);
-    for (char *p = path + strlen(c->state_dir) + 1; *p; p++)
-        if (*p == '/')
-            *p = '_';
-    c->fd = mkstemp(path); /* 0600 */
+    c->fd = spool_file_open(c->state_dir, c->sid);
     if (c->fd < 0) {
         capture_fail(c, "create", errno);
         return -1;
     }
-    (void)fcntl(c->fd, F_SETFD, FD_CLOEXEC);
-    unlink(path);
     return 0;
 }
 
@@ -349,6 +337,22 @@ static size_t capture_mem_read(void *arg, size_t off, char *buf, size_t len)
 struct capture_source capture_source_mem(struct capture_mem *m)
 {
     struct capture_source s = {capture_mem_read, m, m->len};
+    return s;
+}
+
+static size_t capture_fd_read(void *arg, size_t off, char *buf, size_t len)
+{
+    struct capture_fd *f = arg;
+    if (off >= f->len)
+        return 0;
+    size_t want = f->len - off < len ? f->len - off : len;
+    ssize_t n = pread(f->fd, buf, want, (off_t)off);
+    return n > 0 ? (size_t)n : CAPTURE_READ_ERROR;
+}
+
+struct capture_source capture_source_fd(struct capture_fd *f)
+{
+    struct capture_source s = {capture_fd_read, f, f->len};
     return s;
 }
 

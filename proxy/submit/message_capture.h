@@ -60,4 +60,12 @@ struct capture_mem {
 };
 struct capture_source capture_source_mem(struct capture_mem *m);
 
+/* A source over len bytes of a file from offset 0 (a part mime_split wrote), read with
+ * pread. The struct must outlive its use; fd is not closed. */
+struct capture_fd {
+    int fd;
+    size_t len;
+};
+struct capture_source capture_source_fd(struct capture_fd *f);
+
 #endif

@@ -1,15 +1,17 @@
 /* libFuzzer target: what the EWS (SOAP/XML) and Graph (JSON) endpoints answer, through the
  * parsers and the verdict tables that turn an answer into an SMTP reply (ews_result_from_http,
  * as ews_done_cb uses it, and graph_done_cb's steps); also the Retry-After value (libcurl's
- * CURLINFO_RETRY_AFTER through http_retry_after_seconds) that reaches the verdicts. The first
- * octet picks the HTTP status (low bits) and, when its high bit is set, takes up to 8 octets
- * of the body's first line as the curl_off_t seconds libcurl would have given. */
+ * CURLINFO_RETRY_AFTER through http_retry_after_seconds) that reaches the verdicts, and an
+ * upload session's nextExpectedRanges (graph_upload_next_offset). The first octet picks the
+ * HTTP status (low bits) and, when its high bit is set, takes up to 8 octets of the body's
+ * first line as the curl_off_t seconds libcurl would have given. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ews.h"
 #include "graph.h"
+#include "graph_upload.h"
 #include "http.h"
 
 static void check_verdict(const struct submit_verdict *v)
@@ -79,5 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     graph_verdict(&gr, &v);
     check_verdict(&v);
+    /* an upload session's answer (graph_upload_put_done) */
+    if (graph_upload_next_offset(body, size) < -1)
+        abort();
     return 0;
 }

@@ -6,6 +6,8 @@ free port, with two faces:
   POST /EWS/Exchange.asmx              SOAP: CreateItem, GetItem, CopyItem, DeleteItem,
                                         DeleteFolder, UpdateItem
   POST /v1.0/users/{user}/sendMail     Graph: base64 MIME body, 202
+  /v1.0/users/{user}/messages...       Graph drafts, upload sessions, send, delete, and the
+  /upload/...                          pre-authenticated upload URLs: tests/rig/mock_graph_drafts.py
 
 Every request is recorded (headers, raw body, operation, decoded MIME). Bearer tokens are checked
 with the mock IdP's introspection endpoint when one is given; with `check_scope` set (opt-in,
@@ -15,7 +17,10 @@ EWS.AccessAsUser.All; any other (an SMTP.Send token, say) gets 401. The EWS face
 request's SOAP body operation and header elements against Microsoft's schema with
 `<repo>/../shared/ews-schema/validate` (xmllint); without that folder it prints a notice once
 and skips validation. A request that fails validation is answered with the SOAP fault a real
-Exchange gives (ErrorSchemaValidation) and recorded with its reasons.
+Exchange gives (ErrorSchemaValidation) and recorded with its reasons. Every Graph request
+(method, path with query, body, content type) is validated the same way against Microsoft's
+Graph metadata with `<repo>/../shared/graph-schema` (graph_validate.check); a problem is
+answered 400 BadRequest and recorded in `validation_errors`.
 
 Answers are scripted: push entries onto `ews_script` / `graph_script`; each request takes the
 next one, and with the script empty it succeeds. EWS entries:
@@ -29,6 +34,8 @@ next one, and with the script empty it succeeds. EWS entries:
 Graph entries:
   ("http", 429, 1)                      status [with Retry-After]
   ("error", 400, "ErrorInvalidRecipients")   a JSON error body
+  ("lose",)                             the request takes effect, the answer is lost (the
+                                        connection closes without one)
 """
 import base64
 import json
@@ -46,6 +53,7 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import secret_collect  # (tokens seen, for tests/rig/secret_scan.py)
+from .mock_graph_drafts import GraphMailbox
 
 NS = {
     "soap": "http://schemas.xmlsoap.org/soap/envelope/",
@@ -55,8 +63,10 @@ NS = {
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 SCHEMA_DIR = os.path.normpath(os.path.join(REPO, "..", "shared", "ews-schema"))
+GRAPH_SCHEMA_DIR = os.path.normpath(os.path.join(REPO, "..", "shared", "graph-schema"))
 
 _notice_printed = False
+_graph_schema = None
 
 
 def schema_validator():
@@ -70,6 +80,22 @@ def schema_validator():
                          % SCHEMA_DIR)
         _notice_printed = True
     return None
+
+
+def graph_schema():
+    """(graph_validate module, parsed CSDL), or None (notice printed once)."""
+    global _graph_schema
+    if _graph_schema is None:
+        if not os.path.exists(os.path.join(GRAPH_SCHEMA_DIR, "graph_validate.py")):
+            sys.stderr.write("mock_ews_graph: %s not found; Graph requests are NOT "
+                             "schema-validated\n" % GRAPH_SCHEMA_DIR)
+            _graph_schema = False
+        else:
+            if GRAPH_SCHEMA_DIR not in sys.path:
+                sys.path.insert(0, GRAPH_SCHEMA_DIR)
+            import graph_validate
+            _graph_schema = (graph_validate, graph_validate.load())
+    return _graph_schema or None
 
 
 def _env(body):
@@ -133,6 +159,8 @@ class MockEwsGraph:
             def do_POST(self):
                 mock._handle(self)
 
+            do_PUT = do_GET = do_DELETE = do_POST
+
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
@@ -152,6 +180,7 @@ class MockEwsGraph:
         self.port = self.server.server_address[1]
         self.ews_url = "https://127.0.0.1:%d/EWS/Exchange.asmx" % self.port
         self.graph_url = "https://127.0.0.1:%d/v1.0" % self.port
+        self.mailbox = GraphMailbox("https://127.0.0.1:%d" % self.port, self._graph_problem)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -169,6 +198,11 @@ class MockEwsGraph:
             self.graph_script = []
             self.validation_errors = []
             self.check_scope = False
+        self.mailbox.reset()
+
+    def _graph_problem(self, text):
+        with self.lock:
+            self.validation_errors.append(text)
 
     def of_kind(self, kind):
         with self.lock:
@@ -224,7 +258,8 @@ class MockEwsGraph:
     def _handle(self, h):
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
-        path = urllib.parse.urlsplit(h.path).path
+        url = urllib.parse.urlsplit(h.path)
+        path = url.path
         auth = h.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else None
         active, scope = self._token_info(token)
@@ -235,13 +270,19 @@ class MockEwsGraph:
             with self.lock:
                 self.requests.append(rec)
             return self._ews(h, rec)
-        m = re.match(r"^/v1\.0/users/([^/]+)/sendMail$", path)
-        if m:
-            rec["kind"] = "graph"
-            rec["user"] = urllib.parse.unquote(m.group(1))
+        if path.startswith("/upload/"):
+            rec["kind"] = "upload"
             with self.lock:
                 self.requests.append(rec)
-            return self._graph(h, rec)
+            return self.mailbox.upload(self, h, h.command, path, url.query, body)
+        m = re.match(r"^/v1\.0/users/([^/]+)/(.+)$", path)
+        if m:
+            rec["kind"] = "graph" if m.group(2) == "sendMail" else "graph-mailbox"
+            rec["user"] = urllib.parse.unquote(m.group(1))
+            rec["method"] = h.command
+            with self.lock:
+                self.requests.append(rec)
+            return self._graph(h, rec, m.group(2))
         rec["kind"] = "other"
         with self.lock:
             self.requests.append(rec)
@@ -393,33 +434,63 @@ class MockEwsGraph:
         return soap_fault("Unsupported operation %s" % op, "ErrorInvalidRequest")
 
     # -- Graph --
-    def _graph(self, h, rec):
+    def _graph_validate(self, h, rec):
+        """Problems of one Graph request against Microsoft's metadata (recorded)."""
+        gs = graph_schema() if self.validate else None
+        if gs is None:
+            return []
+        gv, schema = gs
+        ctype = (rec["content_type"] or "application/json").split(";")[0].strip()
+        problems = gv.check(schema, h.command, h.path, rec["body"], ctype)
+        if problems:
+            rec["schema_errors"] = problems
+            with self.lock:
+                self.validation_errors.extend("%s %s: %s" % (h.command, h.path, p)
+                                              for p in problems)
+        return problems
+
+    def _graph(self, h, rec, rest):
+        rec["content_type"] = h.headers.get("Content-Type")
+        problems = self._graph_validate(h, rec)
+        if problems:
+            return self._send(h, 400, json.dumps({"error": {
+                "code": "BadRequest", "message": "; ".join(problems)}}).encode(),
+                "application/json")
         if not rec["token_ok"] or self._scope_refused(rec):
             return self._send(h, 401, json.dumps({"error": {
                 "code": "InvalidAuthenticationToken",
                 "message": "Access token validation failure."}}).encode(), "application/json")
-        rec["content_type"] = h.headers.get("Content-Type")
-        try:
-            rec["mime"] = base64.b64decode(rec["body"], validate=True)
-        except Exception as e:
-            rec["error"] = "bad base64: %s" % e
-            return self._send(h, 400, json.dumps({"error": {
-                "code": "ErrorMimeContentInvalidBase64String",
-                "message": "Invalid base64 string for MIME content."}}).encode(),
-                "application/json")
+        if (rec["content_type"] or "").startswith("text/plain"):
+            try:
+                rec["mime"] = base64.b64decode(rec["body"], validate=True)
+            except Exception as e:
+                rec["error"] = "bad base64: %s" % e
+                return self._send(h, 400, json.dumps({"error": {
+                    "code": "ErrorMimeContentInvalidBase64String",
+                    "message": "Invalid base64 string for MIME content."}}).encode(),
+                    "application/json")
         with self.lock:
             step = self.graph_script.pop(0) if self.graph_script else None
+        if rest != "sendMail":
+            return self.mailbox.graph(self, h, rec, h.command, rest, step)
+        if step is not None and step[0] == "lose":
+            return self.mailbox.drop(h)
         if step is not None:
-            if step[0] == "http":
-                hdrs = {"Retry-After": str(step[2])} if len(step) > 2 else {}
-                return self._send(h, step[1], json.dumps({"error": {
-                    "code": "TooManyRequests" if step[1] == 429 else "ServiceUnavailable",
-                    "message": "Scripted."}}).encode(), "application/json", hdrs)
-            if step[0] == "error":
-                return self._send(h, step[1], json.dumps({"error": {
-                    "code": step[2], "message": "Scripted %s." % step[2]}}).encode(),
-                    "application/json")
+            return self._graph_scripted(h, step)
         return self._send(h, 202)
+
+    def _graph_scripted(self, h, step):
+        """Answer a scripted Graph failure (see the module docstring)."""
+        if step[0] == "http":
+            hdrs = {"Retry-After": str(step[2])} if len(step) > 2 else {}
+            return self._send(h, step[1], json.dumps({"error": {
+                "code": "TooManyRequests" if step[1] == 429 else "ServiceUnavailable",
+                "message": "Scripted."}}).encode(), "application/json", hdrs)
+        if step[0] == "error":
+            return self._send(h, step[1], json.dumps({"error": {
+                "code": step[2], "message": "Scripted %s." % step[2]}}).encode(),
+                "application/json")
+        return self._send(h, 500)
 
 
 def _copy_without_big_mime(el):
