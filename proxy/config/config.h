@@ -208,8 +208,6 @@ char *config_token_url(const struct config_account *acct);
  * way; NULL when tmpl is NULL. malloc'ed. */
 char *config_account_url(const struct config_account *acct, const char *tmpl);
 
-/* 1 when host is a numeric loopback address (127.0.0.0/8, ::1) or "localhost". */
-int config_host_is_loopback(const char *host);
 
 const char *config_protocol_name(enum config_protocol p);
 const char *config_flow_name(enum config_flow f);

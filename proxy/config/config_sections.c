@@ -11,6 +11,7 @@
 #include "config_secret_file.h"
 #include "config_values.h"
 #include "localauth.h"
+#include "netaddr.h"
 
 /* ---- one key ---- */
 
@@ -168,7 +169,7 @@ void config_parse_metrics(struct config_loader *ld, const struct config_section 
         return;
     if (config_hostport(ld, v, 1, &cfg->metrics_host, &cfg->metrics_port, &why) < 0)
         config_bad_value(ld, sec, kv, why);
-    else if (!config_host_is_loopback(cfg->metrics_host))
+    else if (!netaddr_host_is_loopback(cfg->metrics_host))
         config_bad_value(ld, sec, kv, "a loopback address such as 127.0.0.1:9125 "
                          "(the metrics page has no authentication)");
 }
@@ -295,11 +296,11 @@ void config_build_provider(struct config_loader *ld, const struct config_section
         const char *remote = NULL;
         char host[300];
         for (size_t i = 0; i < 3 && remote == NULL; i++)
-            if (eps[i]->present && !config_host_is_loopback(eps[i]->host))
+            if (eps[i]->present && !netaddr_host_is_loopback(eps[i]->host))
                 remote = eps[i]->host;
         for (size_t i = 0; i < sizeof urls / sizeof urls[0] && remote == NULL; i++)
             if (urls[i] != NULL && config_url_host(urls[i], host, sizeof host) >= 0 &&
-                !config_host_is_loopback(host))
+                !netaddr_host_is_loopback(host))
                 remote = urls[i];
         if (remote != NULL)
             config_error(ld, tv->line,
@@ -334,7 +335,7 @@ void config_parse_redirect_uri(struct config_loader *ld, const struct config_sec
     /* The browser comes back to xoauthd itself: plain http to loopback only (RFC 8252
      * section 7.3). */
     if (*v != '\0' && (config_url_host(v, host, sizeof host) != 0 ||
-                       !config_host_is_loopback(host)))
+                       !netaddr_host_is_loopback(host)))
         config_bad_value(ld, sec, kv,
                          "an http:// URL on a loopback address, such as "
                          "http://127.0.0.1:8400/ or http://localhost/");

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "config.h"
+#include "netaddr.h"
 
 const char *const config_protocol_names[] = {"smtp", "imap", "pop3", NULL};
 const char *const config_tls_names[] = {"none", "starttls", "implicit", NULL};
@@ -176,24 +177,6 @@ const struct config_kv *config_sec_kv(const struct config_section *sec, const ch
 
 /* ---- addresses ---- */
 
-int config_host_is_loopback(const char *host)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (host == NULL)
-        return 0;
-    if (strcasecmp(host, "localhost") == 0)
-        return 1;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1) {
-        if (IN6_IS_ADDR_LOOPBACK(&a6))
-            return 1;
-        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
-    }
-    return 0;
-}
-
 static int config_host_name_ok(const char *h)
 {
     size_t n = strlen(h);
@@ -315,7 +298,7 @@ void config_url(struct config_loader *ld, const struct config_section *sec,
         config_bad_value(ld, sec, kv, "an https:// URL");
         return;
     }
-    if (!https && !config_host_is_loopback(host)) {
+    if (!https && !netaddr_host_is_loopback(host)) {
         config_error(ld, kv->line,
                      "key '%s' in %s: http:// is allowed only to a loopback host; use https://",
                      kv->key, sec->label);
@@ -350,7 +333,7 @@ void config_endpoint(struct config_loader *ld, const struct config_section *sec,
         goto bad;
     if (config_hostport(ld, buf, 0, &host, &port, &why) < 0)
         goto bad;
-    if (mode == CONFIG_TLS_NONE && !config_host_is_loopback(host)) {
+    if (mode == CONFIG_TLS_NONE && !netaddr_host_is_loopback(host)) {
         config_error(ld, kv->line,
                      "key '%s' in %s: a plain-text upstream (none) is allowed only to a loopback "
                      "host; use starttls or implicit",
@@ -375,56 +358,26 @@ static int config_cidr(struct config_loader *ld, const struct config_section *se
                        const struct config_kv *kv, char *s, struct config_allow_network *an)
 {
     char q[128];
-    char *slash = strchr(s, '/');
-    unsigned long long prefix = 0;
-    int maxp;
-    memset(&an->net, 0, sizeof an->net);
-    if (slash != NULL)
-        *slash = '\0';
-    struct sockaddr_in *sin = (struct sockaddr_in *)&an->net;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&an->net;
-    uint8_t *bytes;
-    if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        bytes = (uint8_t *)&sin->sin_addr;
-        maxp = 32;
-    } else if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        bytes = sin6->sin6_addr.s6_addr;
-        maxp = 128;
-    } else {
-        goto bad;
+    enum netaddr_parse_result r = netaddr_parse(s, &an->net, &an->prefix);
+    if (r == NETADDR_HOST_BITS) {
+        /* Host bits set usually means a typo in the prefix; refuse rather than guess. */
+        char fixed[NETADDR_TEXT_MAX];
+        netaddr_text(&an->net, fixed, sizeof fixed);
+        s[strcspn(s, "/")] = '\0';
+        config_error(ld, kv->line,
+                     "network %s/%d in %s of %s has host bits set (did you "
+                     "mean %s/%d?)",
+                     s, an->prefix, kv->key, sec->label, fixed, an->prefix);
+        return -1;
     }
-    if (slash != NULL) {
-        if (config_uint(slash + 1, 0, (unsigned long long)maxp, &prefix) < 0)
-            goto bad;
-    } else {
-        prefix = (unsigned long long)maxp;
-    }
-    an->prefix = (int)prefix;
-    /* Host bits set usually means a typo in the prefix; refuse rather than guess. */
-    for (int bit = (int)prefix; bit < maxp; bit++) {
-        if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
-            char fixed[INET6_ADDRSTRLEN];
-            for (int b = (int)prefix; b < maxp; b++)
-                bytes[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
-            inet_ntop(an->net.ss_family, bytes, fixed, sizeof fixed);
-            config_error(ld, kv->line,
-                         "network %s/%d in %s of %s has host bits set (did you "
-                         "mean %s/%d?)",
-                         s, an->prefix, kv->key, sec->label, fixed, an->prefix);
-            return -1;
-        }
+    if (r != NETADDR_OK) {
+        config_error(ld, kv->line,
+                     "bad network %s in %s of %s: expected ADDRESS/PREFIX such as "
+                     "10.0.0.0/24 or 2001:db8::/32",
+                     config_q(q, sizeof q, s), kv->key, sec->label);
+        return -1;
     }
     return 0;
-bad:
-    if (slash != NULL)
-        *slash = '/';
-    config_error(ld, kv->line,
-                 "bad network %s in %s of %s: expected ADDRESS/PREFIX such as "
-                 "10.0.0.0/24 or 2001:db8::/32",
-                 config_q(q, sizeof q, s), kv->key, sec->label);
-    return -1;
 }
 
 /* "CIDR[, CIDR...] -> ACCOUNT", appended to l->allow_networks. Accounts are built before

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -19,6 +20,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "base64.h"
 #include "sasl.h"
 #include "tty_line.h"
 
@@ -65,7 +67,7 @@ struct localauth_cache_entry {
 struct localauth_req {
     uv_work_t work;
     uv_loop_t *loop;
-    struct localauth_req *next_queued; /* waiting for a hashing slot (its queue) */
+    TAILQ_ENTRY(localauth_req) queued; /* waiting for a hashing slot (in queue) */
     struct localauth_queue *queue;     /* the queue it waits in; NULL = on the pool */
     char *hash;
     char *password;
@@ -89,38 +91,22 @@ static atomic_ulong localauth_slow_runs;
  * logged in from there before) is served first, so a flood of guesses cannot push them out.
  * Loop thread only. */
 struct localauth_queue {
-    struct localauth_req *head, *tail;
+    TAILQ_HEAD(, localauth_req) reqs;
     unsigned n;
 };
 
 static unsigned localauth_max_running = LOCALAUTH_DEFAULT_RUNNING;
 static unsigned localauth_max_queued = LOCALAUTH_DEFAULT_QUEUED;
 static unsigned localauth_running;
-static struct localauth_queue localauth_urgent, localauth_normal;
+static struct localauth_queue localauth_urgent = {TAILQ_HEAD_INITIALIZER(localauth_urgent.reqs), 0};
+static struct localauth_queue localauth_normal = {TAILQ_HEAD_INITIALIZER(localauth_normal.reqs), 0};
 
 /* ---- hash string parsing ---- */
 
 /* PHC strings use unpadded base64; padded input is accepted too. */
 static long localauth_b64_decode(const char *s, size_t len, uint8_t *out, size_t outsz)
 {
-    char buf[128];
-    if (len == 0 || len + 3 > sizeof buf)
-        return -1;
-    memcpy(buf, s, len);
-    while (len % 4 != 0)
-        buf[len++] = '=';
-    return sasl_base64_decode(buf, len, out, outsz);
-}
-
-static char *localauth_b64_encode(const uint8_t *in, size_t len)
-{
-    char *s = sasl_base64_encode(in, len);
-    if (s != NULL) {
-        size_t n = strlen(s);
-        while (n > 0 && s[n - 1] == '=')
-            s[--n] = '\0';
-    }
-    return s;
+    return len == 0 ? -1 : base64_decode(s, len, out, outsz, BASE64_NOPAD);
 }
 
 /* Parses "name=NUMBER" at *p (advancing it) into *out; max bounds the value. */
@@ -280,8 +266,8 @@ char *localauth_hash(const char *password, size_t len)
         goto fail;
     if (localauth_kdf(&pp, password, len, pp.key, pp.key_len) < 0)
         goto fail;
-    salt_b64 = localauth_b64_encode(pp.salt, pp.salt_len);
-    key_b64 = localauth_b64_encode(pp.key, pp.key_len);
+    salt_b64 = base64_encode(pp.salt, pp.salt_len, BASE64_NOPAD);
+    key_b64 = base64_encode(pp.key, pp.key_len, BASE64_NOPAD);
     if (salt_b64 == NULL || key_b64 == NULL)
         goto fail;
     size_t sz = strlen(salt_b64) + strlen(key_b64) + 64;
@@ -499,12 +485,10 @@ static int localauth_submit(struct localauth_req *req)
 
 static struct localauth_req *localauth_pop(struct localauth_queue *q)
 {
-    struct localauth_req *req = q->head;
+    struct localauth_req *req = TAILQ_FIRST(&q->reqs);
     if (req == NULL)
         return NULL;
-    q->head = req->next_queued;
-    if (q->head == NULL)
-        q->tail = NULL;
+    TAILQ_REMOVE(&q->reqs, req, queued);
     q->n--;
     req->queue = NULL;
     return req;
@@ -526,29 +510,14 @@ static void localauth_queue_pump(void)
 static void localauth_enqueue(struct localauth_queue *q, struct localauth_req *req)
 {
     req->queue = q;
-    req->next_queued = NULL;
-    if (q->tail != NULL)
-        q->tail->next_queued = req;
-    else
-        q->head = req;
-    q->tail = req;
+    TAILQ_INSERT_TAIL(&q->reqs, req, queued);
     q->n++;
 }
 
 static void localauth_dequeue(struct localauth_req *req)
 {
-    struct localauth_queue *q = req->queue;
-    struct localauth_req **pp = &q->head, *prev = NULL;
-    while (*pp != NULL && *pp != req) {
-        prev = *pp;
-        pp = &(*pp)->next_queued;
-    }
-    if (*pp == NULL)
-        return;
-    *pp = req->next_queued;
-    if (q->tail == req)
-        q->tail = prev;
-    q->n--;
+    TAILQ_REMOVE(&req->queue->reqs, req, queued);
+    req->queue->n--;
     req->queue = NULL;
 }
 

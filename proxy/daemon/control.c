@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,7 +33,7 @@ struct control_client {
     uv_pipe_t pipe;
     uv_timer_t timer;
     struct control *ctl;
-    struct control_client *prev, *next;
+    LIST_ENTRY(control_client) link; /* in ctl->clients */
     uv_write_t wr;
     char *text;
     size_t len;
@@ -46,7 +47,7 @@ struct control {
     uv_pipe_t pipe;
     struct server *srv;
     char *path;
-    struct control_client *clients;
+    LIST_HEAD(, control_client) clients;
     int open_handles; /* the listening pipe + clients; freed at 0 */
     int closing;
 };
@@ -65,12 +66,7 @@ static void control_client_closed_cb(uv_handle_t *h)
     struct control *ctl = c->ctl;
     if (--c->open_handles > 0)
         return;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        ctl->clients = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     free(c->text);
     free(c);
     control_release(ctl);
@@ -171,10 +167,7 @@ static void control_connection_cb(uv_stream_t *server, int status)
     c->pipe.data = c;
     c->timer.data = c;
     c->open_handles = 2;
-    c->next = ctl->clients;
-    if (ctl->clients != NULL)
-        ctl->clients->prev = c;
-    ctl->clients = c;
+    LIST_INSERT_HEAD(&ctl->clients, c, link);
     ctl->open_handles++;
     if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
         uv_read_start((uv_stream_t *)&c->pipe, control_alloc_cb, control_read_cb) != 0) {
@@ -239,7 +232,8 @@ void control_close(struct control *ctl)
         return;
     ctl->closing = 1;
     unlink(ctl->path);
-    for (struct control_client *c = ctl->clients; c != NULL; c = c->next)
+    struct control_client *c;
+    LIST_FOREACH(c, &ctl->clients, link)
         control_client_close(c);
     uv_close((uv_handle_t *)&ctl->pipe, control_pipe_closed_cb);
 }
@@ -283,7 +277,8 @@ void control_status_write(struct server *srv, FILE *out)
     }
 
     fprintf(out, "\nsessions: %zu\n", srv->n_sessions);
-    for (const struct session_link *k = srv->sessions.next; k != &srv->sessions; k = k->next) {
+    const struct session_link *k;
+    LIST_FOREACH(k, &srv->sessions, entry) {
         const struct session_log *sl = k->slog;
         if (sl == NULL)
             continue;

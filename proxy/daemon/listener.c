@@ -36,7 +36,7 @@
 
 static void listener_free_if_done(struct listener *l)
 {
-    if (l->closing == 2 && l->active == 0 && l->proxy.pending == NULL) {
+    if (l->closing == 2 && l->active == 0 && LIST_EMPTY(&l->proxy.pending)) {
         free(l->peers);
         free(l);
     }

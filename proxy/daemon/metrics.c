@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "config.h"
@@ -17,7 +18,7 @@ struct metrics_client {
     uv_tcp_t tcp;
     uv_timer_t timer;
     struct metrics *m;
-    struct metrics_client *prev, *next;
+    LIST_ENTRY(metrics_client) link; /* in m->clients */
     int open_handles; /* tcp + timer */
     int answered;
     uv_write_t wr;
@@ -30,7 +31,7 @@ struct metrics_client {
 struct metrics {
     uv_tcp_t tcp;
     struct server *srv;
-    struct metrics_client *clients;
+    LIST_HEAD(, metrics_client) clients;
     unsigned n_clients;
     int open_handles; /* the listening socket + clients */
     int closing;
@@ -182,12 +183,7 @@ static void metrics_client_closed_cb(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     struct metrics *m = c->m;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        m->clients = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     m->n_clients--;
     free(c->text);
     free(c);
@@ -313,10 +309,7 @@ static void metrics_connection_cb(uv_stream_t *server, int status)
     }
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
-    c->next = m->clients;
-    if (m->clients != NULL)
-        m->clients->prev = c;
-    m->clients = c;
+    LIST_INSERT_HEAD(&m->clients, c, link);
     m->n_clients++;
     m->open_handles++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || m->n_clients > METRICS_MAX_CLIENTS) {
@@ -369,7 +362,8 @@ void metrics_close(struct metrics *m)
     if (m == NULL || m->closing)
         return;
     m->closing = 1;
-    for (struct metrics_client *c = m->clients; c != NULL; c = c->next)
+    struct metrics_client *c;
+    LIST_FOREACH(c, &m->clients, link)
         metrics_client_close(c);
     uv_close((uv_handle_t *)&m->tcp, metrics_tcp_closed_cb);
 }

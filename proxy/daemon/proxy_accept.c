@@ -13,7 +13,7 @@
 #include "proxy_protocol.h"
 
 struct proxy_pending {
-    struct proxy_pending *prev, *next; /* pa's list */
+    LIST_ENTRY(proxy_pending) link; /* in pa->pending */
     struct proxy_accept *pa;
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -36,12 +36,7 @@ static void proxy_closed_cb(uv_handle_t *h)
     if (--p->open_handles > 0)
         return;
     struct proxy_accept *pa = p->pa;
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        pa->pending = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
+    LIST_REMOVE(p, link);
     struct admission adm = p->adm;
     free(p);
     admission_release(&adm); /* empty when a session took the place over */
@@ -168,10 +163,7 @@ void proxy_accept_start(struct proxy_accept *pa, uv_os_sock_t fd, struct admissi
         return;
     }
     p->open_handles = 2;
-    p->next = pa->pending;
-    if (pa->pending != NULL)
-        pa->pending->prev = p;
-    pa->pending = p;
+    LIST_INSERT_HEAD(&pa->pending, p, link);
     /* Counted from the start, so that connections still sending their header are bounded by
      * max_connections too; the session it becomes takes this place over. */
     p->adm = *adm;
@@ -205,6 +197,7 @@ void proxy_accept_start(struct proxy_accept *pa, uv_os_sock_t fd, struct admissi
 void proxy_accept_close_all(struct proxy_accept *pa)
 {
     pa->closing = 1;
-    for (struct proxy_pending *p = pa->pending; p != NULL; p = p->next)
+    struct proxy_pending *p;
+    LIST_FOREACH(p, &pa->pending, link)
         proxy_close(p);
 }

@@ -10,6 +10,7 @@
 #ifndef XOAUTHD_PROXY_ACCEPT_H
 #define XOAUTHD_PROXY_ACCEPT_H
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -25,7 +26,7 @@ struct proxy_pending;
 struct proxy_accept {
     uv_loop_t *loop;
     const struct config_listen *cfg;
-    struct proxy_pending *pending; /* list */
+    LIST_HEAD(, proxy_pending) pending;
     int closing;                   /* proxy_accept_close_all ran: nothing is handed off */
     /* The header is complete: fd (a descriptor of the caller's from now on) with the client's
      * address (NULL for a LOCAL header: the socket's own peer), and the place it held, which

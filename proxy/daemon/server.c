@@ -26,19 +26,14 @@ struct server *server_of_context(struct proxy_context *ctx)
 static void server_session_add(struct proxy_context *ctx, struct session_link *link)
 {
     struct server *srv = server_of_context(ctx);
-    link->next = srv->sessions.next;
-    link->prev = &srv->sessions;
-    srv->sessions.next->prev = link;
-    srv->sessions.next = link;
+    LIST_INSERT_HEAD(&srv->sessions, link, entry);
     srv->n_sessions++;
 }
 
 static void server_session_remove(struct proxy_context *ctx, struct session_link *link)
 {
     struct server *srv = server_of_context(ctx);
-    link->prev->next = link->next;
-    link->next->prev = link->prev;
-    link->next = link->prev = NULL;
+    LIST_REMOVE(link, entry);
     srv->n_sessions--;
     if (srv->shutting_down && srv->n_sessions == 0)
         server_finish(srv);
@@ -64,7 +59,8 @@ SSL_CTX *server_provider_tls(struct server *srv, const struct config_provider *p
 {
     SSL_CTX **slots = srv->provider_tls;
     long i = server_provider_index(srv->ctx.cfg, prov);
-    for (struct server_gen *g = srv->old_gens; i < 0 && g != NULL; g = g->next) {
+    for (struct server_gen *g = SLIST_FIRST(&srv->old_gens); i < 0 && g != NULL;
+         g = SLIST_NEXT(g, entry)) {
         slots = g->provider_tls;
         i = server_provider_index(g->cfg, prov);
     }
@@ -93,7 +89,8 @@ void server_setup(struct server *srv, uv_loop_t *loop, struct config *cfg)
     srv->ctx.session_add = server_session_add;
     srv->ctx.session_remove = server_session_remove;
     srv->ctx.session_id = server_session_id;
-    srv->sessions.next = srv->sessions.prev = &srv->sessions;
+    LIST_INIT(&srv->sessions);
+    SLIST_INIT(&srv->old_gens);
     if (gethostname(srv->ctx.hostname, sizeof srv->ctx.hostname - 1) != 0 ||
         srv->ctx.hostname[0] == '\0')
         snprintf(srv->ctx.hostname, sizeof srv->ctx.hostname, "xoauthd");
@@ -112,11 +109,11 @@ static void server_free_provider_tls(SSL_CTX **slots, size_t n)
 static void server_gen_freed(struct config *cfg, void *arg)
 {
     struct server *srv = arg;
-    for (struct server_gen **pg = &srv->old_gens; *pg != NULL; pg = &(*pg)->next) {
-        struct server_gen *g = *pg;
+    struct server_gen *g;
+    SLIST_FOREACH(g, &srv->old_gens, entry) {
         if (g->cfg != cfg)
             continue;
-        *pg = g->next;
+        SLIST_REMOVE(&srv->old_gens, g, server_gen, entry);
         server_free_provider_tls(g->provider_tls, cfg->n_providers);
         free(g->provider_tls);
         free(g);
@@ -130,8 +127,7 @@ void server_switch_config(struct server *srv, struct config *cfg, SSL_CTX **ptls
     struct config *old = srv->ctx.cfg;
     gen->cfg = old;
     gen->provider_tls = srv->provider_tls;
-    gen->next = srv->old_gens;
-    srv->old_gens = gen;
+    SLIST_INSERT_HEAD(&srv->old_gens, gen, entry);
     old->on_free = server_gen_freed;
     old->on_free_arg = srv;
     /* Whoever holds old may look things up in cfg from now on (session.h). */
@@ -154,7 +150,8 @@ void server_finish(struct server *srv)
     }
     server_close_handle((uv_handle_t *)&srv->grace_timer);
     server_free_provider_tls(srv->provider_tls, srv->ctx.cfg->n_providers);
-    for (struct server_gen *g = srv->old_gens; g != NULL; g = g->next)
+    struct server_gen *g;
+    SLIST_FOREACH(g, &srv->old_gens, entry)
         server_free_provider_tls(g->provider_tls, g->cfg->n_providers);
     log_info(NULL, "event=stopped");
 }
@@ -169,7 +166,7 @@ void server_free(struct server *srv)
      * it (config_supersede) any superseded one still waiting for it. */
     config_release(srv->ctx.cfg);
     srv->ctx.cfg = NULL;
-    if (srv->old_gens != NULL)
+    if (!SLIST_EMPTY(&srv->old_gens))
         log_error(NULL, "event=internal_error reason=\"a superseded configuration is still "
                   "held at exit\"");
     stats_reset();

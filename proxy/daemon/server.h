@@ -9,6 +9,7 @@
 #define XOAUTHD_SERVER_H
 
 #include <openssl/ssl.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "config.h"
@@ -25,7 +26,7 @@ struct metrics;
 struct server_gen {
     struct config *cfg;
     SSL_CTX **provider_tls;
-    struct server_gen *next;
+    SLIST_ENTRY(server_gen) entry;
 };
 
 struct server {
@@ -33,13 +34,13 @@ struct server {
     SSL_CTX **provider_tls; /* parallel to cfg->providers; created on first use */
     struct listener **listeners;
     size_t n_listeners;
-    struct session_link sessions; /* list head */
+    LIST_HEAD(, session_link) sessions;
     size_t n_sessions;
     uint64_t next_session_id;
     int shutting_down;
     uv_signal_t sig_term, sig_int;
     uv_signal_t sig_hup;          /* reload (reload.c) */
-    struct server_gen *old_gens;  /* superseded configurations still held, newest first */
+    SLIST_HEAD(, server_gen) old_gens; /* superseded configurations still held, newest first */
     unsigned reloads;
     uint64_t started_ms;          /* uv_now at start, for uptime */
     uv_timer_t grace_timer;

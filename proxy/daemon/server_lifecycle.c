@@ -95,9 +95,9 @@ static void server_grace_cb(uv_timer_t *t)
 {
     struct server *srv = t->data;
     log_warn(NULL, "event=shutdown_grace_over sessions=%zu", srv->n_sessions);
-    struct session_link *l = srv->sessions.next;
-    while (l != &srv->sessions) {
-        struct session_link *next = l->next;
+    struct session_link *l = LIST_FIRST(&srv->sessions);
+    while (l != NULL) {
+        struct session_link *next = LIST_NEXT(l, entry);
         l->abort(l);
         l = next;
     }
@@ -125,9 +125,9 @@ void server_shutdown(struct server *srv)
     }
     uv_timer_start(&srv->grace_timer, server_grace_cb,
                    (uint64_t)srv->ctx.cfg->shutdown_timeout * 1000, 0);
-    struct session_link *l = srv->sessions.next;
-    while (l != &srv->sessions) {
-        struct session_link *next = l->next;
+    struct session_link *l = LIST_FIRST(&srv->sessions);
+    while (l != NULL) {
+        struct session_link *next = LIST_NEXT(l, entry);
         l->shutdown(l);
         l = next;
     }

@@ -1,5 +1,7 @@
-/* sasl: base64, PLAIN/LOGIN decoding and XOAUTH2/OAUTHBEARER encoding. See sasl.h. */
+/* sasl: PLAIN/LOGIN decoding and XOAUTH2/OAUTHBEARER encoding. See sasl.h. */
 #include "sasl.h"
+
+#include "base64.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -9,114 +11,13 @@
 
 #include <openssl/crypto.h>
 
-static const char sasl_b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Maps a base64 character to its 6-bit value, -1 for anything outside the alphabet. */
-static int sasl_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-char *sasl_base64_encode(const uint8_t *in, size_t len)
-{
-    if (len > SIZE_MAX / 4 * 3 - 3)
-        return NULL;
-    size_t outlen = (len + 2) / 3 * 4;
-    char *out = malloc(outlen + 1);
-    if (out == NULL)
-        return NULL;
-    size_t o = 0;
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = sasl_b64_alphabet[v >> 18 & 63];
-        out[o++] = sasl_b64_alphabet[v >> 12 & 63];
-        out[o++] = sasl_b64_alphabet[v >> 6 & 63];
-        out[o++] = sasl_b64_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = sasl_b64_alphabet[v >> 18 & 63];
-        out[o++] = sasl_b64_alphabet[v >> 12 & 63];
-        out[o++] = '=';
-        out[o++] = '=';
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = sasl_b64_alphabet[v >> 18 & 63];
-        out[o++] = sasl_b64_alphabet[v >> 12 & 63];
-        out[o++] = sasl_b64_alphabet[v >> 6 & 63];
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
-long sasl_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz)
-{
-    /* Strict RFC 4648: padded to a multiple of 4, '=' only at the very end, and the unused bits
-     * of the last group zero (section 3.5), so every input has exactly one accepted spelling. */
-    if (inlen % 4 != 0 || inlen / 4 * 3 > (size_t)LONG_MAX)
-        return -1;
-    size_t pad = 0;
-    if (inlen >= 4 && in[inlen - 1] == '=') {
-        pad = 1;
-        if (in[inlen - 2] == '=')
-            pad = 2;
-    }
-    size_t outlen = inlen / 4 * 3 - pad;
-    if (outlen > outsz)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < inlen; i += 4) {
-        int last = i + 4 == inlen;
-        int v[4];
-        for (size_t k = 0; k < 4; k++) {
-            if (last && k >= 4 - pad) {
-                v[k] = 0;
-                continue;
-            }
-            v[k] = sasl_b64_value((unsigned char)in[i + k]);
-            if (v[k] < 0)
-                return -1;
-        }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
-        if (last && pad == 2) {
-            if (w & 0xffff)
-                return -1;
-            out[o++] = (uint8_t)(w >> 16);
-        } else if (last && pad == 1) {
-            if (w & 0xff)
-                return -1;
-            out[o++] = (uint8_t)(w >> 16);
-            out[o++] = (uint8_t)(w >> 8);
-        } else {
-            out[o++] = (uint8_t)(w >> 16);
-            out[o++] = (uint8_t)(w >> 8);
-            out[o++] = (uint8_t)w;
-        }
-    }
-    return (long)o;
-}
-
 int sasl_plain_decode(const char *b64, size_t len, struct sasl_cred *out)
 {
     /* authzid NUL authcid NUL passwd: the longest acceptable message is three full fields. */
     uint8_t buf[3 * SASL_MAX_FIELD + 2];
     int rc = -1;
     memset(out, 0, sizeof *out);
-    long n = sasl_base64_decode(b64, len, buf, sizeof buf);
+    long n = base64_decode(b64, len, buf, sizeof buf, 0);
     if (n < 0)
         goto fail;
     const uint8_t *nul1 = memchr(buf, 0, (size_t)n);
@@ -152,7 +53,7 @@ int sasl_login_decode(const char *b64, size_t len, char out[SASL_MAX_FIELD + 1])
     uint8_t buf[SASL_MAX_FIELD];
     int rc = -1;
     out[0] = '\0';
-    long n = sasl_base64_decode(b64, len, buf, sizeof buf);
+    long n = base64_decode(b64, len, buf, sizeof buf, 0);
     if (n < 0 || memchr(buf, 0, (size_t)n) != NULL)
         goto fail;
     memcpy(out, buf, (size_t)n);
@@ -281,7 +182,7 @@ static int sasl_field_ok(const char *s)
 /* Base64-encodes buf[0..len) and cleanses it; NULL on failure. */
 static char *sasl_encode_secret(char *buf, size_t len)
 {
-    char *out = sasl_base64_encode((const uint8_t *)buf, len);
+    char *out = base64_encode(buf, len, 0);
     OPENSSL_cleanse(buf, len);
     free(buf);
     return out;
@@ -380,7 +281,7 @@ void sasl_describe_challenge(const char *b64, size_t len, char *out, size_t outs
     out[0] = '\0';
     size_t cap = len / 4 * 3 + 1;
     uint8_t *buf = malloc(cap);
-    long n = buf != NULL ? sasl_base64_decode(b64, len, buf, cap) : -1;
+    long n = buf != NULL ? base64_decode(b64, len, buf, cap, 0) : -1;
     if (n < 0) {
         snprintf(out, outsz, "%s", undecodable);
         free(buf);

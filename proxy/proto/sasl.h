@@ -13,12 +13,6 @@
 
 #define SASL_MAX_FIELD 512 /* longest user name, password or authzid accepted from a client */
 
-/* Standard base64 (RFC 4648) with padding. encode returns a malloc'ed NUL-terminated string or
- * NULL on allocation failure. decode rejects bad characters, bad padding and output longer than
- * outsz; returns the decoded length or -1. */
-char *sasl_base64_encode(const uint8_t *in, size_t len);
-long sasl_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz);
-
 struct sasl_cred {
     char authzid[SASL_MAX_FIELD + 1];
     char user[SASL_MAX_FIELD + 1];

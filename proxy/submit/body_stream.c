@@ -1,9 +1,8 @@
 #include "body_stream.h"
 
-#include <openssl/evp.h>
 #include <string.h>
 
-size_t body_stream_b64_len(size_t n) { return (n + 2) / 3 * 4; }
+#include "base64.h"
 
 void body_stream_init(struct body_stream *b, const char *head, size_t head_len,
                       struct capture_source src, const char *tail, size_t tail_len)
@@ -18,7 +17,7 @@ void body_stream_init(struct body_stream *b, const char *head, size_t head_len,
 
 size_t body_stream_size(const struct body_stream *b)
 {
-    return b->head_len + body_stream_b64_len(b->src.size) + b->tail_len;
+    return b->head_len + base64_encoded_len(b->src.size) + b->tail_len;
 }
 
 static size_t body_stream_copy(const char *from, size_t from_len, size_t off, char *buf,
@@ -33,7 +32,7 @@ size_t body_stream_read(void *arg, char *buf, size_t len)
 {
     struct body_stream *b = arg;
     size_t done = 0;
-    size_t b64_end = b->head_len + body_stream_b64_len(b->src.size);
+    size_t b64_end = b->head_len + base64_encoded_len(b->src.size);
     while (done < len) {
         if (b->pos < b->head_len) {
             size_t n = body_stream_copy(b->head, b->head_len, b->pos, buf + done, len - done);
@@ -57,7 +56,7 @@ size_t body_stream_read(void *arg, char *buf, size_t len)
                     got += r;
                 }
                 b->src_off += got;
-                b->enc_len = (size_t)EVP_EncodeBlock((unsigned char *)b->enc, raw, (int)got);
+                b->enc_len = base64_encode_into(b->enc, raw, got);
                 b->enc_off = 0;
             }
             size_t n = body_stream_copy(b->enc, b->enc_len, b->enc_off, buf + done, len - done);

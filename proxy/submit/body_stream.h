@@ -25,8 +25,6 @@ struct body_stream {
     size_t enc_off, enc_len;
 };
 
-/* Length of base64 (no line breaks) of n bytes. */
-size_t body_stream_b64_len(size_t n);
 void body_stream_init(struct body_stream *b, const char *head, size_t head_len,
                       struct capture_source src, const char *tail, size_t tail_len);
 size_t body_stream_size(const struct body_stream *b);

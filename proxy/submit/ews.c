@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "body_stream.h"
 #include "log.h"
 
@@ -241,22 +242,13 @@ static void ews_decode_mime(xmlNode *n, struct ews_result *r)
         ews_text_into(c, copy, len + 1);
     r->mime = malloc(len / 4 * 3 + 4);
     if (r->mime != NULL) {
-        /* EVP_Decode* skips the line breaks Exchange may put into long base64 text. */
-        EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-        int n1 = 0, n2 = 0;
-        if (ctx != NULL) {
-            EVP_DecodeInit(ctx);
-            if (EVP_DecodeUpdate(ctx, r->mime, &n1, (const unsigned char *)t, (int)len) < 0 ||
-                EVP_DecodeFinal(ctx, r->mime + n1, &n2) < 0) {
-                free(r->mime);
-                r->mime = NULL;
-            } else {
-                r->mime_len = (size_t)n1 + (size_t)n2;
-            }
-            EVP_ENCODE_CTX_free(ctx);
-        } else {
+        /* Exchange may break long base64 text into lines. */
+        long got = base64_decode_lines(t, len, r->mime);
+        if (got < 0) {
             free(r->mime);
             r->mime = NULL;
+        } else {
+            r->mime_len = (size_t)got;
         }
     }
     free(copy);

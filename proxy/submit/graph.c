@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "body_stream.h"
 #include "log.h"
 
@@ -19,7 +20,7 @@ struct graph_call {
     void *arg;
 };
 
-int graph_fits(size_t msg_size) { return body_stream_b64_len(msg_size) <= GRAPH_MAX_BODY; }
+int graph_fits(size_t msg_size) { return base64_encoded_len(msg_size) <= GRAPH_MAX_BODY; }
 
 char *graph_send_url(const char *base_url, const char *username)
 {

@@ -34,7 +34,7 @@ struct submit_verdict {
  * code is not in the table. */
 const char *submit_code_reply(const char *code);
 /* A Retry-After value in seconds (-1: none) as wait_ms: -1, or the milliseconds, capped at
- * LONG_MAX (http_retry_after_parse returns up to LONG_MAX / 2 for an absurd value). */
+ * LONG_MAX (http_retry_after_seconds caps an absurd value at HTTP_RETRY_AFTER_MAX). */
 long submit_retry_after_ms(long retry_after);
 /* The admin's hint for a provider error code; NULL when there is none. */
 const char *submit_code_hint(const char *code);

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "log.h"
@@ -72,9 +73,8 @@ enum token_entry_state {
 
 struct token_entry;
 
-struct token_wait_list {
-    struct token_wait *first, *last;
-};
+/* Callers waiting for one scope's token, in the order they asked. */
+TAILQ_HEAD(token_wait_list, token_wait);
 
 /* One scope's access token. A refresh token serves every resource the user (or the admin)
  * consented to, so an account has one refresh token and one slot per scope asked for (Graph,
@@ -94,7 +94,7 @@ struct token_slot {
 struct token_wait {
     struct token_entry *e;
     struct token_wait_list *list;
-    struct token_wait *prev, *next;
+    TAILQ_ENTRY(token_wait) link; /* in *list */
     token_cb cb;
     void *arg;
     char sid[48];
@@ -236,13 +236,7 @@ int token_account_password_key(const struct config *cfg, const struct config_acc
 static void token_list_append(struct token_wait_list *l, struct token_wait *w)
 {
     w->list = l;
-    w->next = NULL;
-    w->prev = l->last;
-    if (l->last != NULL)
-        l->last->next = w;
-    else
-        l->first = w;
-    l->last = w;
+    TAILQ_INSERT_TAIL(l, w, link);
 }
 
 static void token_list_unlink(struct token_wait *w)
@@ -250,22 +244,14 @@ static void token_list_unlink(struct token_wait *w)
     struct token_wait_list *l = w->list;
     if (l == NULL)
         return;
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        l->first = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
-    else
-        l->last = w->prev;
-    w->prev = w->next = NULL;
+    TAILQ_REMOVE(l, w, link);
     w->list = NULL;
 }
 
 static void token_list_free_all(struct token_wait_list *l)
 {
-    while (l->first != NULL) {
-        struct token_wait *w = l->first;
+    struct token_wait *w;
+    while ((w = TAILQ_FIRST(l)) != NULL) {
         token_list_unlink(w);
         free(w);
     }
@@ -454,7 +440,8 @@ static int token_entry_begin(struct token_entry *e, enum token_status *fail);
 static void token_entry_deliver(struct token_entry *e, enum token_status st, const char *token)
 {
     struct token_manager *tm = e->tm;
-    struct token_wait_list delivering = {NULL, NULL}; /* being called back right now */
+    /* being called back right now */
+    struct token_wait_list delivering = TAILQ_HEAD_INITIALIZER(delivering);
     char *copy = NULL;
     struct token_wait *w;
 
@@ -464,12 +451,12 @@ static void token_entry_deliver(struct token_entry *e, enum token_status st, con
         if (copy == NULL)
             st = TOKEN_TEMPFAIL;
     }
-    while (e->cur != NULL && (w = e->cur->waiters.first) != NULL) {
+    while (e->cur != NULL && (w = TAILQ_FIRST(&e->cur->waiters)) != NULL) {
         token_list_unlink(w);
         token_list_append(&delivering, w);
     }
     tm->busy++;
-    while (!tm->free_pending && (w = delivering.first) != NULL) {
+    while (!tm->free_pending && (w = TAILQ_FIRST(&delivering)) != NULL) {
         token_list_unlink(w);
         log_debug(w->sid[0] != '\0' ? w->sid : NULL, "event=token_result account=%s status=%s",
                   e->log_name, token_status_name(st));
@@ -489,7 +476,7 @@ static void token_entry_deliver(struct token_entry *e, enum token_status st, con
      * this request may have rotated. */
     for (struct token_slot *slot = e->slots; slot != NULL; slot = slot->next) {
         enum token_status fail;
-        if (slot->waiters.first == NULL)
+        if (TAILQ_EMPTY(&slot->waiters))
             continue;
         e->cur = slot;
         if (token_entry_begin(e, &fail) != 0)
@@ -1219,6 +1206,7 @@ static struct token_slot *token_slot_get(struct token_entry *e, const char *scop
     struct token_slot *slot = calloc(1, sizeof *slot);
     if (slot == NULL)
         return NULL;
+    TAILQ_INIT(&slot->waiters);
     slot->scope = strdup(scope);
     if (slot->scope == NULL) {
         free(slot);

@@ -25,8 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
+#include "base64.h"
 #include "log.h"
+#include "netaddr.h"
 
 #define TOKEN_AC_DEFAULT_TIMEOUT_S 300u
 #define TOKEN_AC_MAX_REQUEST 8192u
@@ -39,7 +42,7 @@ struct token_ac_conn {
     char buf[TOKEN_AC_MAX_REQUEST + 1];
     size_t len;
     int answered;
-    struct token_ac_conn *next;
+    LIST_ENTRY(token_ac_conn) link; /* in ac->conns until it closes */
 };
 
 struct token_ac_write {
@@ -52,7 +55,7 @@ struct token_ac {
     struct token_signin base; /* first; its timer gives up on the browser */
     uv_tcp_t listen4, listen6;
     int listening4, listening6;
-    struct token_ac_conn *conns;
+    LIST_HEAD(, token_ac_conn) conns;
     int open_handles; /* timer, listeners, connections */
     char verifier[TOKEN_PKCE_LEN + 1];
     char *state;
@@ -85,7 +88,7 @@ int token_pkce_challenge(const char *verifier, char out[TOKEN_PKCE_LEN + 1])
     if (verifier == NULL ||
         EVP_Digest(verifier, strlen(verifier), d, &n, EVP_sha256(), NULL) != 1 || n != 32)
         return -1;
-    c = token_b64url(d, n);
+    c = base64_encode(d, n, BASE64_URL | BASE64_NOPAD);
     if (c == NULL || strlen(c) != TOKEN_PKCE_LEN) {
         free(c);
         return -1;
@@ -212,16 +215,9 @@ static void token_ac_conn_closed_cb(uv_handle_t *h)
 
 static void token_ac_conn_close(struct token_ac_conn *c)
 {
-    struct token_ac *ac = c->ac;
-    struct token_ac_conn **pp;
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
-    for (pp = &ac->conns; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
+    LIST_REMOVE(c, link);
     uv_close((uv_handle_t *)&c->tcp, token_ac_conn_closed_cb);
 }
 
@@ -252,9 +248,9 @@ static void token_ac_cancel(struct token_signin *s)
     token_ac_stop_listening(ac);
     /* A connection being answered closes from its write callback, so the browser still gets
      * the page; the state is freed once every handle is closed. */
-    struct token_ac_conn *c = ac->conns, *next;
+    struct token_ac_conn *c = LIST_FIRST(&ac->conns), *next;
     for (; c != NULL; c = next) {
-        next = c->next;
+        next = LIST_NEXT(c, link);
         if (!c->answered)
             token_ac_conn_close(c);
     }
@@ -484,8 +480,7 @@ static void token_ac_connection_cb(uv_stream_t *server, int status)
     }
     c->tcp.data = c;
     ac->open_handles++;
-    c->next = ac->conns;
-    ac->conns = c;
+    LIST_INSERT_HEAD(&ac->conns, c, link);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, token_ac_alloc_cb, token_ac_read_cb) != 0)
         token_ac_conn_close(c);
@@ -500,37 +495,16 @@ static void token_ac_timer_cb(uv_timer_t *t)
                  "no sign-in arrived in time: run `xoauthd auth` again");
 }
 
-/* Parses a loopback http redirect URI: host (without brackets) and port (0 = none given). */
-static int token_ac_parse_redirect_uri(const char *uri, char *host, size_t hostsz, int *port,
-                                       const char **path)
+/* Parses a loopback http redirect URI: host (without brackets), port (0 = none given) and
+ * the path with its query. */
+static int token_ac_parse_redirect_uri(const char *uri, struct http_url *u)
 {
-    const char *p, *hend;
-    if (uri == NULL || strncasecmp(uri, "http://", 7) != 0)
+    if (http_url_split(uri, u) != 0)
         return -1;
-    p = uri + 7;
-    if (*p == '[') {
-        hend = strchr(p, ']');
-        if (hend == NULL)
-            return -1;
-        p++;
-    } else {
-        hend = p + strcspn(p, ":/?#");
-    }
-    if (hend == p || (size_t)(hend - p) >= hostsz)
+    if (strcmp(u->scheme, "http") != 0 || u->has_userinfo) {
+        http_url_clear(u);
         return -1;
-    memcpy(host, p, (size_t)(hend - p));
-    host[hend - p] = '\0';
-    p = hend + (*hend == ']' ? 1 : 0);
-    *port = 0;
-    if (*p == ':') {
-        char *e;
-        long v = strtol(p + 1, &e, 10);
-        if (e == p + 1 || v < 0 || v > 65535)
-            return -1;
-        *port = (int)v;
-        p = e;
     }
-    *path = *p != '\0' ? p : "/";
     return 0;
 }
 
@@ -619,9 +593,10 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
 {
     const struct config_account *acct = o->acct;
     struct token_ac *ac;
-    char challenge[TOKEN_PKCE_LEN + 1], host[256], *authorize = NULL, *url = NULL;
-    const char *path = "/";
-    int port = 0, bound = 0;
+    char challenge[TOKEN_PKCE_LEN + 1], *authorize = NULL, *url = NULL;
+    struct http_url ru = {0};
+    const char *host = ru.host, *path;
+    int port, bound = 0;
     int ms = acct->provider != NULL && strcmp(acct->provider->name, "microsoft") == 0;
 
     ac = token_signin_new(sizeof *ac, o, "authorize_url",
@@ -633,11 +608,12 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
 
     const char *ruri = acct->redirect_uri != NULL ? acct->redirect_uri
                        : ms ? "http://localhost/" : "http://127.0.0.1/";
-    if (token_ac_parse_redirect_uri(ruri, host, sizeof host, &port, &path) != 0 ||
-        !config_host_is_loopback(host)) {
+    if (token_ac_parse_redirect_uri(ruri, &ru) != 0 || !netaddr_host_is_loopback(host)) {
         fprintf(o->out, "xoauthd: redirect_uri must be http:// to a loopback address\n");
         goto fail;
     }
+    port = ru.port;
+    path = ru.path_query;
     if (token_pkce_verifier(ac->verifier) != 0 ||
         token_pkce_challenge(ac->verifier, challenge) != 0 ||
         (ac->state = token_random_b64url(32)) == NULL) {
@@ -693,10 +669,12 @@ struct token_signin *token_signin_auth_code(const struct token_signin_opts *o,
                    0);
     free(authorize);
     free(url);
+    http_url_clear(&ru);
     return &ac->base;
 fail:
     free(authorize);
     free(url);
+    http_url_clear(&ru);
     token_ac_cancel(&ac->base);
     return NULL;
 }

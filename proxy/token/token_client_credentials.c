@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -23,6 +24,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "base64.h"
 #include "token_cert_cache.h"
 
 #define TOKEN_ASSERTION_LIFETIME 300
@@ -63,7 +65,7 @@ static char *token_cc_thumbprint(X509 *x, const EVP_MD *md)
     unsigned int n = 0;
     if (X509_digest(x, md, d, &n) != 1)
         return NULL;
-    return token_b64url(d, n);
+    return base64_encode(d, n, BASE64_URL | BASE64_NOPAD);
 }
 
 struct token_client_cert *token_client_cert_load(const char *cert_path, const char *key_path,
@@ -130,39 +132,53 @@ fail:
     return NULL;
 }
 
-/* s as a JSON string body (no quotes) into out; NULL when it does not fit. */
-static char *token_cc_json_escape(char *out, size_t outsz, const char *s)
+/* o as compact JSON, base64url: one part of a JWS (RFC 7515 section 7.1). cJSON escapes the
+ * strings (a client_id or token URL with a quote stays a string). NULL when out of memory. */
+static char *token_cc_b64url_json(const cJSON *o)
 {
-    size_t o = 0;
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        char tmp[8];
-        const char *rep = tmp;
-        if (c == '"' || c == '\\')
-            snprintf(tmp, sizeof tmp, "\\%c", c);
-        else if (c < 0x20)
-            snprintf(tmp, sizeof tmp, "\\u%04x", c);
-        else
-            snprintf(tmp, sizeof tmp, "%c", c);
-        size_t n = strlen(rep);
-        if (o + n + 1 > outsz)
-            return NULL;
-        memcpy(out + o, rep, n);
-        o += n;
-    }
-    out[o] = '\0';
+    char *text = cJSON_PrintUnformatted(o);
+    char *out = text != NULL ? base64_encode(text, strlen(text), BASE64_URL | BASE64_NOPAD) : NULL;
+    cJSON_free(text);
     return out;
 }
 
-static char *token_cc_b64url_str(const char *s)
+/* The JOSE header: RS256 with the certificate's SHA-1 and SHA-256 thumbprints, as Microsoft's
+ * identity platform asks of a certificate credential (RFC 7515 sections 4.1.7 and 4.1.8). */
+static char *token_cc_header(const struct token_client_cert *c)
 {
-    return token_b64url((const unsigned char *)s, strlen(s));
+    cJSON *h = cJSON_CreateObject();
+    char *out = NULL;
+    if (h != NULL && cJSON_AddStringToObject(h, "alg", "RS256") != NULL &&
+        cJSON_AddStringToObject(h, "typ", "JWT") != NULL &&
+        cJSON_AddStringToObject(h, "x5t", c->x5t) != NULL &&
+        cJSON_AddStringToObject(h, "x5t#S256", c->x5t_s256) != NULL)
+        out = token_cc_b64url_json(h);
+    cJSON_Delete(h);
+    return out;
+}
+
+/* The claims of a client assertion (RFC 7523 section 3): the app is issuer and subject, the
+ * token endpoint the audience, valid for TOKEN_ASSERTION_LIFETIME from now. */
+static char *token_cc_claims(const char *client_id, const char *audience, const char *jti,
+                             time_t now)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *out = NULL;
+    if (o != NULL && cJSON_AddStringToObject(o, "aud", audience) != NULL &&
+        cJSON_AddStringToObject(o, "iss", client_id) != NULL &&
+        cJSON_AddStringToObject(o, "sub", client_id) != NULL &&
+        cJSON_AddStringToObject(o, "jti", jti) != NULL &&
+        cJSON_AddNumberToObject(o, "nbf", (double)now) != NULL &&
+        cJSON_AddNumberToObject(o, "iat", (double)now) != NULL &&
+        cJSON_AddNumberToObject(o, "exp", (double)now + TOKEN_ASSERTION_LIFETIME) != NULL)
+        out = token_cc_b64url_json(o);
+    cJSON_Delete(o);
+    return out;
 }
 
 char *token_client_assertion(const struct token_client_cert *c, const char *client_id,
                              const char *audience, time_t now)
 {
-    char header[256], claims[4096], aud[1024], iss[512];
     char *h64 = NULL, *c64 = NULL, *jti = NULL, *input = NULL, *sig64 = NULL, *out = NULL;
     unsigned char *sig = NULL;
     size_t siglen = 0, inlen;
@@ -170,22 +186,11 @@ char *token_client_assertion(const struct token_client_cert *c, const char *clie
 
     if (c == NULL || client_id == NULL || audience == NULL)
         return NULL;
-    if (token_cc_json_escape(aud, sizeof aud, audience) == NULL ||
-        token_cc_json_escape(iss, sizeof iss, client_id) == NULL)
-        return NULL;
     jti = token_random_b64url(TOKEN_ASSERTION_JTI_BYTES);
     if (jti == NULL)
         goto done;
-    snprintf(header, sizeof header,
-             "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5t\":\"%s\",\"x5t#S256\":\"%s\"}", c->x5t,
-             c->x5t_s256);
-    snprintf(claims, sizeof claims,
-             "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\",\"nbf\":%lld,"
-             "\"iat\":%lld,\"exp\":%lld}",
-             aud, iss, iss, jti, (long long)now, (long long)now,
-             (long long)now + TOKEN_ASSERTION_LIFETIME);
-    h64 = token_cc_b64url_str(header);
-    c64 = token_cc_b64url_str(claims);
+    h64 = token_cc_header(c);
+    c64 = token_cc_claims(client_id, audience, jti, now);
     if (h64 == NULL || c64 == NULL)
         goto done;
     inlen = strlen(h64) + 1 + strlen(c64);
@@ -201,7 +206,7 @@ char *token_client_assertion(const struct token_client_cert *c, const char *clie
     if (sig == NULL ||
         EVP_DigestSign(md, sig, &siglen, (const unsigned char *)input, inlen) != 1)
         goto done;
-    sig64 = token_b64url(sig, siglen);
+    sig64 = base64_encode(sig, siglen, BASE64_URL | BASE64_NOPAD);
     if (sig64 == NULL)
         goto done;
     out = malloc(inlen + 1 + strlen(sig64) + 1);

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "http.h"
+#include "netaddr.h"
 
 void token_form_init(struct token_form *f)
 {
@@ -105,68 +107,25 @@ const struct token_grant *token_grant_for(enum config_flow flow)
     return NULL;
 }
 
-char *token_b64url(const unsigned char *in, size_t len)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    size_t o = 0, i = 0;
-    if (out == NULL)
-        return NULL;
-    for (; i + 2 < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = alphabet[(v >> 6) & 63];
-        out[o++] = alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = alphabet[(v >> 18) & 63];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return out;
-}
-
 char *token_random_b64url(size_t n)
 {
     unsigned char buf[64];
     char *out;
     if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1)
         return NULL;
-    out = token_b64url(buf, n);
+    out = base64_encode(buf, n, BASE64_URL | BASE64_NOPAD);
     OPENSSL_cleanse(buf, sizeof buf);
     return out;
 }
 
 int token_url_is_loopback_http(const char *url)
 {
-    char host[256];
-    const char *p;
-    size_t hlen;
-    if (url == NULL || strncasecmp(url, "http://", 7) != 0)
+    struct http_url u;
+    if (http_url_split(url, &u) != 0)
         return 0;
-    p = url + 7;
-    if (*p == '[') {
-        const char *end = strchr(p, ']');
-        if (end == NULL)
-            return 0;
-        p++;
-        hlen = (size_t)(end - p);
-    } else {
-        hlen = strcspn(p, ":/?#");
-    }
-    if (hlen == 0 || hlen >= sizeof host || memchr(p, '@', strcspn(p, "/?#")) != NULL)
-        return 0;
-    memcpy(host, p, hlen);
-    host[hlen] = '\0';
-    return config_host_is_loopback(host);
+    int ok = strcmp(u.scheme, "http") == 0 && !u.has_userinfo && netaddr_host_is_loopback(u.host);
+    http_url_clear(&u);
+    return ok;
 }
 
 void token_response_from_http(const struct http_response *resp, struct token_response *out)

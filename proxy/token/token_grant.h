@@ -98,8 +98,6 @@ int token_refresh_form(const struct token_grant_ctx *ctx, struct token_form *for
 
 /* ---- shared helpers ---- */
 
-/* base64url without padding (RFC 4648 section 5); malloc'ed. */
-char *token_b64url(const unsigned char *in, size_t len);
 /* n random bytes as base64url (state, jti, PKCE verifier); malloc'ed, NULL on failure. */
 char *token_random_b64url(size_t n);
 /* The host of an http(s) URL is a loopback address (http:// is allowed only there). */

@@ -95,48 +95,6 @@ void token_store_info_init(struct token_store_info *info)
     info->key_kind = -1;
 }
 
-/* ---- base64 (standard alphabet, padded) ---- */
-
-char *token_store_b64(const unsigned char *in, size_t len)
-{
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(cap);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    return out;
-}
-
-/* Decodes exactly len characters; returns the byte count or -1. */
-long token_store_unb64(const char *in, size_t len, unsigned char *out, size_t outsz)
-{
-    size_t pad = 0;
-    int n;
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > outsz)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '+' || c == '/' || (c == '=' && i >= len - 2);
-        if (!ok)
-            return -1;
-    }
-    if (in[len - 1] == '=')
-        pad++;
-    if (in[len - 2] == '=')
-        pad++;
-    if (pad == 1 && in[len - 2] == '=')
-        return -1;
-    n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0 || (size_t)n < pad)
-        return -1;
-    /* Canonical only: unused low bits in the last character must be zero, so that every
-     * changed character of a file changes the bytes it stands for. */
-    char *again = token_store_b64(out, (size_t)n - pad);
-    int same = again != NULL && strlen(again) == len && memcmp(again, in, len) == 0;
-    free(again);
-    return same ? (long)((size_t)n - pad) : -1;
-}
-
 /* ---- logging on the loop thread ---- */
 
 void token_store_log(const char *what, const char *dir, const char *account, int rc,

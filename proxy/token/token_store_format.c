@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "atomic_file.h"
+#include "base64.h"
 #include "token_store_internal.h"
 
 struct token_store_parsed {
@@ -92,7 +93,7 @@ static int token_store_parse(char *buf, size_t len, struct token_store_parsed *p
     unsigned char salt[48];
     if (strcmp(canon, pf->line2) != 0 || ln < 10 || ln > 22 || r < 1 || r > 32 || p < 1 ||
         p > 16 || (uint64_t)128 * r * ((uint64_t)1 << ln) > TOKEN_STORE_SCRYPT_MAX_MEM ||
-        token_store_unb64(salt64, strlen(salt64), salt, sizeof salt) != TOKEN_STORE_SALT_LEN)
+        base64_decode(salt64, strlen(salt64), salt, sizeof salt, 0) != TOKEN_STORE_SALT_LEN)
         return token_store_bad(detail, detailsz, "bad key line (scrypt cost or salt)");
     memcpy(pf->salt, salt, TOKEN_STORE_SALT_LEN);
     pf->ln = ln;
@@ -197,7 +198,7 @@ static int token_store_open(const char *dir, const char *account,
         rc = TOKEN_STORE_IOERR;
         goto done;
     }
-    n = token_store_unb64(pf->blob, pf->blob_len, blob, cap);
+    n = base64_decode(pf->blob, pf->blob_len, blob, cap, 0);
     if (n < TOKEN_STORE_NONCE_LEN + TOKEN_STORE_TAG_LEN + 1) {
         token_store_bad(info->detail, sizeof info->detail, "damaged: bad data line");
         goto done;
@@ -363,7 +364,7 @@ int token_store_do_save(const char *dir, const char *account,
             goto done;
         snprintf(line2, sizeof line2, "kdf=keyfile");
     } else {
-        salt64 = token_store_b64(key->salt, TOKEN_STORE_SALT_LEN);
+        salt64 = base64_encode(key->salt, TOKEN_STORE_SALT_LEN, 0);
         if (salt64 == NULL) {
             token_store_fail(r, "malloc", ENOMEM);
             goto done;
@@ -385,7 +386,7 @@ int token_store_do_save(const char *dir, const char *account,
         token_store_fail(r, "encrypt", EIO);
         goto done;
     }
-    b64 = token_store_b64(blob, blen);
+    b64 = base64_encode(blob, blen, 0);
     if (b64 == NULL) {
         token_store_fail(r, "malloc", ENOMEM);
         goto done;

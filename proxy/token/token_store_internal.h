@@ -26,7 +26,6 @@ struct token_store_status;
 #define TOKEN_STORE_SALT_LABEL "xoauthd token store salt v2"
 
 /* token_store.c */
-long token_store_unb64(const char *in, size_t len, unsigned char *out, size_t outsz);
 int token_store_token_ok(const char *t, size_t len);
 int token_store_fail(struct atomic_file_result *r, const char *step, int err);
 void token_store_cleanse_free(void *p, size_t len);
@@ -34,7 +33,6 @@ void token_store_log(const char *what, const char *dir, const char *account, int
                      const struct atomic_file_result *r,
                      const struct token_store_info *info);
 char *token_store_file(const char *state_dir, const char *account, const char *suffix);
-char *token_store_b64(const unsigned char *in, size_t len);
 void token_store_info_init(struct token_store_info *info);
 
 /* token_store_key.c; key is TOKEN_STORE_KEY_LEN bytes */

@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "atomic_file.h"
+#include "base64.h"
 #include "token_store_internal.h"
 
 /* ---- the key file ---- */
@@ -46,7 +47,7 @@ int token_store_keyfile_read(const char *dir, unsigned char *key,
         char *b = buf + mlen + 1;
         size_t blen = strcspn(b, "\n");
         if (b[blen] == '\0' || (b[blen] == '\n' && b[blen + 1] == '\0'))
-            n = token_store_unb64(b, blen, raw, sizeof raw);
+            n = base64_decode(b, blen, raw, sizeof raw, 0);
     }
     token_store_cleanse_free(buf, cap);
     if (n != TOKEN_STORE_KEY_LEN) {
@@ -73,7 +74,7 @@ int token_store_keyfile_get(const char *dir, unsigned char *key,
         char *b64;
         if (RAND_bytes(fresh, sizeof fresh) != 1)
             return token_store_fail(r, "random key", EIO);
-        b64 = token_store_b64(fresh, sizeof fresh);
+        b64 = base64_encode(fresh, sizeof fresh, 0);
         OPENSSL_cleanse(fresh, sizeof fresh);
         if (b64 == NULL)
             return token_store_fail(r, "malloc", ENOMEM);

@@ -9,6 +9,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 struct config;
@@ -19,7 +20,7 @@ struct session_log;
 
 /* Every session embeds this so that the daemon can shut them all down and list them. */
 struct session_link {
-    struct session_link *prev, *next;
+    LIST_ENTRY(session_link) entry; /* in the server's sessions */
     void (*shutdown)(struct session_link *link); /* finish politely, then close */
     void (*abort)(struct session_link *link);    /* close now */
     struct session_log *slog;                    /* what status shows (session_log.h) */

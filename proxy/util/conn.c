@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netaddr.h"
 #include "secmem.h"
 #include "tls.h"
 
@@ -742,26 +743,10 @@ int conn_peer_sockaddr(const struct conn *c, struct sockaddr_storage *ss)
     return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len) == 0 ? 0 : -1;
 }
 
-static int conn_sockaddr_is_loopback(const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return 1;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            return in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return 0;
-}
-
 int conn_peer_is_loopback(const struct conn *c)
 {
     struct sockaddr_storage ss;
-    return conn_peer_sockaddr(c, &ss) == 0 && conn_sockaddr_is_loopback(&ss);
+    return conn_peer_sockaddr(c, &ss) == 0 && netaddr_is_loopback(&ss);
 }
 
 int conn_local_is_loopback(const struct conn *c)
@@ -771,5 +756,5 @@ int conn_local_is_loopback(const struct conn *c)
     memset(&ss, 0, sizeof ss);
     if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
         return 0;
-    return conn_sockaddr_is_loopback(&ss);
+    return netaddr_is_loopback(&ss);
 }

@@ -24,7 +24,6 @@
 #include "secmem.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -34,10 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
+#include "netaddr.h"
 
 #define HTTP_DEFAULT_TIMEOUT_MS 30000u
 #define HTTP_DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
@@ -47,7 +48,7 @@ struct http_sock {
     uv_poll_t poll;
     struct http *http;
     curl_socket_t fd;
-    struct http_sock *prev, *next;
+    LIST_ENTRY(http_sock) link; /* in http->socks */
 };
 
 struct http_request {
@@ -58,22 +59,21 @@ struct http_request {
     size_t body_len;
     char *resp;
     size_t resp_len, resp_cap, max_response;
-    long retry_after;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
     size_t (*body_read)(void *arg, char *buf, size_t len);
     void *body_arg;
     http_done_cb cb;
     void *arg;
-    struct http_request *prev, *next;
+    LIST_ENTRY(http_request) link; /* in http->reqs */
 };
 
 struct http {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    struct http_request *reqs;
-    struct http_sock *socks;
+    LIST_HEAD(, http_request) reqs;
+    LIST_HEAD(, http_sock) socks;
     unsigned open_handles; /* uv handles not yet through their close callback */
     int closing;
     int torn_down;
@@ -109,14 +109,7 @@ static void http_sock_close_cb(uv_handle_t *h)
 
 static void http_sock_unlink_close(struct http_sock *s)
 {
-    struct http *http = s->http;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        http->socks = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    LIST_REMOVE(s, link);
     /* uv_close stops the poll at once, so curl may reuse the fd number for a new socket
      * before the close callback has run. */
     uv_close((uv_handle_t *)&s->poll, http_sock_close_cb);
@@ -168,10 +161,7 @@ static int http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
         s->fd = fd;
         s->poll.data = s;
         http->open_handles++;
-        s->next = http->socks;
-        if (http->socks != NULL)
-            http->socks->prev = s;
-        http->socks = s;
+        LIST_INSERT_HEAD(&http->socks, s, link);
         curl_multi_assign(http->multi, fd, s);
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -265,17 +255,6 @@ static void http_request_free(struct http_request *req)
     free(req);
 }
 
-static void http_request_unlink(struct http_request *req)
-{
-    struct http *http = req->http;
-    if (req->prev != NULL)
-        req->prev->next = req->next;
-    else
-        http->reqs = req->next;
-    if (req->next != NULL)
-        req->next->prev = req->prev;
-    req->prev = req->next = NULL;
-}
 
 static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -295,86 +274,14 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* Retry-After is delta-seconds or an HTTP-date (RFC 9110 10.2.3). Returns seconds or -1. */
-long http_retry_after_parse(const char *v, size_t len)
+long http_retry_after_seconds(curl_off_t secs)
 {
-    char buf[64];
-    while (len > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        len--;
-    }
-    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
-                       v[len - 1] == '\n'))
-        len--;
-    if (len == 0 || len >= sizeof buf)
+    if (secs <= 0)
         return -1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    if (isdigit((unsigned char)buf[0])) {
-        long secs = 0;
-        for (size_t i = 0; i < len; i++) {
-            if (!isdigit((unsigned char)buf[i]))
-                return -1;
-            if (secs > (LONG_MAX - 9) / 10)
-                return LONG_MAX / 2; /* absurd but well-formed: "very long" */
-            secs = secs * 10 + (buf[i] - '0');
-        }
-        return secs;
-    }
-    time_t when = curl_getdate(buf, NULL);
-    if (when < 0)
-        return -1;
-    time_t now = time(NULL);
-    return when > now ? (long)(when - now) : 0;
+    /* A server may send any number: keep it far from what seconds * 1000 overflows. */
+    return secs > HTTP_RETRY_AFTER_MAX ? HTTP_RETRY_AFTER_MAX : (long)secs;
 }
 
-static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *userp)
-{
-    struct http_request *req = userp;
-    size_t n = size * nmemb;
-    static const char name[] = "retry-after:";
-
-    /* A new status line (100 Continue, or a second response) starts a fresh header set. */
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
-        req->retry_after = -1;
-    else if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0)
-        req->retry_after = http_retry_after_parse(data + sizeof name - 1, n - (sizeof name - 1));
-    return n;
-}
-
-static int http_ipv4_is_loopback(const char *host)
-{
-    struct in_addr a;
-    if (inet_pton(AF_INET, host, &a) != 1)
-        return 0;
-    return (ntohl(a.s_addr) >> 24) == 127;
-}
-
-/* host as curl's URL parser returns it: IPv6 in brackets, maybe with a zone id. */
-static int http_host_is_loopback(const char *host)
-{
-    if (strcasecmp(host, "localhost") == 0)
-        return 1;
-    if (http_ipv4_is_loopback(host))
-        return 1;
-    if (host[0] == '[') {
-        char buf[INET6_ADDRSTRLEN + 1];
-        const char *end = strchr(host, ']');
-        size_t len = end != NULL ? (size_t)(end - host - 1) : 0;
-        struct in6_addr a6;
-        if (len == 0 || len >= sizeof buf)
-            return 0;
-        memcpy(buf, host + 1, len);
-        buf[len] = '\0';
-        if (inet_pton(AF_INET6, buf, &a6) != 1)
-            return 0;
-        if (IN6_IS_ADDR_LOOPBACK(&a6))
-            return 1;
-        if (IN6_IS_ADDR_V4MAPPED(&a6))
-            return a6.s6_addr[12] == 127;
-    }
-    return 0;
-}
 
 static size_t http_read_cb(char *buf, size_t size, size_t nmemb, void *userp)
 {
@@ -398,17 +305,78 @@ static int http_check_url(const char *url, int need_loopback)
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
         goto done;
-    if (need_loopback && !http_host_is_loopback(host))
+    if (need_loopback && !netaddr_host_is_loopback(host))
         rc = -1;
     else if (strcasecmp(scheme, "https") == 0)
         rc = 0;
-    else if (strcasecmp(scheme, "http") == 0 && http_host_is_loopback(host))
+    else if (strcasecmp(scheme, "http") == 0 && netaddr_host_is_loopback(host))
         rc = 0;
 done:
     curl_free(scheme);
     curl_free(host);
     curl_url_cleanup(u);
     return rc;
+}
+
+/* Copies a curl-allocated part into out (NUL-terminated) and frees it; 0, or -1 if too long. */
+static int http_url_take(char *part, char *out, size_t outsz)
+{
+    size_t n = part != NULL ? strlen(part) : 0;
+    int rc = part != NULL && n < outsz ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, part, n + 1);
+    curl_free(part);
+    return rc;
+}
+
+int http_url_split(const char *url, struct http_url *out)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (u == NULL || url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        http_url_take(scheme, out->scheme, sizeof out->scheme) != 0 ||
+        (strcmp(out->scheme, "http") != 0 && strcmp(out->scheme, "https") != 0) ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        goto done;
+    /* "[::1]" as curl gives it: the brackets belong to the URL, not to the address. */
+    size_t hl = strlen(host);
+    int bracketed = hl >= 2 && host[0] == '[' && host[hl - 1] == ']';
+    if (hl - (bracketed ? 2 : 0) >= sizeof out->host)
+        goto done;
+    memcpy(out->host, host + bracketed, hl - (bracketed ? 2 : 0));
+    out->host[hl - (bracketed ? 2 : 0)] = '\0';
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+        out->port = atoi(port); /* curl checked it: 1 to 65535 digits only */
+    out->has_userinfo = curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto done;
+    int has_query = curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK;
+    size_t n = strlen(path) + (has_query ? 1 + strlen(query) : 0) + 1;
+    out->path_query = malloc(n);
+    if (out->path_query == NULL)
+        goto done;
+    snprintf(out->path_query, n, "%s%s%s", path, has_query ? "?" : "", has_query ? query : "");
+    rc = 0;
+done:
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_url_cleanup(u);
+    if (rc != 0)
+        http_url_clear(out);
+    return rc;
+}
+
+void http_url_clear(struct http_url *u)
+{
+    free(u->path_query);
+    memset(u, 0, sizeof *u);
 }
 
 void http_url_for_log(const char *url, char *out, size_t outsz)
@@ -488,7 +456,6 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     req->http = http;
     req->cb = cb;
     req->arg = arg;
-    req->retry_after = -1;
     req->max_response = opts->max_response != 0 ? opts->max_response : HTTP_DEFAULT_MAX_RESPONSE;
     req->easy = curl_easy_init();
     if (req->easy == NULL)
@@ -512,8 +479,6 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     err |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_WRITEDATA, req) != CURLE_OK;
-    err |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb) != CURLE_OK;
-    err |= curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK;
     err |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_response) !=
            CURLE_OK;
     if (opts->ca_file != NULL && opts->ca_file[0] != '\0') {
@@ -570,12 +535,9 @@ struct http_request *http_request_start(struct http *http, const struct http_opt
     if (err)
         goto fail;
 
-    req->next = http->reqs;
-    if (http->reqs != NULL)
-        http->reqs->prev = req;
-    http->reqs = req;
+    LIST_INSERT_HEAD(&http->reqs, req, link);
     if (curl_multi_add_handle(http->multi, e) != CURLM_OK) {
-        http_request_unlink(req);
+        LIST_REMOVE(req, link);
         goto fail;
     }
     return req;
@@ -593,11 +555,15 @@ static void http_request_finish(struct http_request *req, CURLcode result)
     char errtext[CURL_ERROR_SIZE + 64];
 
     memset(&resp, 0, sizeof resp);
-    http_request_unlink(req);
+    LIST_REMOVE(req, link);
+    curl_off_t retry_after = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+    /* libcurl parses the final response's Retry-After, delta-seconds or an HTTP-date
+     * (RFC 9110 section 10.2.3); 0 when there is none or it cannot be read. */
+    curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
     curl_multi_remove_handle(http->multi, req->easy);
 
-    resp.retry_after = req->retry_after;
+    resp.retry_after = http_retry_after_seconds(retry_after);
     if (result == CURLE_OK && code > 0) {
         resp.status = (int)code;
         resp.body = req->resp != NULL ? req->resp : "";
@@ -644,7 +610,7 @@ void http_request_cancel(struct http_request *req)
 {
     if (req == NULL)
         return;
-    http_request_unlink(req);
+    LIST_REMOVE(req, link);
     curl_multi_remove_handle(req->http->multi, req->easy);
     http_request_free(req);
 }
@@ -655,8 +621,8 @@ static void http_teardown(struct http *http)
     /* May call http_socket_cb with CURL_POLL_REMOVE for sockets it still watches. */
     curl_multi_cleanup(http->multi);
     http->multi = NULL;
-    while (http->socks != NULL)
-        http_sock_unlink_close(http->socks);
+    while (!LIST_EMPTY(&http->socks))
+        http_sock_unlink_close(LIST_FIRST(&http->socks));
     uv_close((uv_handle_t *)&http->timer, http_handle_close_cb);
 }
 
@@ -665,8 +631,8 @@ void http_close(struct http *http)
     if (http == NULL || http->closing)
         return;
     http->closing = 1;
-    while (http->reqs != NULL)
-        http_request_cancel(http->reqs);
+    while (!LIST_EMPTY(&http->reqs))
+        http_request_cancel(LIST_FIRST(&http->reqs));
     /* Inside a completion callback curl's state is still in use; http_check_done finishes. */
     if (http->dispatching == 0)
         http_teardown(http);
@@ -674,27 +640,29 @@ void http_close(struct http *http)
 
 char *http_form_escape(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
+    /* curl_easy_escape percent-encodes all but RFC 3986's unreserved characters (ALPHA DIGIT
+     * "-._~"); the form serializer (WHATWG URL standard, application/x-www-form-urlencoded,
+     * as RFC 6749 appendix B asks) differs in three: space is '+', '*' stays, '~' is encoded. */
     size_t len = strlen(s);
-    char *out = malloc(len * 3 + 1);
-    size_t o = 0;
-
-    if (out == NULL)
+    char *esc = len <= INT_MAX ? curl_easy_escape(NULL, s, (int)len) : NULL;
+    if (esc == NULL)
         return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        /* The WHATWG urlencoded serializer's unreserved set; space becomes '+'. */
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '*' || c == '-' || c == '.' || c == '_') {
-            out[o++] = (char)c;
-        } else if (c == ' ') {
-            out[o++] = '+';
+    size_t n = strlen(esc), o = 0;
+    char *out = malloc(n * 3 + 1); /* each "~" grows to 3 */
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        if (strncmp(esc + i, "%20", 3) == 0 || strncmp(esc + i, "%2A", 3) == 0) {
+            out[o++] = esc[i + 2] == '0' ? '+' : '*';
+            i += 2;
+        } else if (esc[i] == '~') {
+            memcpy(out + o, "%7E", 3);
+            o += 3;
         } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
+            out[o++] = esc[i];
         }
     }
-    out[o] = '\0';
+    if (out != NULL)
+        out[o] = '\0';
+    OPENSSL_cleanse(esc, n); /* a refresh token or a client secret */
+    curl_free(esc);
     return out;
 }

@@ -7,6 +7,8 @@
 #ifndef XOAUTHD_HTTP_H
 #define XOAUTHD_HTTP_H
 
+#include <curl/curl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -65,9 +67,25 @@ void http_request_cancel(struct http_request *req);
  * The struct is freed when the last handle closed. */
 void http_close(struct http *http);
 
-/* Parses a Retry-After value (RFC 9110 10.2.3: delta-seconds or an HTTP-date) into seconds
- * from now; -1 when malformed. Exposed for tests. */
-long http_retry_after_parse(const char *value, size_t len);
+/* Retry-After as libcurl read it (CURLINFO_RETRY_AFTER, seconds from now; 0 when absent,
+ * unreadable, "0" or a past date) as http_response.retry_after: -1 for no usable value (the
+ * caller's own back-off applies), else the seconds, capped at HTTP_RETRY_AFTER_MAX so that a
+ * caller may multiply them by 1000 in a long. Exposed for the tests and the fuzzer. */
+#define HTTP_RETRY_AFTER_MAX (LONG_MAX / 2)
+long http_retry_after_seconds(curl_off_t secs);
+
+/* An absolute http:// or https:// URL split by libcurl's parser (curl_url; RFC 3986
+ * section 3), for the checks and rebuilds that need its parts. */
+struct http_url {
+    char scheme[8];   /* "http" or "https", lower case */
+    char host[256];   /* without the brackets of an IPv6 literal (RFC 3986 section 3.2.2) */
+    int port;         /* 0 when the URL names none */
+    int has_userinfo; /* user[:password]@ before the host */
+    char *path_query; /* the path ("/" at least) and "?query" if any; malloc'ed */
+};
+/* 0, or -1 for anything else than such a URL (or out of memory). http_url_clear frees. */
+int http_url_split(const char *url, struct http_url *out);
+void http_url_clear(struct http_url *u);
 
 /* url quoted for a log line (log_quote), without user:password@, query and fragment. */
 void http_url_for_log(const char *url, char *out, size_t outsz);

@@ -1,8 +1,10 @@
 /* libFuzzer target: what the EWS (SOAP/XML) and Graph (JSON) endpoints answer, through the
  * parsers and the verdict tables that turn an answer into an SMTP reply (ews_result_from_http,
- * as ews_done_cb uses it, and graph_done_cb's steps); also the Retry-After header parser (http_retry_after_parse) whose
- * value reaches the verdicts, and an upload session's nextExpectedRanges (graph_upload_next_offset). The first octet picks the HTTP status (low bits) and, when its
- * high bit is set, takes the body's first line as the Retry-After value. */
+ * as ews_done_cb uses it, and graph_done_cb's steps); also the Retry-After value (libcurl's
+ * CURLINFO_RETRY_AFTER through http_retry_after_seconds) that reaches the verdicts, and an
+ * upload session's nextExpectedRanges (graph_upload_next_offset). The first octet picks the
+ * HTTP status (low bits) and, when its high bit is set, takes up to 8 octets of the body's
+ * first line as the curl_off_t seconds libcurl would have given. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (with_retry_after) {
             const char *nl = memchr(body, '\n', size);
             size_t hl = nl != NULL ? (size_t)(nl - body) + 1 : size;
-            retry_after = http_retry_after_parse(body, hl);
-            if (retry_after < -1)
+            curl_off_t secs = 0;
+            memcpy(&secs, body, hl < sizeof secs ? hl : sizeof secs);
+            retry_after = http_retry_after_seconds(secs);
+            if (retry_after < -1 || retry_after > HTTP_RETRY_AFTER_MAX)
                 abort();
             body += hl;
             size -= hl;

@@ -5,9 +5,9 @@
 #include <openssl/evp.h>
 #include <uv.h>
 
+#include "base64.h"
 #include "check.h"
 #include "localauth.h"
-#include "sasl.h"
 
 static void test_hash_roundtrip(void)
 {
@@ -66,8 +66,8 @@ static char *make_pbkdf2(const char *pw, int iter)
     if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, sizeof salt, iter, EVP_sha256(), sizeof key,
                           key) != 1)
         return NULL;
-    char *s = sasl_base64_encode(salt, sizeof salt);
-    char *k = sasl_base64_encode(key, sizeof key);
+    char *s = base64_encode(salt, sizeof salt, 0);
+    char *k = base64_encode(key, sizeof key, 0);
     if (s != NULL && k != NULL) {
         /* PHC style: no padding. */
         s[strcspn(s, "=")] = '\0';

@@ -882,6 +882,9 @@ static void test_http_policy(void)
     char *esc = http_form_escape("a b&c=d/~\xc3\xa9");
     CHECK(esc != NULL && strcmp(esc, "a+b%26c%3Dd%2F%7E%C3%A9") == 0);
     free(esc);
+    esc = http_form_escape("*%20 ~\x01");
+    CHECK(esc != NULL && strcmp(esc, "*%2520+%7E%01") == 0);
+    free(esc);
 }
 
 static void test_transport_errors(void)
