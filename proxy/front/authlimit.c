@@ -29,6 +29,7 @@ struct authlimit_entry {
     unsigned next;     /* ring position of the next failure */
     uint64_t locked_until;
     uint64_t last_ms;  /* last failure: the tie-breaker of eviction */
+    unsigned pending;  /* password checks of this key still running (authlimit_check_begin) */
 };
 
 struct authlimit_pair {
@@ -135,7 +136,9 @@ static int authlimit_evict_first(const struct authlimit_entry *a, const struct a
         return la == 0;
     if (la != 0)
         return la < lb; /* all locked: the lock that ends soonest */
-    unsigned ra = authlimit_recent(a, now_ms), rb = authlimit_recent(b, now_ms);
+    /* A check in flight counts like a failure here too: its end must find its counter. */
+    unsigned ra = authlimit_recent(a, now_ms) + a->pending;
+    unsigned rb = authlimit_recent(b, now_ms) + b->pending;
     if (ra != rb)
         return ra < rb;
     return a->last_ms < b->last_ms;
@@ -163,7 +166,8 @@ static struct authlimit_entry *authlimit_slot(uint64_t now_ms)
     return best;
 }
 
-static void authlimit_count(char kind, const char *name, const char *peer, uint64_t now_ms)
+/* The entry of a key, made when missing. */
+static struct authlimit_entry *authlimit_get(char kind, const char *name, uint64_t now_ms)
 {
     char key[AUTHLIMIT_KEY_MAX];
     authlimit_key(key, kind, name);
@@ -173,6 +177,12 @@ static void authlimit_count(char kind, const char *name, const char *peer, uint6
         memset(e, 0, sizeof *e);
         memcpy(e->key, key, sizeof e->key);
     }
+    return e;
+}
+
+static void authlimit_count(char kind, const char *name, const char *peer, uint64_t now_ms)
+{
+    struct authlimit_entry *e = authlimit_get(kind, name, now_ms);
     /* A failure while locked neither counts nor extends the lock: a client retrying with
      * the right password would otherwise keep itself locked out for ever. */
     if (authlimit_entry_left(e, now_ms) != 0)
@@ -202,6 +212,59 @@ void authlimit_failed(const char *peer, const char *user, uint64_t now_ms)
         authlimit_count('a', peer, peer, now_ms);
     if (user != NULL && user[0] != '\0')
         authlimit_count('u', user, peer != NULL ? peer : "-", now_ms);
+}
+
+/* 1 when the failures in the window plus the checks in flight of a key reach the limit: one
+ * more check could fail past it. */
+static int authlimit_key_full(char kind, const char *name, uint64_t now_ms)
+{
+    char key[AUTHLIMIT_KEY_MAX];
+    if (name == NULL || name[0] == '\0')
+        return 0;
+    authlimit_key(key, kind, name);
+    const struct authlimit_entry *e = authlimit_find(key);
+    return e != NULL && authlimit_recent(e, now_ms) + e->pending >= authlimit_max;
+}
+
+uint64_t authlimit_start_left(const char *peer, const char *user, uint64_t now_ms)
+{
+    uint64_t left = authlimit_lock_left(peer, user, now_ms);
+    if (left != 0)
+        return left;
+    /* The same exemption as the name lock: a known pair is not held up by guesses at its
+     * name, only by its own address. */
+    if (authlimit_key_full('a', peer, now_ms) ||
+        (authlimit_key_full('u', user, now_ms) && !(peer != NULL && authlimit_known(peer, user))))
+        return authlimit_lock != 0 ? authlimit_lock : 1; /* the lock those checks would set */
+    return 0;
+}
+
+static void authlimit_pending_add(char kind, const char *name, int delta, uint64_t now_ms)
+{
+    char key[AUTHLIMIT_KEY_MAX];
+    if (name == NULL || name[0] == '\0')
+        return;
+    if (delta > 0) {
+        authlimit_get(kind, name, now_ms)->pending++;
+        return;
+    }
+    /* The entry may be gone (unlock, reset): then there is nothing left to undo. */
+    authlimit_key(key, kind, name);
+    struct authlimit_entry *e = authlimit_find(key);
+    if (e != NULL && e->pending > 0)
+        e->pending--;
+}
+
+void authlimit_check_begin(const char *peer, const char *user, uint64_t now_ms)
+{
+    authlimit_pending_add('a', peer, 1, now_ms);
+    authlimit_pending_add('u', user, 1, now_ms);
+}
+
+void authlimit_check_end(const char *peer, const char *user)
+{
+    authlimit_pending_add('a', peer, -1, 0);
+    authlimit_pending_add('u', user, -1, 0);
 }
 
 static int authlimit_remove(char kind, const char *name)

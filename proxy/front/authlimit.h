@@ -47,6 +47,17 @@
 uint64_t authlimit_lock_left(const char *peer, const char *user, uint64_t now_ms);
 /* 1 when authlimit_lock_left() would be non-zero. */
 int authlimit_locked(const char *peer, const char *user, uint64_t now_ms);
+/* Checks in flight: a password check that has begun and not ended counts as a provisional
+ * failure of its address and its name, so that a burst of concurrent checks cannot run past
+ * the limit before the first of them fails. Call authlimit_check_begin() when a check is
+ * started and authlimit_check_end() exactly once when it ends, however it ends (then
+ * authlimit_failed() when it failed). */
+void authlimit_check_begin(const char *peer, const char *user, uint64_t now_ms);
+void authlimit_check_end(const char *peer, const char *user);
+/* Like authlimit_lock_left(), and also non-zero (the lock duration) when the failures in the
+ * window plus the checks in flight reach the limit for the address, or for the name from an
+ * address that is not a known pair: a new check must not start. */
+uint64_t authlimit_start_left(const char *peer, const char *user, uint64_t now_ms);
 /* Records one failed login; logs event=auth_lockout when this failure locks a key. A failure
  * of a key that is already locked is not recorded. */
 void authlimit_failed(const char *peer, const char *user, uint64_t now_ms);

@@ -68,6 +68,15 @@ static void session_upstream_closed_cb(struct conn *c)
     session_handle_closed(s);
 }
 
+/* The check of this session no longer counts as in flight (authlimit.h); once only. */
+static void session_auth_check_end(struct session *s)
+{
+    if (!s->auth_counted)
+        return;
+    s->auth_counted = 0;
+    authlimit_check_end(s->conn.peer, s->login_user);
+}
+
 void session_close(struct session *s, int flush)
 {
     if (s->closing)
@@ -77,6 +86,7 @@ void session_close(struct session *s, int flush)
         localauth_cancel(s->auth_req);
         s->auth_req = NULL;
     }
+    session_auth_check_end(s);
     sasl_server_clear(&s->sasl);
     OPENSSL_cleanse(s->login_user, sizeof s->login_user);
     OPENSSL_cleanse(s->password, sizeof s->password);
@@ -423,11 +433,36 @@ static void session_auth_log_failure(struct session *s, const char *reason, cons
              reason, extra);
 }
 
+/* A locked login: refused without a hash (nothing about the password is learnt or counted),
+ * logged with when the lock ends. */
+static void session_auth_locked(struct session *s, uint64_t left_ms)
+{
+    char until[96], when[32];
+    struct tm tm;
+    time_t end = time(NULL) + (time_t)((left_ms + 999) / 1000);
+    if (gmtime_r(&end, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(when, sizeof when, "-");
+    snprintf(until, sizeof until, " until=%s seconds_left=%llu", when,
+             (unsigned long long)((left_ms + 999) / 1000));
+    session_auth_log_failure(s, "locked", until);
+    session_auth_fail_later(s);
+}
+
 static void session_auth_verify_cb(void *arg, int result)
 {
     struct session *s = arg;
     s->auth_req = NULL;
+    session_auth_check_end(s);
     if (result == 1 && s->auth_candidate != NULL) {
+        /* The lock may have been set while this check ran (by the other checks in flight):
+         * a right password then is refused like any locked login, or the lock would only
+         * hold back guesses that had not started yet. */
+        uint64_t left = s->auth_exempt ? 0
+                        : authlimit_lock_left(s->conn.peer, s->login_user, uv_now(s->ctx->loop));
+        if (left != 0) {
+            session_auth_locked(s, left);
+            return;
+        }
         s->acct = s->auth_candidate;
         log_info(s->sid, "event=local_login%s peer=%s account=%s", s->ops->log_proto,
                  s->conn.peer, s->acct->name);
@@ -470,21 +505,6 @@ static int session_auth_exempt(struct session *s)
            network_match_any(cfg->auth_lockout_exempt, cfg->n_auth_lockout_exempt, &ss);
 }
 
-/* A locked login: refused without a hash (nothing about the password is learnt or counted),
- * logged with when the lock ends. */
-static void session_auth_locked(struct session *s, uint64_t left_ms)
-{
-    char until[96], when[32];
-    struct tm tm;
-    time_t end = time(NULL) + (time_t)((left_ms + 999) / 1000);
-    if (gmtime_r(&end, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(when, sizeof when, "-");
-    snprintf(until, sizeof until, " until=%s seconds_left=%llu", when,
-             (unsigned long long)((left_ms + 999) / 1000));
-    session_auth_log_failure(s, "locked", until);
-    session_auth_fail_later(s);
-}
-
 void session_auth_configure(const struct config *cfg)
 {
     authlimit_configure(cfg->auth_lockout_failures, (uint64_t)cfg->auth_lockout_window * 1000,
@@ -502,7 +522,7 @@ void session_check_password(struct session *s, const char *user, const char *pas
     s->auth_busy = 0;
     s->auth_start_ms = uv_now(s->ctx->loop);
     s->auth_exempt = session_auth_exempt(s);
-    uint64_t left = s->auth_exempt ? 0 : authlimit_lock_left(s->conn.peer, user, s->auth_start_ms);
+    uint64_t left = s->auth_exempt ? 0 : authlimit_start_left(s->conn.peer, user, s->auth_start_ms);
     if (left != 0) {
         s->auth_candidate = NULL;
         session_auth_locked(s, left);
@@ -518,6 +538,11 @@ void session_check_password(struct session *s, const char *user, const char *pas
     /* A known client address goes ahead of guessers in the queue of checks (and a guesser at
      * that address is stopped by its address lock). */
     int urgent = !s->auth_exempt && authlimit_known(s->conn.peer, user);
+    if (!s->auth_exempt) {
+        /* Before the queue: a refusal for load calls back at once, and that ends it. */
+        authlimit_check_begin(s->conn.peer, user, s->auth_start_ms);
+        s->auth_counted = 1;
+    }
     struct localauth_req *req = localauth_verify_async_queue(s->ctx->loop, hash, password,
                                                              strlen(password), urgent,
                                                              session_auth_verify_cb, s);

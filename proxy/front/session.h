@@ -99,6 +99,7 @@ struct session {
     struct sasl_server sasl;  /* an AUTH / AUTHENTICATE exchange in progress (sasl.h) */
     uint64_t auth_start_ms;   /* the failure delay counts from here */
     int auth_exempt;          /* the peer is in auth_lockout_exempt: no lockout, no counting */
+    int auth_counted;         /* the check in flight counts in authlimit (check_begin) */
     int auth_busy;            /* the check was refused for load: the callback gets -1 */
     char login_user[SASL_MAX_FIELD + 1];
     char password[SASL_MAX_FIELD + 1]; /* secret: only while the check runs (token_unlock) */

@@ -5,6 +5,9 @@ upstream), with clients on distinct loopback addresses (127.0.0.x) standing for 
     elsewhere, also after a restart (STATE_DIR/known_clients); a new address is, and the log
     says reason="locked" with when it ends;
   * attempts while locked neither extend nor count toward the lock;
+  * checks in flight count toward the lock: 40 concurrent wrong passwords for one name from
+    40 addresses get at most the limit of real checks, and the right password sent among
+    them from a new address is refused as locked;
   * auth_lockout and auth_lockout_exempt are configurable and validated with FILE:LINE;
   * `xoauthd unlock NAME|ADDRESS` and a reload clear entries;
   * 500 concurrent wrong-password logins: checks beyond the cap get 454 4.7.0 (IMAP
@@ -169,6 +172,62 @@ class AuthLockoutTest(FakeSmtpUpstreamCase):
         self.assertIn("listeners:", p.stdout)
         x.stop()
         self.assertIn('event=auth_unlock name="scanner" entries=1', x.log_text())
+
+    # ---- concurrent checks in flight count toward the lock ---------------------------------
+
+    async def burst_one_name(self, port, n, results, right):
+        """n concurrent wrong passwords for scanner from 127.0.5.1..n; once all are sent, the
+        right password from a new address (127.0.5.(n+1)): right gets its reply."""
+        sent = asyncio.Event()
+        count = [0]
+
+        async def one(src, password):
+            r, w = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(src, 0)), 30)
+            await asyncio.wait_for(r.readline(), 30)
+            w.write(b"EHLO x\r\nAUTH PLAIN " + plain_ir("scanner", password).encode() + b"\r\n")
+            await w.drain()
+            if password != PASSWORD:
+                count[0] += 1
+                if count[0] == n:
+                    sent.set()
+            while True:  # the EHLO reply, then the AUTH reply
+                line = await asyncio.wait_for(r.readline(), 60)
+                if not line or line[3:4] == b" " and not line.startswith(b"250"):
+                    break
+            w.close()
+            return line.decode(errors="replace").strip()
+
+        async def the_right_one():
+            await asyncio.wait_for(sent.wait(), 30)
+            right.append(await one("127.0.5.%d" % (n + 1), PASSWORD))
+
+        got = await asyncio.gather(the_right_one(),
+                                   *(one("127.0.5.%d" % (1 + i), "wrong-%d" % i)
+                                     for i in range(n)))
+        results.extend(got[1:])
+
+    def test_checks_in_flight_count_toward_the_lock(self):
+        x = self.start(auth_lockout="5/10m/15m")
+        results, right = [], []
+        asyncio.run(self.burst_one_name(x.port("smtp"), 40, results, right))
+        self.assertEqual(len(results), 40)
+        self.assertTrue(all(v.startswith("535 5.7.8") for v in results), sorted(set(results)))
+        self.assertEqual(len(right), 1)
+        self.assertTrue(right[0].startswith("535 5.7.8"),
+                        "the right password from a new address, once the name is locked: %r"
+                        % right[0])
+        x.stop()
+        log = x.log_text()
+        failed = re.findall(r'event=auth_failed peer=127\.0\.5\.\d+ user="scanner" '
+                            r'reason="([^"]*)"', log)
+        checked = [v for v in failed if v != "locked"]
+        print("\n40 concurrent wrong passwords, limit 5: %d checked, %d locked"
+              % (len(checked), len(failed) - len(checked)))
+        self.assertEqual(len(failed), 41, failed)
+        self.assertLessEqual(len(checked), 5, checked)
+        self.assertIn('peer=127.0.5.41 user="scanner" reason="locked"', log)
+        self.assertNotRegex(log, r"event=local_login.* peer=127\.0\.5\.41 ")
 
     # ---- 500 concurrent wrong passwords ------------------------------------------------------
 

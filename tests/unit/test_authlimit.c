@@ -123,6 +123,59 @@ static void test_eviction(void)
     authlimit_reset();
 }
 
+/* Checks in flight count as failures when a new check would start: a burst of concurrent
+ * checks from many addresses stops at the limit, and the known pair is still let through. */
+static void test_pending(void)
+{
+    uint64_t t = 40000000;
+    char peer[32];
+    authlimit_reset();
+    authlimit_known_reset();
+    authlimit_succeeded("192.0.2.60", "kate");
+    authlimit_configure(5, 600000, 900000);
+    for (int i = 0; i < 3; i++)
+        authlimit_failed("198.51.100.200", "kate", t);
+    for (int i = 0; i < 2; i++) {
+        snprintf(peer, sizeof peer, "198.51.100.%d", i + 1);
+        CHECK(authlimit_start_left(peer, "kate", t) == 0);
+        authlimit_check_begin(peer, "kate", t);
+    }
+    /* 3 failures + 2 in flight: a new address waits, the known pair does not; neither is
+     * locked yet (nothing has failed past the limit). */
+    CHECK(authlimit_start_left("203.0.113.1", "kate", t) == 900000);
+    CHECK(!authlimit_locked("203.0.113.1", "kate", t));
+    CHECK(authlimit_start_left("192.0.2.60", "kate", t) == 0);
+    /* One check ends well (no failure): room for one more. */
+    authlimit_check_end("198.51.100.1", "kate");
+    CHECK(authlimit_start_left("203.0.113.1", "kate", t + 1) == 0);
+    /* The other fails: now the name is really locked, for new addresses only. */
+    authlimit_check_end("198.51.100.2", "kate");
+    authlimit_failed("198.51.100.2", "kate", t + 2);
+    CHECK(!authlimit_locked("203.0.113.1", "kate", t + 3));
+    authlimit_failed("198.51.100.3", "kate", t + 3);
+    CHECK(authlimit_locked("203.0.113.1", "kate", t + 4));
+    CHECK(!authlimit_locked("192.0.2.60", "kate", t + 4));
+    /* The address key counts its checks in flight too, whatever the names. */
+    for (int i = 0; i < 5; i++) {
+        snprintf(peer, sizeof peer, "user%d", i);
+        CHECK(authlimit_start_left("192.0.2.61", peer, t) == 0);
+        authlimit_check_begin("192.0.2.61", peer, t);
+    }
+    CHECK(authlimit_start_left("192.0.2.61", "other", t) != 0);
+    CHECK(authlimit_start_left("192.0.2.62", "other", t) == 0);
+    /* An unlock forgets the counter; the ends that follow are harmless. */
+    CHECK(authlimit_unlock("192.0.2.61") == 1);
+    for (int i = 0; i < 5; i++) {
+        snprintf(peer, sizeof peer, "user%d", i);
+        authlimit_check_end("192.0.2.61", peer);
+        authlimit_check_end("192.0.2.61", peer); /* one too many: no underflow */
+    }
+    CHECK(authlimit_start_left("192.0.2.61", "user0", t) == 0);
+    authlimit_configure(0, 0, 0);
+    authlimit_known_reset();
+    authlimit_reset();
+}
+
 /* The file's parser: whatever it is fed, it takes only well-formed, fresh pairs. */
 static void test_known_parse(void)
 {
@@ -216,6 +269,7 @@ int main(void)
     test_locked_attempts();
     test_unlock();
     test_eviction();
+    test_pending();
     test_known_parse();
     test_known_file();
 
