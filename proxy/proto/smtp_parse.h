@@ -65,7 +65,8 @@ struct smtp_data_scan {
 };
 
 void smtp_data_scan_init(struct smtp_data_scan *s);
-/* Scans buf and writes the bytes to relay into out (room for 2 * len + 2 bytes): a bare LF
+/* Scans buf and writes the bytes to relay into out (room for 2 * len + 3 bytes: a ".\r"
+ * held from the last call can come out stuffed, "..\r", before this call's bytes): a bare LF
  * becomes CRLF on the way, and a lone "." that is not the end marker goes out stuffed, so that
  * the upstream and xoauthd always agree on where the message ends (the ambiguity "SMTP
  * smuggling" exploits). Dot-stuffing is kept: the upstream speaks SMTP too. Returns the number
