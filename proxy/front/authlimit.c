@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "log.h"
 
 #define AUTHLIMIT_SLOTS 2048
@@ -51,6 +52,7 @@ static uint64_t authlimit_lock = AUTHLIMIT_LOCK_MS;
 static struct authlimit_pair authlimit_pairs[AUTHLIMIT_KNOWN_MAX];
 static size_t authlimit_n_pairs;
 static char *authlimit_path; /* STATE_DIR/known_clients; NULL = memory only */
+static char *authlimit_dir;  /* STATE_DIR, where it is saved */
 static time_t (*authlimit_clock)(void);
 
 void authlimit_configure(unsigned max_failures, uint64_t window_ms, uint64_t lock_ms)
@@ -461,25 +463,26 @@ static void authlimit_escape(const char *s, char *out, size_t outsz)
     out[o] = '\0';
 }
 
-/* Writes the pairs to a temporary file and renames it over the old one, so that a reader
- * (the next start) sees either the old or the new file, never half of one. Synchronous on the
- * loop: at most AUTHLIMIT_KNOWN_MAX short lines, and only when a pair is new or a day old. No
- * fsync: after a crash the worst is an older or empty memory, which only makes clients "new". */
+/* Writes the pairs through atomic_file (temporary file + rename), so that a reader (the next
+ * start) sees either the old or the new file, never half of one. Synchronous on the loop: at
+ * most AUTHLIMIT_KNOWN_MAX short lines, and only when a pair is new or a day old. Not durable
+ * (no fsync): after a crash the worst is an older or empty memory, which only makes clients
+ * "new". */
 static void authlimit_known_save(void)
 {
-    if (authlimit_path == NULL)
+    if (authlimit_dir == NULL)
         return;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", authlimit_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (f == NULL) {
-        if (fd >= 0)
-            close(fd);
-        log_warn(NULL, "event=known_clients_not_saved path=%s reason=\"%s\"", tmp, strerror(errno));
+    static const char head[] =
+        "# xoauthd: addresses that logged in with a name recently (safe to delete)\n";
+    /* A line: address, escaped name (3 octets per byte at most), a date, two spaces, LF. */
+    size_t cap = sizeof head + authlimit_n_pairs * (AUTHLIMIT_ADDR_MAX + AUTHLIMIT_USER_MAX * 3 + 24);
+    char *text = malloc(cap);
+    if (text == NULL) {
+        log_warn(NULL, "event=known_clients_not_saved path=%s reason=\"out of memory\"",
+                 authlimit_path);
         return;
     }
-    fprintf(f, "# xoauthd: addresses that logged in with a name recently (safe to delete)\n");
+    size_t len = (size_t)snprintf(text, cap, "%s", head);
     time_t now = authlimit_now();
     for (size_t i = 0; i < authlimit_n_pairs; i++) {
         const struct authlimit_pair *p = &authlimit_pairs[i];
@@ -487,15 +490,14 @@ static void authlimit_known_save(void)
         if (!authlimit_fresh(p->seen, now))
             continue;
         authlimit_escape(p->user, user, sizeof user);
-        fprintf(f, "%s %s %lld\n", p->addr, user, (long long)p->seen);
+        len += (size_t)snprintf(text + len, cap - len, "%s %s %lld\n", p->addr, user,
+                                (long long)p->seen);
     }
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, authlimit_path) != 0) {
-        log_warn(NULL, "event=known_clients_not_saved path=%s reason=\"%s\"", authlimit_path,
-                 strerror(errno));
-        unlink(tmp);
-    }
+    struct atomic_file_result r = {0};
+    if (atomic_file_write(authlimit_dir, AUTHLIMIT_FILE_NAME, text, len, 0, 0, &r) != 0)
+        log_warn(NULL, "event=known_clients_not_saved path=%s step=\"%s\" reason=\"%s\"",
+                 authlimit_path, r.step != NULL ? r.step : "-", strerror(r.err));
+    free(text);
 }
 
 void authlimit_succeeded(const char *peer, const char *user)
@@ -513,13 +515,19 @@ void authlimit_succeeded(const char *peer, const char *user)
 int authlimit_known_open(const char *dir)
 {
     free(authlimit_path);
-    authlimit_path = NULL;
+    free(authlimit_dir);
+    authlimit_path = authlimit_dir = NULL;
     size_t n = strlen(dir) + sizeof "/" AUTHLIMIT_FILE_NAME;
     if (n > 4096 - sizeof ".tmp")
         return -1;
     authlimit_path = malloc(n);
-    if (authlimit_path == NULL)
+    authlimit_dir = strdup(dir);
+    if (authlimit_path == NULL || authlimit_dir == NULL) {
+        free(authlimit_path);
+        free(authlimit_dir);
+        authlimit_path = authlimit_dir = NULL;
         return -1;
+    }
     snprintf(authlimit_path, n, "%s/%s", dir, AUTHLIMIT_FILE_NAME);
     int fd = open(authlimit_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
